@@ -1,0 +1,18 @@
+"""Semantic classes of the built-in world and of scenes trained from it.
+
+Ids are stable (they are written into semantic masks and datasets); 0 means "unlabelled / sky".
+"""
+
+CLASS_NAMES: tuple[str, ...] = (
+    "sky",  # 0
+    "road",
+    "lane_marking",
+    "sidewalk",
+    "building",
+    "pole",
+    "tree",
+    "car",
+    "pedestrian",
+)
+CLASS_IDS: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
+ACTOR_CLASSES: tuple[str, ...] = ("car", "pedestrian")

@@ -1,0 +1,28 @@
+"""One error type for bad input, so every layer reports it the same way.
+
+A user who hands nerfsim a broken file should read *which file*, *which field* and *what was
+expected*, never a bare traceback. Command-line entry points catch `InputError` and print it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """Bad input: names the file (or object), the field inside it and what was expected."""
+
+    def __init__(self, source: str | Path | None, field: str | None, problem: str):
+        self.source = str(source) if source is not None else None
+        self.field = field
+        self.problem = problem
+        where = self.source or "<input>"
+        if field:
+            where += f": field '{field}'"
+        super().__init__(f"{where}: {problem}")
+
+
+def require(cond: bool, source: str | Path | None, field: str | None, problem: str) -> None:
+    """Raise `InputError` unless ``cond`` holds."""
+    if not cond:
+        raise InputError(source, field, problem)
