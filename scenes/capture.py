@@ -1,0 +1,372 @@
+"""Capture logs: a multi-camera + LiDAR drive through a world, written to disk and read back with validation.
+
+Conventions (see DESIGN.md): world z up, metres; ego/LiDAR frames x forward, y left, z up; cameras
+OpenCV (x right, y down, z forward); ``T_a_b`` maps b coordinates to a coordinates; time in seconds
+from the log start. Images are float32 [0, 1] in memory and uint8 RGB PNG on disk.
+
+On-disk format
+--------------
+A capture log is a folder (format "nerfsim-capture-log", format_version 1):
+
+    README.md                 this description
+    log.json                  {"format": "nerfsim-capture-log", "format_version": 1, "name": str,
+                               "world": {"seed": int, "config": {...WorldConfig fields...}},
+                               "cameras": [{"name": str,
+                                            "intrinsics": {"width", "height", "fx", "fy", "cx", "cy"},
+                                            "T_ego_cam": 4x4}],
+                               "lidar": {"T_ego_lidar": 4x4, "n_beams", "min_elevation_deg",
+                                         "max_elevation_deg", "n_azimuth", "max_range"},
+                               "frames": [{"index": int, "time": float seconds, "T_world_ego": 4x4,
+                                           "images": {cam_name: {"path": "images/<cam>/000000.png",
+                                                                 "T_world_cam": 4x4}},
+                                           "lidar": {"path": "lidar/000000.npy", "T_world_lidar": 4x4}}],
+                               "scene": SceneGraph.to_dict() (aabb + actors: class, instance id, size, track)}
+    images/<cam>/<frame>.png  uint8 RGB, width x height of that camera
+    lidar/<frame>.npy         float32 [N, 4]: unit direction in the LiDAR frame (x, y, z) + range in
+                              metres (inf = no return); N = n_beams * n_azimuth, beam-major
+
+4x4 poses are row-major nested lists. For every frame T_world_cam = T_world_ego @ T_ego_cam and
+T_world_lidar = T_world_ego @ T_ego_lidar. Paths are relative to the log folder. Cameras are
+OpenCV; the ego frame's origin is on the ground under the centre of the ego vehicle. A log is
+written into ``<out_dir>.tmp-<pid>`` and renamed to ``<out_dir>`` only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+from scenes.camera import Camera, Intrinsics
+from scenes.errors import InputError
+from scenes.graph import SceneGraph
+from scenes.transforms import is_rigid, make_pose, rot_z
+from scenes.twin import LidarConfig, Twin
+
+FORMAT_NAME = "nerfsim-capture-log"
+FORMAT_VERSION = 1
+FORMAT_DOC = __doc__[__doc__.index("On-disk format"):]
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """One camera of the rig, mounted on the ego (ego frame: x forward, y left, z up)."""
+
+    name: str
+    """Camera name, also its image folder (``images/<name>/``)."""
+    yaw_deg: float = 0.0
+    """Heading of the optical axis relative to ego +x, degrees, counter-clockwise (left positive)."""
+    hfov_deg: float = 80.0
+    """Horizontal field of view, degrees."""
+    position: tuple[float, float, float] = (1.0, 0.0, 1.6)
+    """Optical centre in the ego frame, metres."""
+
+    def T_ego_cam(self) -> np.ndarray:
+        """Camera pose in the ego frame with OpenCV axes (x right, y down, z along the optical axis)."""
+        yaw = np.radians(self.yaw_deg)
+        fwd = rot_z(yaw)[:, 0]
+        right = np.array([np.sin(yaw), -np.cos(yaw), 0.0])
+        return make_pose(np.stack([right, [0.0, 0.0, -1.0], fwd], axis=1), self.position)
+
+
+def _default_rig() -> tuple[CameraSpec, ...]:
+    return (CameraSpec("front", 0.0), CameraSpec("front_left", 55.0), CameraSpec("front_right", -55.0))
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """What to record while driving the ego down its route."""
+
+    name: str = "street"
+    """Name of the log (written into log.json)."""
+    cameras: tuple[CameraSpec, ...] = field(default_factory=_default_rig)
+    """Camera rig; default front, front-left (+55 deg) and front-right (-55 deg), hfov 80 deg, 1.6 m high."""
+    width: int = 320
+    """Image width, pixels."""
+    height: int = 180
+    """Image height, pixels."""
+    fps: float = 10.0
+    """Frame rate, Hz (every camera and the LiDAR fire together)."""
+    duration: float | None = None
+    """Seconds to record; ``None`` = the world's duration."""
+    lidar: LidarConfig = field(default_factory=LidarConfig)
+    """Spinning LiDAR (default 32 beams, -25..+12 deg, 512 azimuth steps, 60 m)."""
+    lidar_position: tuple[float, float, float] = (0.0, 0.0, 1.9)
+    """LiDAR origin in the ego frame (roof), metres; its axes are the ego axes."""
+
+    @staticmethod
+    def tiny() -> "CaptureConfig":
+        """Small images and a sparse LiDAR, for tests."""
+        return CaptureConfig(name="tiny", width=96, height=54, lidar=LidarConfig(n_beams=16, n_azimuth=128))
+
+    def T_ego_lidar(self) -> np.ndarray:
+        return make_pose(np.eye(3), self.lidar_position)
+
+    def intrinsics(self, spec: CameraSpec) -> Intrinsics:
+        return Intrinsics.from_fov(self.width, self.height, spec.hfov_deg)
+
+
+# -------------------------------------------------------------------------------------- writing
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("[cyan]{task.fields[rate]}"),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled)
+
+
+def _frame_record(i: int, t: float, T_world_ego: np.ndarray, cfg: CaptureConfig) -> dict:
+    images = {c.name: {"path": f"images/{c.name}/{i:06d}.png", "T_world_cam": (T_world_ego @ c.T_ego_cam()).tolist()}
+              for c in cfg.cameras}
+    lidar = {"path": f"lidar/{i:06d}.npy", "T_world_lidar": (T_world_ego @ cfg.T_ego_lidar()).tolist()}
+    return {"index": i, "time": t, "T_world_ego": T_world_ego.tolist(), "images": images, "lidar": lidar}
+
+
+def _write_frame(root: Path, rec: dict, twin: Twin, state, cfg: CaptureConfig) -> None:
+    for spec in cfg.cameras:
+        img = rec["images"][spec.name]
+        cam = Camera(cfg.intrinsics(spec), np.array(img["T_world_cam"]), rec["time"], spec.name)
+        rgb = twin.render(cam, state)["rgb"]
+        iio.imwrite(root / img["path"], np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+    sweep = twin.lidar(np.array(rec["lidar"]["T_world_lidar"]), state, cfg.lidar)
+    arr = np.concatenate([sweep["dirs_lidar"], sweep["range"][:, None]], axis=1).astype(np.float32)
+    np.save(root / rec["lidar"]["path"], arr)
+
+
+def _header(world, cfg: CaptureConfig) -> dict:
+    return {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "name": cfg.name,
+        "world": {"seed": world.config.seed, "config": world.config.to_dict()},
+        "cameras": [{"name": c.name, "intrinsics": cfg.intrinsics(c).to_dict(), "T_ego_cam": c.T_ego_cam().tolist()}
+                    for c in cfg.cameras],
+        "lidar": {"T_ego_lidar": cfg.T_ego_lidar().tolist(), **asdict(cfg.lidar)},
+    }
+
+
+def generate_capture_log(world, cfg: CaptureConfig | None = None, out_dir: str | Path = "capture_log",
+                         progress: bool = True, overwrite: bool = False) -> Path:
+    """Drive the ego down ``world``'s route, render every camera + LiDAR at ``cfg.fps`` with the twin,
+    and write a capture log (format in the module docstring) atomically to ``out_dir``. Returns its path."""
+    cfg = cfg or CaptureConfig()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise InputError(out_dir, None, "output folder exists; pass overwrite=True or choose another folder")
+    tmp = out_dir.parent / f"{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for c in cfg.cameras:
+            (tmp / "images" / c.name).mkdir(parents=True)
+        (tmp / "lidar").mkdir()
+        _write_frames(world, cfg, tmp, progress)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def _write_frames(world, cfg: CaptureConfig, root: Path, progress: bool) -> None:
+    duration = world.duration if cfg.duration is None else cfg.duration
+    times = np.arange(int(np.floor(duration * cfg.fps + 1e-9)) + 1) / cfg.fps
+    twin, log, frames = Twin(world), _header(world, cfg), []
+    with _progress(progress) as bar:
+        task = bar.add_task(f"capture {cfg.name}", total=len(times), rate="")
+        for i, t in enumerate(times):
+            rec = _frame_record(i, float(t), world.T_world_ego(float(t)), cfg)
+            _write_frame(root, rec, twin, world.graph.at(float(t)), cfg)
+            frames.append(rec)
+            speed = bar.tasks[0].speed
+            bar.update(task, advance=1, rate=f"{speed:.1f} frames/s" if speed else "")
+    log["frames"], log["scene"] = frames, world.graph.to_dict()
+    (root / "log.json").write_text(json.dumps(log, indent=1))
+    (root / "README.md").write_text(f"# nerfsim capture log '{cfg.name}'\n\n{FORMAT_DOC}")
+
+
+# -------------------------------------------------------------------------------------- reading
+@dataclass(frozen=True)
+class CaptureCamera:
+    """A rig camera as recorded in log.json."""
+
+    name: str
+    intrinsics: Intrinsics
+    T_ego_cam: np.ndarray
+
+
+@dataclass(frozen=True)
+class CaptureFrame:
+    """One time step: ego pose, one image per camera, one LiDAR sweep."""
+
+    index: int
+    time: float
+    T_world_ego: np.ndarray
+    image_paths: dict
+    """Camera name -> absolute image path."""
+    T_world_cams: dict
+    """Camera name -> ``T_world_cam`` (OpenCV axes)."""
+    lidar_path: Path
+    T_world_lidar: np.ndarray
+
+
+@dataclass
+class CaptureLog:
+    """A capture log read back from disk (validated by `read_capture_log`); images load lazily."""
+
+    root: Path
+    name: str
+    world: dict
+    cameras: list[CaptureCamera]
+    lidar: dict
+    """LiDAR config fields + ``T_ego_lidar``."""
+    frames: list[CaptureFrame]
+    scene: SceneGraph
+
+    def camera(self, frame: CaptureFrame, cam_name: str) -> Camera:
+        """The `Camera` (intrinsics, pose, time, name) of one image."""
+        spec = next(c for c in self.cameras if c.name == cam_name)
+        return Camera(spec.intrinsics, frame.T_world_cams[cam_name], frame.time, cam_name)
+
+    def views(self) -> list[tuple[Camera, Path]]:
+        """Every image of the log as ``(Camera, image path)``, frame-major then rig order."""
+        return [(self.camera(f, c.name), f.image_paths[c.name]) for f in self.frames for c in self.cameras]
+
+    @staticmethod
+    def load_image(path: str | Path) -> np.ndarray:
+        """An image as float32 ``[H, W, 3]`` in [0, 1]."""
+        return np.asarray(iio.imread(path), dtype=np.float32)[..., :3] / 255.0
+
+    def lidar_rays(self, frame: int | CaptureFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """World-space ``origins [N, 3]``, unit ``dirs [N, 3]`` and ``ranges [N]`` (inf = no return) of a sweep."""
+        f = self.frames[frame] if isinstance(frame, int) else frame
+        arr = np.load(f.lidar_path).astype(np.float64)
+        dirs = arr[:, :3] @ f.T_world_lidar[:3, :3].T
+        return np.broadcast_to(f.T_world_lidar[:3, 3], dirs.shape).copy(), dirs, arr[:, 3]
+
+
+def _field(d, key: str, src, where: str, kind=None):
+    """``d[key]``, or an InputError naming the file and the field."""
+    name = f"{where}.{key}" if where else key
+    if not isinstance(d, dict) or key not in d:
+        raise InputError(src, name, "missing")
+    if kind is not None and not isinstance(d[key], kind):
+        raise InputError(src, name, f"expected {getattr(kind, '__name__', kind)}, got {type(d[key]).__name__}")
+    return d[key]
+
+
+def _pose(value, src, name: str) -> np.ndarray:
+    try:
+        T = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(src, name, "expected a 4x4 list of numbers") from None
+    if T.shape != (4, 4):
+        raise InputError(src, name, f"expected a 4x4 matrix, got shape {T.shape}")
+    if not np.all(np.isfinite(T)):
+        raise InputError(src, name, "pose has non-finite values (NaN/inf)")
+    if not is_rigid(T):
+        raise InputError(src, name, "pose is not a rigid transform (orthonormal rotation, last row 0 0 0 1)")
+    return T
+
+
+def _png_size(path: Path, name: str) -> tuple[int, int]:
+    if not path.is_file():
+        raise InputError(path, name, "image file missing")
+    head = path.read_bytes()[:24]
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise InputError(path, name, "not a PNG file")
+    w, h = struct.unpack(">II", head[16:24])
+    return int(w), int(h)
+
+
+def _check_lidar(path: Path, name: str, n_expected: int | None) -> None:
+    if not path.is_file():
+        raise InputError(path, name, "LiDAR file missing")
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
+        raise InputError(path, name, f"not a readable .npy array ({e})") from None
+    if arr.ndim != 2 or arr.shape[1] != 4 or arr.dtype.kind != "f":
+        raise InputError(path, name, f"expected a float array [N, 4] (direction xyz + range), got {arr.dtype} {arr.shape}")
+    if n_expected is not None and arr.shape[0] != n_expected:
+        raise InputError(path, name, f"expected {n_expected} rows (n_beams * n_azimuth), got {arr.shape[0]}")
+
+
+def _load_json(root: Path) -> tuple[Path, dict]:
+    if not root.is_dir():
+        raise InputError(root, None, "capture log folder not found")
+    src = root / "log.json"
+    if not src.is_file():
+        raise InputError(src, None, "log.json missing: not a nerfsim capture log folder")
+    try:
+        log = json.loads(src.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(src, None, f"invalid JSON ({e})") from None
+    if not isinstance(log, dict):
+        raise InputError(src, None, "expected a JSON object at the top level")
+    if _field(log, "format", src, "") != FORMAT_NAME:
+        raise InputError(src, "format", f"expected '{FORMAT_NAME}', got {log['format']!r}")
+    if _field(log, "format_version", src, "") != FORMAT_VERSION:
+        raise InputError(src, "format_version", f"unsupported version {log['format_version']!r}; this reader knows {FORMAT_VERSION}")
+    return src, log
+
+
+def _read_cameras(log: dict, src: Path) -> list[CaptureCamera]:
+    cams = []
+    for i, c in enumerate(_field(log, "cameras", src, "", list)):
+        where = f"cameras[{i}]"
+        K = Intrinsics.from_dict(_field(c, "intrinsics", src, where, dict), source=f"{src}: {where}.intrinsics")
+        cams.append(CaptureCamera(str(_field(c, "name", src, where, str)), K, _pose(_field(c, "T_ego_cam", src, where), src, f"{where}.T_ego_cam")))
+    if not cams:
+        raise InputError(src, "cameras", "expected at least one camera")
+    return cams
+
+
+def _read_frame(root: Path, src: Path, i: int, f: dict, cams: list[CaptureCamera], n_lidar) -> CaptureFrame:
+    where = f"frames[{i}]"
+    T_we = _pose(_field(f, "T_world_ego", src, where), src, f"{where}.T_world_ego")
+    images = _field(f, "images", src, where, dict)
+    paths, poses = {}, {}
+    for cam in cams:
+        w = f"{where}.images.{cam.name}"
+        img = _field(images, cam.name, src, f"{where}.images", dict)
+        path = root / str(_field(img, "path", src, w, str))
+        T_wc = _pose(_field(img, "T_world_cam", src, w), src, f"{w}.T_world_cam")
+        if not np.allclose(T_wc, T_we @ cam.T_ego_cam, atol=1e-4):
+            raise InputError(src, f"{w}.T_world_cam", "inconsistent with T_world_ego @ T_ego_cam")
+        size = _png_size(path, f"{w}.path")
+        if size != (cam.intrinsics.width, cam.intrinsics.height):
+            raise InputError(path, f"{w}.path", f"image is {size[0]}x{size[1]}, camera '{cam.name}' expects "
+                                                f"{cam.intrinsics.width}x{cam.intrinsics.height}")
+        paths[cam.name], poses[cam.name] = path, T_wc
+    lid = _field(f, "lidar", src, where, dict)
+    lidar_path = root / str(_field(lid, "path", src, f"{where}.lidar", str))
+    _check_lidar(lidar_path, f"{where}.lidar.path", n_lidar)
+    T_wl = _pose(_field(lid, "T_world_lidar", src, f"{where}.lidar"), src, f"{where}.lidar.T_world_lidar")
+    time = _field(f, "time", src, where, (int, float))
+    if not np.isfinite(time):
+        raise InputError(src, f"{where}.time", "must be finite")
+    return CaptureFrame(int(_field(f, "index", src, where, int)), float(time), T_we, paths, poses, lidar_path, T_wl)
+
+
+def read_capture_log(path: str | Path) -> CaptureLog:
+    """Read and validate a capture log folder; raises `InputError` naming the file and field on any problem."""
+    root = Path(path)
+    src, log = _load_json(root)
+    cams = _read_cameras(log, src)
+    lidar = dict(_field(log, "lidar", src, "", dict))
+    lidar["T_ego_lidar"] = _pose(_field(lidar, "T_ego_lidar", src, "lidar"), src, "lidar.T_ego_lidar")
+    try:
+        n_lidar = int(lidar["n_beams"]) * int(lidar["n_azimuth"])
+    except (KeyError, TypeError, ValueError):
+        n_lidar = None
+    frames = [_read_frame(root, src, i, f, cams, n_lidar) for i, f in enumerate(_field(log, "frames", src, "", list))]
+    if not frames:
+        raise InputError(src, "frames", "expected at least one frame")
+    scene = SceneGraph.from_dict(_field(log, "scene", src, "", dict), source=f"{src}: scene")
+    world = _field(log, "world", src, "", dict)
+    return CaptureLog(root, str(log.get("name", root.name)), world, cams, lidar, frames, scene)

@@ -1,0 +1,239 @@
+"""Compositional neural scene: one background field + one field per actor asset, rendered together.
+
+For each ray: background samples (marching through the scene AABB, skipping empty occupancy cells)
+and, for every actor box the ray crosses at that time's pose, samples inside the box in the actor's
+frame. All samples are merged in ray order and volume-rendered together (`sim.volume`); per-actor
+weight sums give instance masks. The background's density is zero inside actor boxes (above a thin
+ground-contact slab), so a moved or removed actor takes all of itself along and leaves no ghost.
+
+Conventions: world z up, metres; actor frame at its box centre, x forward, y left, z up;
+``T_actor_world`` maps world to actor coordinates; field coordinates are the unit cube
+(background: the scene AABB; actor: its box).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from sim.field import FieldConfig, RadianceField, SkyField
+from sim.encoding import HashGridConfig
+from sim.occupancy import OccupancyGrid
+from sim.rays import ray_aabb
+from sim.volume import accumulate, render_weights
+
+
+def _default_actor_field() -> FieldConfig:
+    return FieldConfig(grid=HashGridConfig(n_levels=12, log2_table_size=15, base_resolution=8, max_resolution=256),
+                       hidden_dim=32, color_hidden_dim=32, sh_degree=3)
+
+
+@dataclass
+class SceneModelConfig:
+    """How a compositional scene is represented and sampled."""
+
+    background: FieldConfig = field(default_factory=FieldConfig)
+    """Field of the static background (its unit cube is the scene AABB)."""
+    actor: FieldConfig = field(default_factory=_default_actor_field)
+    """Field of each actor asset (its unit cube is the actor's box)."""
+    far_field: str = "sky"
+    """What a ray sees after leaving the AABB: 'sky' (learned direction MLP), 'white' or 'black'."""
+    occupancy_cell: float = 0.25
+    """Background occupancy cell size, in scene units (resolution per axis follows the AABB)."""
+    actor_occupancy_resolution: int = 32
+    """Occupancy cells per axis of an actor box."""
+    step_min: float = 0.02
+    """Smallest background marching step, scene units."""
+    step_cone: float = 1.0 / 256.0
+    """Background step grows as distance * step_cone (pixel footprint), clamped to [step_min, step_max]."""
+    step_max: float = 1.0
+    """Largest background marching step."""
+    actor_steps: int = 128
+    """Marching steps along an actor box's diagonal."""
+    ground_clearance: float = 0.05
+    """Height above a box's bottom below which the background may still have density (ground contact)."""
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["background"] = self.background.to_dict()
+        d["actor"] = self.actor.to_dict()
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> "SceneModelConfig":
+        d = dict(d)
+        d["background"] = FieldConfig.from_dict(d["background"])
+        d["actor"] = FieldConfig.from_dict(d["actor"])
+        return SceneModelConfig(**d)
+
+
+@dataclass
+class ActorRays:
+    """One actor as seen by a batch of rays."""
+
+    asset_id: str
+    instance_id: int
+    size: Tensor
+    """Box size (length, width, height) ``[3]``."""
+    T_actor_world: Tensor
+    """Per-ray ``[R, 4, 4]`` or shared ``[1, 4, 4]`` world-to-actor pose."""
+
+
+def _key(asset_id: str) -> str:
+    return asset_id.replace(".", "_")  # nn.ModuleDict keys may not contain dots
+
+
+class NeuralScene(nn.Module):
+    """Background + sky + actor fields with their occupancy grids."""
+
+    def __init__(self, cfg: SceneModelConfig, aabb, asset_ids: list[str]):
+        super().__init__()
+        self.cfg = cfg
+        aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3)
+        self.register_buffer("aabb", aabb)
+        self.background = RadianceField(cfg.background)
+        extent = (aabb[1] - aabb[0]).tolist()
+        res = tuple(max(8, min(256, math.ceil(e / cfg.occupancy_cell))) for e in extent)
+        self.background_grid = OccupancyGrid(res)
+        self.sky = SkyField() if cfg.far_field == "sky" else None
+        self.actor_fields = nn.ModuleDict({_key(a): RadianceField(cfg.actor) for a in asset_ids})
+        r = cfg.actor_occupancy_resolution
+        self.actor_grids = nn.ModuleDict({_key(a): OccupancyGrid((r, r, r)) for a in asset_ids})
+        self._schedule = self._step_schedule()
+
+    # ---- helpers --------------------------------------------------------------------------
+    @property
+    def asset_ids(self) -> list[str]:
+        return list(self.actor_fields.keys())
+
+    def has_asset(self, asset_id: str) -> bool:
+        return _key(asset_id) in self.actor_fields
+
+    def actor_field(self, asset_id: str) -> RadianceField:
+        return self.actor_fields[_key(asset_id)]
+
+    def actor_grid(self, asset_id: str) -> OccupancyGrid:
+        return self.actor_grids[_key(asset_id)]
+
+    def world_to_unit(self, x: Tensor) -> Tensor:
+        return (x - self.aabb[0]) / (self.aabb[1] - self.aabb[0])
+
+    def _step_schedule(self) -> tuple[Tensor, Tensor]:
+        """Global marching distances t_k and steps dt_k, shared by every ray (cone stepping)."""
+        cfg = self.cfg
+        t_max = float((self.aabb[1] - self.aabb[0]).norm())
+        ts, dts, t = [], [], 0.0
+        while t < t_max:
+            dt = min(max(t * cfg.step_cone, cfg.step_min), cfg.step_max)
+            ts.append(t)
+            dts.append(dt)
+            t += dt
+        return torch.tensor(ts), torch.tensor(dts)
+
+    def far_color(self, dirs: Tensor) -> Tensor:
+        if self.sky is not None:
+            return self.sky(dirs)
+        value = 1.0 if self.cfg.far_field == "white" else 0.0
+        return torch.full_like(dirs, value)
+
+    # ---- sampling ---------------------------------------------------------------------------
+    def _background_samples(self, origins: Tensor, dirs: Tensor, jitter: bool) -> dict:
+        t_near, t_far = ray_aabb(origins, dirs, self.aabb[0], self.aabb[1])
+        ts, dts = (s.to(origins.device) for s in self._schedule)
+        # Only the part of the schedule that some ray can use.
+        k0 = int(torch.searchsorted(ts, t_near.min().clamp_min(0)).clamp_max(len(ts) - 1)) if len(origins) else 0
+        k0 = max(k0 - 1, 0)
+        k1 = int(torch.searchsorted(ts, t_far.max())) + 1
+        ts, dts = ts[k0:k1], dts[k0:k1]
+        u = torch.rand(len(origins), 1, device=origins.device) if jitter else torch.full((len(origins), 1), 0.5, device=origins.device)
+        t = ts[None, :] + u * dts[None, :]  # [R, K]
+        valid = (t >= t_near[:, None]) & (t <= t_far[:, None])
+        ray_idx, k = valid.nonzero(as_tuple=True)
+        t = t[ray_idx, k]
+        x01 = self.world_to_unit(origins[ray_idx] + dirs[ray_idx] * t[:, None])
+        keep = self.background_grid.query(x01)
+        return {"ray": ray_idx[keep], "t": t[keep], "dt": dts[k[keep]], "x01": x01[keep]}
+
+    def _actor_samples(self, actor: ActorRays, origins: Tensor, dirs: Tensor, jitter: bool) -> dict:
+        T = actor.T_actor_world
+        R = T[:, :3, :3]
+        o = (R @ origins[..., None])[..., 0] + T[:, :3, 3]
+        d = (R @ dirs[..., None])[..., 0]
+        half = actor.size / 2
+        t_near, t_far = ray_aabb(o, d, -half, half)
+        hit = (t_far > t_near).nonzero().flatten()
+        n = self.cfg.actor_steps
+        dt = float(actor.size.norm()) / n
+        if len(hit) == 0:
+            empty = torch.zeros(0, device=origins.device)
+            return {"ray": hit, "t": empty, "dt": empty, "x01": empty.reshape(0, 3), "dirs": empty.reshape(0, 3)}
+        u = torch.rand(len(hit), 1, device=o.device) if jitter else torch.full((len(hit), 1), 0.5, device=o.device)
+        t = t_near[hit, None] + (torch.arange(n, device=o.device)[None, :] + u) * dt  # [H, n]
+        valid = t <= t_far[hit, None]
+        h, k = valid.nonzero(as_tuple=True)
+        ray_idx = hit[h]
+        t = t[h, k]
+        x_actor = o[ray_idx] + d[ray_idx] * t[:, None]
+        x01 = x_actor / actor.size + 0.5
+        keep = self.actor_grid(actor.asset_id).query(x01)
+        ray_idx, t = ray_idx[keep], t[keep]
+        return {"ray": ray_idx, "t": t, "dt": torch.full_like(t, dt), "x01": x01[keep], "dirs": d[ray_idx]}
+
+    def _inside_actor_boxes(self, x_world: Tensor, ray_idx: Tensor, actors: list[ActorRays]) -> Tensor:
+        """True where background samples lie inside an actor box (above its ground-contact slab)."""
+        inside = torch.zeros(len(x_world), dtype=torch.bool, device=x_world.device)
+        for a in actors:
+            T = a.T_actor_world if a.T_actor_world.shape[0] == 1 else a.T_actor_world[ray_idx]
+            x = (T[:, :3, :3] @ x_world[..., None])[..., 0] + T[:, :3, 3]
+            half = a.size / 2
+            lo = -half.clone()
+            lo[2] = lo[2] + self.cfg.ground_clearance
+            inside |= ((x >= lo) & (x <= half)).all(-1)
+        return inside
+
+    # ---- rendering --------------------------------------------------------------------------
+    def render_rays(self, origins: Tensor, dirs: Tensor, actors: list[ActorRays] = (), jitter: bool = False,
+                    far_rgb: Tensor | None = None) -> dict[str, Tensor]:
+        """Render rays ``[R, 3]`` (world) through background + actors.
+
+        Returns a dict: ``rgb [R,3]``, ``depth [R]`` (expected ray distance of the visible surface,
+        normalised by accumulation), ``accumulation [R]``, ``owner_weights [R, 1 + len(actors)]``
+        (column 0 = background, then one per actor), ``n_samples`` (scalar).
+        ``far_rgb`` overrides the colour beyond the scene (e.g. random backgrounds in training).
+        """
+        n_rays = len(origins)
+        bg = self._background_samples(origins, dirs, jitter)
+        if actors:
+            x_world = origins[bg["ray"]] + dirs[bg["ray"]] * bg["t"][:, None]
+            keep = ~self._inside_actor_boxes(x_world, bg["ray"], list(actors))
+            bg = {k: v[keep] for k, v in bg.items()}
+        bg_sigma, bg_rgb = self.background(bg["x01"], dirs[bg["ray"]])
+        parts = [(bg, bg_sigma, bg_rgb, 0)]
+        for slot, a in enumerate(actors, start=1):
+            s = self._actor_samples(a, origins, dirs, jitter)
+            if len(s["ray"]) == 0:
+                continue
+            sigma, rgb = self.actor_field(a.asset_id)(s["x01"], s["dirs"])
+            parts.append((s, sigma, rgb, slot))
+        ray = torch.cat([p[0]["ray"] for p in parts])
+        t = torch.cat([p[0]["t"] for p in parts])
+        dt = torch.cat([p[0]["dt"] for p in parts])
+        sigma = torch.cat([p[1] for p in parts])
+        rgb = torch.cat([p[2] for p in parts])
+        owner = torch.cat([torch.full_like(p[0]["ray"], p[3]) for p in parts])
+        if len(parts) > 1:  # merge in ray order
+            order = torch.argsort(ray.double() * 1e6 + t.double())
+            ray, t, dt, sigma, rgb, owner = ray[order], t[order], dt[order], sigma[order], rgb[order], owner[order]
+        weights, T_final = render_weights(sigma, dt, ray, n_rays)
+        acc = 1.0 - T_final
+        far = self.far_color(dirs) if far_rgb is None else far_rgb
+        out_rgb = accumulate(rgb, weights, ray, n_rays) + T_final[:, None] * far
+        depth = accumulate(t, weights, ray, n_rays) / acc.clamp_min(1e-6)
+        n_owner = 1 + len(actors)
+        owner_w = torch.zeros(n_rays * n_owner, dtype=weights.dtype, device=weights.device)
+        owner_w = owner_w.index_add(0, ray * n_owner + owner, weights).view(n_rays, n_owner)
+        return {"rgb": out_rgb, "depth": depth, "accumulation": acc, "owner_weights": owner_w,
+                "n_samples": torch.tensor(len(ray)), "weights": weights, "ray_indices": ray, "t": t}

@@ -1,0 +1,109 @@
+"""Training rays: every pixel of every view (and optional LiDAR rays), sampled uniformly.
+
+Views may have different sizes and times. Each ray carries a *time index* into a table of actor
+poses (``T_actor_world`` per distinct capture time), so a batch can mix rays from many times and
+the compositor still places every actor where it was when that pixel was taken.
+
+Conventions: OpenCV cameras, world z up, metres, time in seconds; images float in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scenes.camera import Camera
+from scenes.graph import SceneGraph
+from scenes.transforms import invert_pose
+from sim.compose import ActorRays
+
+
+@dataclass
+class LidarRays:
+    """World-space LiDAR rays: ``ranges`` is ``inf`` where nothing returned."""
+
+    origins: np.ndarray
+    dirs: np.ndarray
+    ranges: np.ndarray
+    times: np.ndarray
+
+
+class RayBank:
+    """All training rays of a scene, sampled uniformly at random."""
+
+    def __init__(self, cameras: list[Camera], images: list[np.ndarray], graph: SceneGraph,
+                 alphas: list[np.ndarray] | None = None, lidar: LidarRays | None = None):
+        if len(cameras) != len(images) or not cameras:
+            raise ValueError(f"RayBank: need one image per camera, got {len(cameras)} cameras, {len(images)} images")
+        self.graph = graph
+        sizes = [im.shape[0] * im.shape[1] for im in images]
+        self.offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]), dtype=torch.long)
+        self.widths = torch.tensor([c.intrinsics.width for c in cameras])
+        self.K = torch.tensor([[c.intrinsics.fx, c.intrinsics.fy, c.intrinsics.cx, c.intrinsics.cy] for c in cameras], dtype=torch.float32)
+        self.T_world_cam = torch.tensor(np.stack([c.T_world_cam for c in cameras]), dtype=torch.float32)
+        self.rgb = torch.from_numpy(np.concatenate([(np.asarray(im).reshape(-1, 3) * 255).round().astype(np.uint8) if np.asarray(im).dtype != np.uint8 else np.asarray(im).reshape(-1, 3) for im in images]))
+        self.alpha = None
+        if alphas is not None:
+            self.alpha = torch.from_numpy(np.concatenate([np.asarray(a, np.float32).reshape(-1) for a in alphas]))
+        times = sorted({float(c.time) for c in cameras} | (set(np.unique(lidar.times).tolist()) if lidar is not None else set()))
+        self.times = np.asarray(times)
+        self.view_time_idx = torch.tensor(np.searchsorted(self.times, [c.time for c in cameras]))
+        self.poses = self._actor_pose_table()
+        self.lidar = None
+        if lidar is not None and len(lidar.ranges):
+            self.lidar = {
+                "origins": torch.as_tensor(lidar.origins, dtype=torch.float32),
+                "dirs": torch.as_tensor(lidar.dirs, dtype=torch.float32),
+                "ranges": torch.as_tensor(lidar.ranges, dtype=torch.float32),
+                "time_idx": torch.as_tensor(np.searchsorted(self.times, lidar.times)),
+            }
+
+    @property
+    def n_rays(self) -> int:
+        return int(self.offsets[-1])
+
+    def _actor_pose_table(self) -> Tensor:
+        """``T_actor_world [n_times, n_actors, 4, 4]``."""
+        A = len(self.graph.actors)
+        table = np.zeros((len(self.times), A, 4, 4))
+        for ti, t in enumerate(self.times):
+            for a, actor in enumerate(self.graph.actors):
+                table[ti, a] = invert_pose(actor.track.pose_at(float(t)))
+        return torch.tensor(table, dtype=torch.float32)
+
+    def actor_rays(self, time_idx: Tensor) -> list[ActorRays]:
+        """Per-ray actor poses for rays taken at ``time_idx``."""
+        return [
+            ActorRays(a.asset_id, a.instance_id, torch.tensor(a.size, dtype=torch.float32), self.poses[time_idx, i])
+            for i, a in enumerate(self.graph.actors)
+        ]
+
+    def sample_pixels(self, n: int, gen: torch.Generator) -> dict[str, Tensor]:
+        flat = torch.randint(self.n_rays, (n,), generator=gen)
+        view = torch.searchsorted(self.offsets, flat, right=True) - 1
+        pix = flat - self.offsets[view]
+        W = self.widths[view]
+        u = (pix % W).float() + 0.5
+        v = torch.div(pix, W, rounding_mode="floor").float() + 0.5
+        K = self.K[view]
+        d_cam = torch.stack([(u - K[:, 2]) / K[:, 0], (v - K[:, 3]) / K[:, 1], torch.ones_like(u)], -1)
+        d_cam = d_cam / d_cam.norm(dim=-1, keepdim=True)
+        T = self.T_world_cam[view]
+        out = {
+            "origins": T[:, :3, 3],
+            "dirs": (T[:, :3, :3] @ d_cam[..., None])[..., 0],
+            "rgb": self.rgb[flat].float() / 255.0,
+            "time_idx": self.view_time_idx[view],
+        }
+        if self.alpha is not None:
+            out["alpha"] = self.alpha[flat]
+        return out
+
+    def sample_lidar(self, n: int, gen: torch.Generator) -> dict[str, Tensor] | None:
+        if self.lidar is None or n <= 0:
+            return None
+        idx = torch.randint(len(self.lidar["ranges"]), (n,), generator=gen)
+        return {k: v[idx] for k, v in self.lidar.items()}

@@ -1,0 +1,497 @@
+"""Multiresolution hash-grid encoding (instant-ngp) with a torch reference and a numba CPU backend.
+
+Semantics (shared exactly by every backend in this file):
+
+* ``x``: float32 ``[N, 3]``, clamped to ``[0, 1]`` (d/dx of the clamp: 1 on the closed interval, 0 outside).
+* Level ``l`` has resolution ``N_l = floor(base * b**l)``, ``b = exp((ln max - ln base) / (L - 1))``.
+* ``pos = x * (N_l - 1)``; ``cell = clamp(floor(pos), 0, N_l - 2)``; ``frac = pos - cell``;
+  the 8 corners ``cell + {0,1}^3`` are blended trilinearly.
+* Corner index: dense ``i + j*N_l + k*N_l*N_l`` when ``N_l**3 <= T``, otherwise the spatial hash
+  ``(i*1 ^ j*2654435761 ^ k*805459861) mod T`` in uint32 arithmetic (``T = 2**log2_table_size``).
+* Table: float32 ``[L, T, F]``; output float32 ``[N, L*F]``, level-major.
+
+Backends: ``"torch"`` (pure torch, autograd wrt table and x, the oracle), ``"numba"`` (parallel CPU
+kernels, forward + analytic backward), and a seam for tiny-cuda-nn on CUDA (:func:`make_cuda_encoding`).
+Nothing is compiled at import time; numba kernels compile (or load from the on-disk cache) on first use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+__all__ = [
+    "HashGridConfig",
+    "hash_grid_encode_reference",
+    "hash_grid_encode_numba",
+    "HashGridEncodingFunction",
+    "HashGridEncoding",
+    "available_backends",
+    "make_cuda_encoding",
+    "PRIME_Y",
+    "PRIME_Z",
+]
+
+PRIME_Y = 2654435761
+PRIME_Z = 805459861
+_U32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class HashGridConfig:
+    """Hyper-parameters of a multiresolution hash grid."""
+
+    n_levels: int = 16
+    """Number of resolution levels L."""
+    n_features: int = 2
+    """Features stored per table entry (per level) F."""
+    log2_table_size: int = 19
+    """log2 of the entries per level T (1..32; hashed levels wrap modulo T)."""
+    base_resolution: int = 16
+    """Grid vertices per axis at the coarsest level (>= 2)."""
+    max_resolution: int = 2048
+    """Grid vertices per axis at the finest level (>= base_resolution)."""
+
+    def __post_init__(self) -> None:
+        if self.n_levels < 1 or self.n_features < 1:
+            raise ValueError("n_levels and n_features must be >= 1")
+        if not 1 <= self.log2_table_size <= 32:
+            raise ValueError("log2_table_size must be in [1, 32]")
+        if self.base_resolution < 2 or self.max_resolution < self.base_resolution:
+            raise ValueError("need 2 <= base_resolution <= max_resolution")
+
+    @property
+    def table_size(self) -> int:
+        """Entries per level, ``T = 2**log2_table_size``."""
+        return 1 << self.log2_table_size
+
+    @property
+    def out_dim(self) -> int:
+        """Output width ``L * F``."""
+        return self.n_levels * self.n_features
+
+    def per_level_scale(self) -> float:
+        """Growth factor ``b`` between consecutive levels."""
+        if self.n_levels == 1:
+            return 1.0
+        return math.exp((math.log(self.max_resolution) - math.log(self.base_resolution)) / (self.n_levels - 1))
+
+    def resolutions(self) -> list[int]:
+        """Vertices per axis ``N_l = floor(base * b**l)`` for each level."""
+        b = self.per_level_scale()
+        return [max(2, int(math.floor(self.base_resolution * b**l))) for l in range(self.n_levels)]
+
+    def dense_levels(self) -> list[bool]:
+        """Whether level l is stored densely (``N_l**3 <= T``) rather than hashed."""
+        t = self.table_size
+        return [n**3 <= t for n in self.resolutions()]
+
+
+# --------------------------------------------------------------------------------------------
+# Torch reference (the oracle)
+# --------------------------------------------------------------------------------------------
+
+_CORNERS = ((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 1))
+
+
+def hash_grid_encode_reference(x: torch.Tensor, table: torch.Tensor, cfg: HashGridConfig) -> torch.Tensor:
+    """Pure-torch hash-grid encoding; differentiable wrt ``table`` and ``x`` through autograd.
+
+    Works for any float dtype (float64 for gradcheck) and any device.
+    """
+    if x.ndim != 2 or x.shape[1] != 3:
+        raise ValueError(f"x must be [N, 3], got {tuple(x.shape)}")
+    L, T, F = cfg.n_levels, cfg.table_size, cfg.n_features
+    if tuple(table.shape) != (L, T, F):
+        raise ValueError(f"table must be {(L, T, F)}, got {tuple(table.shape)}")
+    # clamp to [0, 1] with d/dx = 1 on the closed interval [0, 1] and 0 outside (explicit, so the
+    # derivative at x == 0 or 1 does not depend on torch's clamp-backward convention)
+    inside = (x >= 0.0) & (x <= 1.0)
+    xc = torch.where(inside, x, x.detach().clamp(0.0, 1.0))
+    corners = torch.tensor(_CORNERS, dtype=torch.int64, device=x.device)  # [8, 3]
+    outs = []
+    for l, (n, dense) in enumerate(zip(cfg.resolutions(), cfg.dense_levels())):
+        pos = xc * (n - 1)
+        cell = torch.floor(pos.detach()).clamp(0, n - 2)
+        frac = pos - cell  # [N, 3]; d frac / d x = n - 1
+        c = cell.to(torch.int64)[:, None, :] + corners[None]  # [N, 8, 3]
+        i, j, k = c[..., 0], c[..., 1], c[..., 2]
+        if dense:
+            idx = i + j * n + k * (n * n)
+        else:
+            h = (i * 1) & _U32
+            h = h ^ ((j * PRIME_Y) & _U32)
+            h = h ^ ((k * PRIME_Z) & _U32)
+            idx = h % T
+        cf = corners.to(frac.dtype)  # [8, 3]
+        w = torch.where(cf[None].bool(), frac[:, None, :], 1.0 - frac[:, None, :]).prod(dim=-1)  # [N, 8]
+        feats = table[l][idx]  # [N, 8, F]
+        outs.append((w[..., None] * feats).sum(dim=1))
+    return torch.cat(outs, dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Numba kernels (compiled lazily on first call; cached on disk)
+# --------------------------------------------------------------------------------------------
+
+try:  # importing numba compiles nothing: the decorators below are lazy (no signatures given)
+    from numba import njit, prange
+
+    _HAVE_NUMBA = True
+except Exception:  # pragma: no cover - numba is a hard dependency, but stay importable without it
+    _HAVE_NUMBA = False
+    prange = range
+
+    def njit(*args, **kwargs):  # type: ignore[no-redef]
+        return (lambda f: f) if not (len(args) == 1 and callable(args[0])) else args[0]
+
+
+_jit = njit(cache=True, fastmath=True, nogil=True, parallel=True)
+_jit_inline = njit(cache=True, fastmath=True, nogil=True, inline="always")
+
+
+@_jit_inline
+def _level_setup(x0, x1, x2, n, dense, mask):
+    # clamp + scale; pos >= 0 so int() == floor
+    x0 = min(max(x0, np.float32(0.0)), np.float32(1.0))
+    x1 = min(max(x1, np.float32(0.0)), np.float32(1.0))
+    x2 = min(max(x2, np.float32(0.0)), np.float32(1.0))
+    s = np.float32(n - 1)
+    p0 = x0 * s
+    p1 = x1 * s
+    p2 = x2 * s
+    c0 = min(np.int64(p0), n - 2)
+    c1 = min(np.int64(p1), n - 2)
+    c2 = min(np.int64(p2), n - 2)
+    f0 = p0 - np.float32(c0)
+    f1 = p1 - np.float32(c1)
+    f2 = p2 - np.float32(c2)
+    if dense:
+        a0 = c0
+        a1 = c0 + 1
+        b0 = c1 * n
+        b1 = b0 + n
+        nn = n * n
+        d0 = c2 * nn
+        d1 = d0 + nn
+    else:
+        a0 = c0 & mask
+        a1 = (c0 + 1) & mask
+        b0 = (c1 * np.int64(2654435761)) & mask
+        b1 = ((c1 + 1) * np.int64(2654435761)) & mask
+        d0 = (c2 * np.int64(805459861)) & mask
+        d1 = ((c2 + 1) * np.int64(805459861)) & mask
+    return f0, f1, f2, a0, a1, b0, b1, d0, d1
+
+@_jit_inline
+def _corner(c, dense, a0, a1, b0, b1, d0, d1, f0, f1, f2):
+    """Index and weight of corner c (bit0 -> x, bit1 -> y, bit2 -> z)."""
+    one = np.float32(1.0)
+    if c & 1:
+        a = a1
+        w = f0
+    else:
+        a = a0
+        w = one - f0
+    if c & 2:
+        b = b1
+        w = w * f1
+    else:
+        b = b0
+        w = w * (one - f1)
+    if c & 4:
+        d = d1
+        w = w * f2
+    else:
+        d = d0
+        w = w * (one - f2)
+    if dense:
+        idx = a + b + d
+    else:
+        idx = a ^ b ^ d  # already masked to T-1 (T is a power of two <= 2**32)
+    return idx, w
+
+@_jit
+def forward_kernel(x, table, res, dense, out, chunk):
+    """out[n, l*F+f] = sum_c w_c * table[l, idx_c, f]. Parallel over point chunks, level-major inside."""
+    N = x.shape[0]
+    L = table.shape[0]
+    T = table.shape[1]
+    F = table.shape[2]
+    mask = np.int64(T - 1)
+    nchunks = (N + chunk - 1) // chunk
+    for ci in prange(nchunks):
+        lo = ci * chunk
+        hi = min(lo + chunk, N)
+        for l in range(L):
+            n = res[l]
+            dl = dense[l]
+            tl = table[l]
+            for p in range(lo, hi):
+                f0, f1, f2, a0, a1, b0, b1, d0, d1 = _level_setup(x[p, 0], x[p, 1], x[p, 2], n, dl, mask)
+                if F == 2:
+                    acc0 = np.float32(0.0)
+                    acc1 = np.float32(0.0)
+                    for c in range(8):
+                        idx, w = _corner(c, dl, a0, a1, b0, b1, d0, d1, f0, f1, f2)
+                        acc0 += w * tl[idx, 0]
+                        acc1 += w * tl[idx, 1]
+                    out[p, l * 2] = acc0
+                    out[p, l * 2 + 1] = acc1
+                else:
+                    for f in range(F):
+                        out[p, l * F + f] = np.float32(0.0)
+                    for c in range(8):
+                        idx, w = _corner(c, dl, a0, a1, b0, b1, d0, d1, f0, f1, f2)
+                        for f in range(F):
+                            out[p, l * F + f] += w * tl[idx, f]
+    return out
+
+@_jit
+def backward_table_kernel(x, gout, res, dense, grad, zero):
+    """grad[l, idx_c, f] += w_c * gout[n, l*F+f]. Parallel over levels: each writes its own slice."""
+    N = x.shape[0]
+    L = grad.shape[0]
+    T = grad.shape[1]
+    F = grad.shape[2]
+    mask = np.int64(T - 1)
+    for l in prange(L):
+        gl = grad[l]
+        if zero:
+            gl[:] = np.float32(0.0)
+        n = res[l]
+        dl = dense[l]
+        for p in range(N):
+            f0, f1, f2, a0, a1, b0, b1, d0, d1 = _level_setup(x[p, 0], x[p, 1], x[p, 2], n, dl, mask)
+            if F == 2:
+                g0 = gout[p, l * 2]
+                g1 = gout[p, l * 2 + 1]
+                for c in range(8):
+                    idx, w = _corner(c, dl, a0, a1, b0, b1, d0, d1, f0, f1, f2)
+                    gl[idx, 0] += w * g0
+                    gl[idx, 1] += w * g1
+            else:
+                for c in range(8):
+                    idx, w = _corner(c, dl, a0, a1, b0, b1, d0, d1, f0, f1, f2)
+                    for f in range(F):
+                        gl[idx, f] += w * gout[p, l * F + f]
+    return grad
+
+@_jit
+def backward_x_kernel(x, gout, table, res, dense, gx, chunk):
+    """gx[n, d] = sum_{l,c,f} gout[n,lF+f] * table[l,idx_c,f] * dw_c/dfrac_d * (N_l - 1), 0 outside [0,1]."""
+    N = x.shape[0]
+    L = table.shape[0]
+    T = table.shape[1]
+    F = table.shape[2]
+    mask = np.int64(T - 1)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    nchunks = (N + chunk - 1) // chunk
+    for ci in prange(nchunks):
+        lo = ci * chunk
+        hi = min(lo + chunk, N)
+        for p in range(lo, hi):
+            gx[p, 0] = zero
+            gx[p, 1] = zero
+            gx[p, 2] = zero
+        for l in range(L):
+            n = res[l]
+            dl = dense[l]
+            tl = table[l]
+            s = np.float32(n - 1)
+            for p in range(lo, hi):
+                f0, f1, f2, a0, a1, b0, b1, d0, d1 = _level_setup(x[p, 0], x[p, 1], x[p, 2], n, dl, mask)
+                # v_c = <gout[p, level l], table[l, idx_c]>; then dE/dfrac via trilinear derivative
+                e0 = zero
+                e1 = zero
+                e2 = zero
+                for c in range(8):
+                    idx, w = _corner(c, dl, a0, a1, b0, b1, d0, d1, f0, f1, f2)
+                    vc = zero
+                    for f in range(F):
+                        vc += gout[p, l * F + f] * tl[idx, f]
+                    wx = f0 if (c & 1) else one - f0
+                    wy = f1 if (c & 2) else one - f1
+                    wz = f2 if (c & 4) else one - f2
+                    sx = one if (c & 1) else -one
+                    sy = one if (c & 2) else -one
+                    sz = one if (c & 4) else -one
+                    e0 += vc * sx * wy * wz
+                    e1 += vc * wx * sy * wz
+                    e2 += vc * wx * wy * sz
+                gx[p, 0] += e0 * s
+                gx[p, 1] += e1 * s
+                gx[p, 2] += e2 * s
+        for p in range(lo, hi):
+            for d in range(3):
+                if x[p, d] < zero or x[p, d] > one:
+                    gx[p, d] = zero
+    return gx
+
+
+def _get_kernels():
+    if not _HAVE_NUMBA:
+        raise RuntimeError("numba backend requested but numba is not importable")
+    return {"forward": forward_kernel, "backward_table": backward_table_kernel, "backward_x": backward_x_kernel}
+
+
+_FWD_CHUNK = 4096
+_BWDX_CHUNK = 4096
+
+
+def _level_arrays(cfg: HashGridConfig):
+    return (np.asarray(cfg.resolutions(), dtype=np.int64), np.asarray(cfg.dense_levels(), dtype=np.bool_))
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+class HashGridEncodingFunction(torch.autograd.Function):
+    """Autograd wrapper around the numba kernels (CPU, float32). Once differentiable."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, table: torch.Tensor, cfg: HashGridConfig) -> torch.Tensor:  # type: ignore[override]
+        k = _get_kernels()
+        res, dense = _level_arrays(cfg)
+        xn = _np(x.to(torch.float32))
+        tn = _np(table)
+        out = torch.empty((xn.shape[0], cfg.out_dim), dtype=torch.float32)
+        k["forward"](xn, tn, res, dense, out.numpy(), _FWD_CHUNK)
+        ctx.save_for_backward(x, table)
+        ctx.cfg = cfg
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        x, table = ctx.saved_tensors
+        cfg: HashGridConfig = ctx.cfg
+        k = _get_kernels()
+        res, dense = _level_arrays(cfg)
+        xn = _np(x.to(torch.float32))
+        gn = _np(grad_out.to(torch.float32))
+        gx = gt = None
+        if ctx.needs_input_grad[1]:
+            gt = torch.empty(tuple(table.shape), dtype=torch.float32)
+            k["backward_table"](xn, gn, res, dense, gt.numpy(), True)
+        if ctx.needs_input_grad[0]:
+            gxn = np.empty((xn.shape[0], 3), dtype=np.float32)
+            k["backward_x"](xn, gn, _np(table), res, dense, gxn, _BWDX_CHUNK)
+            gx = torch.from_numpy(gxn).to(x.dtype)
+        return gx, gt, None
+
+
+def hash_grid_encode_numba(x: torch.Tensor, table: torch.Tensor, cfg: HashGridConfig) -> torch.Tensor:
+    """Numba CPU encoding (float32); differentiable wrt ``table`` and ``x`` (first order)."""
+    if x.ndim != 2 or x.shape[1] != 3:
+        raise ValueError(f"x must be [N, 3], got {tuple(x.shape)}")
+    if tuple(table.shape) != (cfg.n_levels, cfg.table_size, cfg.n_features):
+        raise ValueError(f"table must be {(cfg.n_levels, cfg.table_size, cfg.n_features)}, got {tuple(table.shape)}")
+    if x.device.type != "cpu" or table.device.type != "cpu":
+        raise ValueError("numba backend runs on CPU tensors only")
+    if table.dtype != torch.float32:
+        raise ValueError("numba backend needs a float32 table")
+    return HashGridEncodingFunction.apply(x, table, cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# Backends, tiny-cuda-nn seam and the nn.Module
+# --------------------------------------------------------------------------------------------
+
+
+def _tcnn():
+    """The ``tinycudann`` module, or None when it cannot be imported (guarded: it is optional)."""
+    try:
+        import tinycudann  # type: ignore[import-not-found]
+    except Exception:
+        return None
+    return tinycudann
+
+
+def available_backends() -> list[str]:
+    """Backends usable in this process: always ``"torch"``; ``"numba"`` if numba imports;
+    ``"tcnn"`` if tinycudann imports and CUDA is available."""
+    out = ["torch"]
+    if _HAVE_NUMBA:
+        out.append("numba")
+    if torch.cuda.is_available() and _tcnn() is not None:
+        out.append("tcnn")
+    return out
+
+
+def make_cuda_encoding(cfg: HashGridConfig) -> torch.nn.Module:
+    """Seam for CUDA: a tiny-cuda-nn ``HashGrid`` encoding when tinycudann imports, otherwise a
+    :class:`HashGridEncoding` on the torch reference backend.
+
+    Note: tcnn owns its parameters (a flat vector, its own layout) and uses its own grid convention
+    (``pos = x * (base * b**l - 1) + 0.5``), so its outputs are *not* bit-identical to this file's
+    semantics; checkpoints do not transfer between the two.
+    """
+    tcnn = _tcnn()
+    if tcnn is not None and torch.cuda.is_available():
+        return tcnn.Encoding(
+            n_input_dims=3,
+            encoding_config={
+                "otype": "HashGrid",
+                "n_levels": cfg.n_levels,
+                "n_features_per_level": cfg.n_features,
+                "log2_hashmap_size": cfg.log2_table_size,
+                "base_resolution": cfg.base_resolution,
+                "per_level_scale": cfg.per_level_scale(),
+            },
+        )
+    return HashGridEncoding(cfg, backend="torch")
+
+
+class HashGridEncoding(torch.nn.Module):
+    """Multiresolution hash-grid encoding ``[N, 3] -> [N, L*F]`` with its table as a Parameter.
+
+    ``backend``: ``"auto"`` (default: numba for CPU float32 inputs when numba imports, the torch
+    reference otherwise, including CUDA tensors), ``"numba"`` or ``"torch"``. For tiny-cuda-nn use
+    :func:`make_cuda_encoding` (different parameter layout). ``self.backend`` holds the resolved
+    CPU choice; :meth:`backend_for` tells what a given input would use.
+    """
+
+    def __init__(self, cfg: Optional[HashGridConfig] = None, backend: str = "auto", init_scale: float = 1e-4):
+        super().__init__()
+        self.cfg = cfg if cfg is not None else HashGridConfig()
+        if backend == "auto":
+            backend = "numba" if _HAVE_NUMBA else "torch"
+            self._auto = True
+        else:
+            self._auto = False
+        if backend not in ("numba", "torch"):
+            raise ValueError(f"unknown backend {backend!r}; use 'auto', 'numba' or 'torch'")
+        if backend == "numba" and not _HAVE_NUMBA:
+            raise RuntimeError("numba backend requested but numba is not importable")
+        self.backend = backend
+        c = self.cfg
+        self.table = torch.nn.Parameter(
+            torch.empty(c.n_levels, c.table_size, c.n_features, dtype=torch.float32).uniform_(-init_scale, init_scale)
+        )
+
+    @property
+    def out_dim(self) -> int:
+        return self.cfg.out_dim
+
+    def backend_for(self, x: torch.Tensor) -> str:
+        """Backend a call with input ``x`` dispatches to."""
+        if self.backend == "numba" and x.device.type == "cpu" and self.table.dtype == torch.float32:
+            return "numba"
+        if self.backend == "numba" and not self._auto:
+            raise ValueError("numba backend needs CPU tensors and a float32 table")
+        return "torch"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend_for(x) == "numba":
+            return hash_grid_encode_numba(x, self.table, self.cfg)
+        return hash_grid_encode_reference(x.to(self.table.dtype), self.table, self.cfg)
+
+    def extra_repr(self) -> str:
+        return f"{self.cfg}, backend={self.backend!r}"

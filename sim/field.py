@@ -1,0 +1,133 @@
+"""Radiance fields: hash-grid encoding + small MLPs, and a sky (far-field) model.
+
+A field lives in its own unit cube: callers map world or actor-box coordinates to ``x01 in [0,1]^3``
+(see `sim.compose`). Outputs are keyed by `FieldOutput` names, not loose strings.
+The encoding backend (torch reference, numba CPU kernel, tinycudann on CUDA) is chosen in
+`sim.encoding`; every backend reads and writes the same parameter tensors, so checkpoints agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from sim.encoding import HashGridConfig, HashGridEncoding
+
+
+class _TruncExp(torch.autograd.Function):
+    """exp with a clamped gradient (instant-ngp): keeps early training from exploding."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * torch.exp(x.clamp(max=15))
+
+
+def trunc_exp(x: Tensor) -> Tensor:
+    return _TruncExp.apply(x)
+
+
+def sh_encode(dirs: Tensor, degree: int = 4) -> Tensor:
+    """Real spherical harmonics of unit directions ``[N, 3]`` up to ``degree`` (1..4): ``[N, degree^2]``."""
+    x, y, z = dirs.unbind(-1)
+    out = [torch.full_like(x, 0.28209479177387814)]
+    if degree > 1:
+        out += [-0.48860251190291987 * y, 0.48860251190291987 * z, -0.48860251190291987 * x]
+    if degree > 2:
+        xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+        out += [1.0925484305920792 * xy, -1.0925484305920792 * yz, 0.94617469575755997 * zz - 0.31539156525251999,
+                -1.0925484305920792 * xz, 0.54627421529603959 * (xx - yy)]
+    if degree > 3:
+        out += [0.59004358992664352 * y * (-3.0 * xx + yy), 2.8906114426405538 * xy * z,
+                0.45704579946446572 * y * (1.0 - 5.0 * zz), 0.3731763325901154 * z * (5.0 * zz - 3.0),
+                0.45704579946446572 * x * (1.0 - 5.0 * zz), 1.4453057213202769 * z * (xx - yy),
+                0.59004358992664352 * x * (-xx + 3.0 * yy)]
+    return torch.stack(out, -1)
+
+
+def mlp(dims: list[int], out_activation: nn.Module | None = None) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(dims) - 1):
+        layers.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU(inplace=True))
+    if out_activation is not None:
+        layers.append(out_activation)
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class FieldConfig:
+    """A hash-grid radiance field."""
+
+    grid: HashGridConfig = field(default_factory=HashGridConfig)
+    """Multiresolution hash encoding of positions in the field's unit cube."""
+    hidden_dim: int = 64
+    """Width of the density MLP."""
+    geo_feat_dim: int = 15
+    """Features passed from the density MLP to the colour MLP."""
+    color_hidden_dim: int = 64
+    """Width of the colour MLP (two hidden layers)."""
+    sh_degree: int = 4
+    """Spherical-harmonics degree of the view-direction encoding; 0 = view-independent colour."""
+    density_bias: float = -1.0
+    """Added to the raw density before exp: starts the field nearly transparent."""
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["grid"] = dict(self.grid.__dict__)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> "FieldConfig":
+        d = dict(d)
+        d["grid"] = HashGridConfig(**d["grid"])
+        return FieldConfig(**d)
+
+
+class RadianceField(nn.Module):
+    """sigma(x), rgb(x, d) in the unit cube."""
+
+    def __init__(self, cfg: FieldConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoding = HashGridEncoding(cfg.grid)
+        n_enc = cfg.grid.n_levels * cfg.grid.n_features
+        self.density_mlp = mlp([n_enc, cfg.hidden_dim, 1 + cfg.geo_feat_dim])
+        n_dir = cfg.sh_degree**2 if cfg.sh_degree > 0 else 0
+        self.color_mlp = mlp([cfg.geo_feat_dim + n_dir, cfg.color_hidden_dim, cfg.color_hidden_dim, 3], nn.Sigmoid())
+
+    def _geometry(self, x01: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.density_mlp(self.encoding(x01))
+        return trunc_exp(h[:, 0] + self.cfg.density_bias), h[:, 1:]
+
+    def density(self, x01: Tensor) -> Tensor:
+        """Density ``[N]`` at points ``[N, 3]`` of the unit cube."""
+        return self._geometry(x01)[0]
+
+    def forward(self, x01: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+        """Density ``[N]`` and colour ``[N, 3]``; ``dirs`` are unit view directions in the field's frame."""
+        sigma, geo = self._geometry(x01)
+        feats = [geo]
+        if self.cfg.sh_degree > 0:
+            feats.append(sh_encode(dirs, self.cfg.sh_degree))
+        return sigma, self.color_mlp(torch.cat(feats, -1))
+
+
+class SkyField(nn.Module):
+    """Colour at infinity as a function of the world direction (sky / far field)."""
+
+    def __init__(self, sh_degree: int = 4, hidden_dim: int = 32):
+        super().__init__()
+        self.sh_degree = sh_degree
+        self.net = mlp([sh_degree**2, hidden_dim, 3], nn.Sigmoid())
+
+    def forward(self, dirs: Tensor) -> Tensor:
+        return self.net(sh_encode(dirs, self.sh_degree))

@@ -1,0 +1,90 @@
+"""Occupancy grid for empty-space skipping (instant-ngp style), one per field.
+
+The grid covers the field's unit cube ``[0, 1]^3`` (normalised field coordinates) with
+``resolution = (rx, ry, rz)`` cells. Each cell keeps an exponential moving maximum of the density
+seen at random points inside it; a cell is occupied when that value exceeds a threshold. Samples
+in unoccupied cells are never sent to the field. The grid is a buffer of the module, so it is saved
+in the checkpoint with the field.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+
+class OccupancyGrid(nn.Module):
+    def __init__(self, resolution: tuple[int, int, int] = (64, 64, 64), threshold: float = 0.01, decay: float = 0.95):
+        super().__init__()
+        self.resolution = tuple(int(r) for r in resolution)
+        self.threshold = threshold
+        self.decay = decay
+        # Start "everything occupied": the field has not told us anything yet.
+        self.register_buffer("density", torch.full(self.resolution, 1e3))
+        self.register_buffer("occupied", torch.ones(self.resolution, dtype=torch.bool))
+
+    @property
+    def n_cells(self) -> int:
+        rx, ry, rz = self.resolution
+        return rx * ry * rz
+
+    def cell_index(self, x01: Tensor) -> Tensor:
+        """Flat cell index of points ``[N, 3]`` in the unit cube."""
+        res = torch.tensor(self.resolution, device=x01.device)
+        ijk = (x01 * res).long().clamp_(min=torch.zeros_like(res), max=res - 1)
+        return (ijk[:, 0] * res[1] + ijk[:, 1]) * res[2] + ijk[:, 2]
+
+    def query(self, x01: Tensor) -> Tensor:
+        """True where points ``[N, 3]`` fall in occupied cells (points outside [0,1]^3 are False)."""
+        inside = ((x01 >= 0) & (x01 <= 1)).all(-1)
+        return inside & self.occupied.flatten()[self.cell_index(x01)]
+
+    def cell_centers_jittered(self, flat_idx: Tensor) -> Tensor:
+        rx, ry, rz = self.resolution
+        i = flat_idx // (ry * rz)
+        j = (flat_idx // rz) % ry
+        k = flat_idx % rz
+        ijk = torch.stack([i, j, k], -1).float() + torch.rand(len(flat_idx), 3, device=flat_idx.device)
+        return ijk / torch.tensor(self.resolution, dtype=torch.float32, device=flat_idx.device)
+
+    @torch.no_grad()
+    def update(self, density_fn: Callable[[Tensor], Tensor], n_samples: int | None = None, chunk: int = 1 << 17) -> None:
+        """Refresh cells: all of them (``n_samples=None``) or a random subset plus every occupied cell."""
+        if n_samples is None or n_samples >= self.n_cells:
+            idx = torch.arange(self.n_cells, device=self.density.device)
+        else:
+            occupied = self.occupied.flatten().nonzero().flatten()
+            if len(occupied) > n_samples:
+                occupied = occupied[torch.randint(len(occupied), (n_samples,), device=occupied.device)]
+            rand = torch.randint(self.n_cells, (n_samples,), device=self.density.device)
+            idx = torch.unique(torch.cat([occupied, rand]))
+        flat = self.density.view(-1)
+        for s in range(0, len(idx), chunk):
+            part = idx[s : s + chunk]
+            sigma = density_fn(self.cell_centers_jittered(part)).float()
+            flat[part] = torch.maximum(flat[part] * self.decay, sigma)
+        self._refresh_mask()
+
+    def _refresh_mask(self) -> None:
+        # instant-ngp: threshold at min(threshold, mean density) so a sparse scene keeps its surfaces.
+        thresh = min(self.threshold, float(self.density.clamp(max=1e2).mean()))
+        self.occupied.copy_(self.density > thresh)
+
+    @torch.no_grad()
+    def reset_from_points(self, x01: Tensor, dilate: int = 1, prior_density: float = 10.0) -> None:
+        """Initialise from points known to lie on surfaces (e.g. LiDAR returns): their cells (dilated)
+        are occupied, the rest empty until the field says otherwise."""
+        mask = torch.zeros(self.n_cells, dtype=torch.bool, device=self.density.device)
+        inside = ((x01 >= 0) & (x01 <= 1)).all(-1)
+        mask[self.cell_index(x01[inside])] = True
+        mask = mask.view(self.resolution)
+        if dilate > 0:
+            k = 2 * dilate + 1
+            mask = torch.nn.functional.max_pool3d(mask[None, None].float(), k, stride=1, padding=dilate)[0, 0] > 0
+        self.density.copy_(torch.where(mask, prior_density, 0.0))
+        self.occupied.copy_(mask)
+
+    def occupancy_fraction(self) -> float:
+        return float(self.occupied.float().mean())

@@ -1,0 +1,203 @@
+"""Joint training of background and actor fields from posed images (+ optional LiDAR).
+
+One loop serves every source: a capture log of the built-in world (cameras + LiDAR + actor tracks)
+and captured static datasets (background only). Progress shows loss, PSNR, rays/s and ETA;
+checkpoints are written atomically every ``checkpoint_every_s`` and training resumes from the last
+one after a kill (same step, same optimizer moments, same random stream position).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from scenes.graph import SceneGraph
+from sim.checkpoint import load_checkpoint, load_optimizer_state, read_checkpoint_meta, save_checkpoint
+from sim.compose import NeuralScene
+from sim.data import RayBank
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings."""
+
+    steps: int = 2000
+    """Number of optimisation steps (the schedule is stretched over them)."""
+    max_seconds: float | None = None
+    """Stop after this much training time (wall clock, resumes included); the LR schedule follows
+    whichever of steps / time runs out first."""
+    rays_per_batch: int = 4096
+    """Camera rays per step."""
+    lidar_rays_per_batch: int = 1024
+    """LiDAR rays per step (when the data has LiDAR)."""
+    lr: float = 1e-2
+    """Adam learning rate at the start; decays exponentially to lr * lr_final_factor."""
+    lr_final_factor: float = 0.1
+    """Final learning rate as a fraction of the initial one."""
+    depth_loss_weight: float = 0.05
+    """Weight of the L1 LiDAR range loss (metres)."""
+    empty_loss_weight: float = 0.01
+    """Weight pushing accumulation to 0 along LiDAR rays that returned nothing (sky)."""
+    occupancy_update_every: int = 16
+    """Steps between occupancy-grid refreshes."""
+    occupancy_samples: int = 1 << 16
+    """Random cells refreshed per update (plus the occupied ones)."""
+    occupancy_warmup_steps: int = 256
+    """Without LiDAR, refresh every cell (not a sample) during these first steps."""
+    random_background: bool = True
+    """With alpha masks: composite targets on a random colour per ray (learns true transparency)."""
+    checkpoint_every_s: float = 60.0
+    """Seconds between checkpoints."""
+    seed: int = 0
+    """Random seed (batches, jitter)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def make_optimizer(model: NeuralScene, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-15)
+
+
+def psnr(mse: float) -> float:
+    return -10.0 * math.log10(max(mse, 1e-10))
+
+
+@torch.no_grad()
+def init_occupancy_from_lidar(model: NeuralScene, bank: RayBank, dilate: int = 1) -> None:
+    """Mark cells that LiDAR returns fall in (background and each actor frame) as occupied."""
+    lidar = bank.lidar
+    if lidar is None:
+        return
+    hit = torch.isfinite(lidar["ranges"])
+    pts = lidar["origins"][hit] + lidar["dirs"][hit] * lidar["ranges"][hit, None]
+    tidx = lidar["time_idx"][hit]
+    model.background_grid.reset_from_points(model.world_to_unit(pts), dilate=dilate)
+    per_asset: dict[str, list[torch.Tensor]] = {}
+    for a, actor in enumerate(bank.graph.actors):
+        T = bank.poses[tidx, a]
+        x = (T[:, :3, :3] @ pts[..., None])[..., 0] + T[:, :3, 3]
+        x01 = x / torch.tensor(actor.size) + 0.5
+        per_asset.setdefault(actor.asset_id, []).append(x01[((x01 >= 0) & (x01 <= 1)).all(-1)])
+    for asset, chunks in per_asset.items():
+        model.actor_grid(asset).reset_from_points(torch.cat(chunks), dilate=dilate)
+
+
+def update_occupancy(model: NeuralScene, n_samples: int | None) -> None:
+    model.background_grid.update(model.background.density, n_samples)
+    for asset in model.asset_ids:
+        model.actor_grids[asset].update(model.actor_fields[asset].density, n_samples)
+
+
+def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torch.Generator) -> dict[str, float]:
+    """One batch: render camera (+ LiDAR) rays, return the loss pieces (loss already backpropagated)."""
+    batch = bank.sample_pixels(cfg.rays_per_batch, gen)
+    lidar = bank.sample_lidar(cfg.lidar_rays_per_batch, gen)
+    origins, dirs, tidx = batch["origins"], batch["dirs"], batch["time_idx"]
+    n_cam = len(origins)
+    if lidar is not None:
+        origins = torch.cat([origins, lidar["origins"]])
+        dirs = torch.cat([dirs, lidar["dirs"]])
+        tidx = torch.cat([tidx, lidar["time_idx"]])
+    far_rgb = None
+    target = batch["rgb"]
+    if "alpha" in batch and cfg.random_background:
+        far_rgb = torch.rand(len(origins), 3, generator=gen)
+        a = batch["alpha"][:, None]
+        target = target * a + far_rgb[:n_cam] * (1 - a)
+    elif "alpha" in batch:
+        a = batch["alpha"][:, None]
+        target = target * a + model.far_color(dirs[:n_cam]) .detach() * (1 - a)
+    out = model.render_rays(origins, dirs, bank.actor_rays(tidx), jitter=True, far_rgb=far_rgb)
+    mse = torch.mean((out["rgb"][:n_cam] - target) ** 2)
+    loss = mse
+    stats = {"mse": float(mse)}
+    if lidar is not None:
+        rng = lidar["ranges"]
+        hit = torch.isfinite(rng)
+        depth = out["depth"][n_cam:]
+        acc = out["accumulation"][n_cam:]
+        if hit.any():
+            d_loss = torch.mean(torch.abs(depth[hit] - rng[hit])) + torch.mean((1 - acc[hit]) ** 2)
+            loss = loss + cfg.depth_loss_weight * d_loss
+            stats["depth_l1"] = float(torch.mean(torch.abs(depth[hit] - rng[hit])))
+        if (~hit).any():
+            loss = loss + cfg.empty_loss_weight * torch.mean(acc[~hit] ** 2)
+    loss.backward()
+    stats["loss"] = float(loss)
+    stats["samples_per_ray"] = float(out["n_samples"]) / len(origins)
+    return stats
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.4f}  PSNR {task.fields[psnr]:.2f}  {task.fields[rps]:,.0f} rays/s  {task.fields[spr]:.0f} spl/ray"),
+        TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False,
+    )
+
+
+def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig, out_dir: str | Path,
+          extra_meta: dict | None = None) -> dict:
+    """Train (or resume) and write the checkpoint folder ``out_dir``. Returns final training stats."""
+    out_dir = Path(out_dir)
+    opt = make_optimizer(model, cfg.lr)
+    step, elapsed = 0, 0.0
+    if (out_dir / "scene.json").exists():
+        meta = read_checkpoint_meta(out_dir)
+        ts = meta.get("train_state", {})
+        loaded, _, meta = load_checkpoint(out_dir)
+        model.load_state_dict(loaded.state_dict())
+        if ts.get("finished"):
+            return ts.get("stats", {})
+        load_optimizer_state(out_dir, meta, opt)
+        step, elapsed = int(meta["step"]), float(ts.get("elapsed_s", 0.0))
+    elif bank.lidar is not None:
+        init_occupancy_from_lidar(model, bank)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    torch.manual_seed(cfg.seed * 7919 + step)
+    decay = math.log(cfg.lr_final_factor)
+    stats: dict[str, float] = {}
+    last_ckpt = time.perf_counter()
+    ema_mse, rays_done, t_run = None, 0, 0.0
+
+    def checkpoint(finished: bool) -> None:
+        state = {"elapsed_s": elapsed, "finished": finished, "stats": stats, "config": dict(cfg.__dict__)}
+        save_checkpoint(out_dir, model, graph, step=step, optimizer=None if finished else opt,
+                        train_state=state, extra=extra_meta)
+
+    with _progress(cfg.progress) as bar:
+        task = bar.add_task("train", total=cfg.steps, completed=step, loss=0.0, psnr=0.0, rps=0.0, spr=0.0)
+        while step < cfg.steps and (cfg.max_seconds is None or elapsed < cfg.max_seconds):
+            t0 = time.perf_counter()
+            frac = max(step / cfg.steps, elapsed / cfg.max_seconds if cfg.max_seconds else 0.0)
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * math.exp(decay * min(frac, 1.0))
+            if bank.lidar is None and step % cfg.occupancy_update_every == 0:
+                # Without LiDAR the grid starts full; refresh every cell early on, then a sample.
+                update_occupancy(model, None if step < cfg.occupancy_warmup_steps else cfg.occupancy_samples)
+            elif step > 0 and step % cfg.occupancy_update_every == 0:
+                update_occupancy(model, cfg.occupancy_samples)
+            opt.zero_grad(set_to_none=True)
+            stats = training_step(model, bank, cfg, gen)
+            opt.step()
+            step += 1
+            dt = time.perf_counter() - t0
+            elapsed += dt
+            t_run += dt
+            rays_done += cfg.rays_per_batch
+            ema_mse = stats["mse"] if ema_mse is None else 0.9 * ema_mse + 0.1 * stats["mse"]
+            stats["rays_per_s"] = rays_done / t_run
+            stats["psnr"] = psnr(ema_mse)
+            bar.update(task, completed=step, loss=stats["loss"], psnr=stats["psnr"], rps=stats["rays_per_s"], spr=stats["samples_per_ray"])
+            if time.perf_counter() - last_ckpt > cfg.checkpoint_every_s:
+                checkpoint(finished=False)
+                last_ckpt = time.perf_counter()
+    stats["steps"] = step
+    stats["train_seconds"] = elapsed
+    checkpoint(finished=True)
+    return stats
