@@ -311,7 +311,8 @@ def _load_json(root: Path) -> tuple[Path, dict]:
     if _field(log, "format", src, "") != FORMAT_NAME:
         raise InputError(src, "format", f"expected '{FORMAT_NAME}', got {log['format']!r}")
     if _field(log, "format_version", src, "") != FORMAT_VERSION:
-        raise InputError(src, "format_version", f"unsupported version {log['format_version']!r}; this reader knows {FORMAT_VERSION}")
+        raise InputError(src, "format_version",
+                         f"unsupported version {log['format_version']!r}; this reader knows {FORMAT_VERSION}")
     return src, log
 
 
@@ -320,7 +321,8 @@ def _read_cameras(log: dict, src: Path) -> list[CaptureCamera]:
     for i, c in enumerate(_field(log, "cameras", src, "", list)):
         where = f"cameras[{i}]"
         K = Intrinsics.from_dict(_field(c, "intrinsics", src, where, dict), source=f"{src}: {where}.intrinsics")
-        cams.append(CaptureCamera(str(_field(c, "name", src, where, str)), K, _pose(_field(c, "T_ego_cam", src, where), src, f"{where}.T_ego_cam")))
+        T_ego_cam = _pose(_field(c, "T_ego_cam", src, where), src, f"{where}.T_ego_cam")
+        cams.append(CaptureCamera(str(_field(c, "name", src, where, str)), K, T_ego_cam))
     if not cams:
         raise InputError(src, "cameras", "expected at least one camera")
     return cams

@@ -114,9 +114,10 @@ class Twin:
         dist = np.where(use_act, t_act, t_bg)
         dist[~(dist <= max_range)] = np.inf
         n = len(o)
-        out = {"dist": dist, "rgb": sky_color(d).astype(np.float32), "normals": np.zeros((n, 3)),
+        out = {"dist": dist, "rgb": np.zeros((n, 3), np.float32), "normals": np.zeros((n, 3)),
                "instance": np.zeros(n, np.int32), "semantic": np.zeros(n, np.uint8)}
         hit = np.isfinite(dist)
+        out["rgb"][~hit] = sky_color(d[~hit])
         self._fill(out, hit & ~use_act, hits_bg, o, d, lambda gid: (None, self._bg_parts[gid]))
         if hits_act:
             self._fill(out, hit & use_act, hits_act, o, d, lambda gid: actor_index[gid])
@@ -124,12 +125,14 @@ class Twin:
 
     def _fill(self, out: dict, mask: np.ndarray, hits: dict, o, d, lookup) -> None:
         """Write normals, albedo-shaded rgb, instance and semantic ids of the hits selected by ``mask``."""
-        gids = hits["geometry_ids"].numpy()
-        normals = hits["primitive_normals"].numpy().astype(np.float64)
-        for gid in np.unique(gids[mask]):
-            sel = np.flatnonzero(mask & (gids == gid))
+        idx = np.flatnonzero(mask)
+        gids = hits["geometry_ids"].numpy()[idx]
+        normals = hits["primitive_normals"].numpy()
+        order = np.argsort(gids, kind="stable")
+        uniq, starts = np.unique(gids[order], return_index=True)
+        for gid, sel in zip(uniq, np.split(idx[order], starts[1:])):
             actor, part = lookup(int(gid))
-            n_w = normals[sel]
+            n_w = normals[sel].astype(np.float64)
             n_w /= np.linalg.norm(n_w, axis=1, keepdims=True)
             n_w *= -np.sign(np.einsum("ij,ij->i", n_w, d[sel]))[:, None]  # face the ray
             p_w = o[sel] + out["dist"][sel, None] * d[sel]

@@ -22,6 +22,7 @@ import numpy as np
 import trimesh
 
 from scenes.classes import CLASS_NAMES
+from scenes.errors import InputError
 from scenes.graph import Actor, ActorTrack, SceneGraph
 from scenes.materials import Material
 from scenes.transforms import make_pose, rot_z
@@ -30,6 +31,7 @@ CAR_COLORS = ((0.62, 0.08, 0.08), (0.1, 0.2, 0.55), (0.85, 0.85, 0.85), (0.55, 0
               (0.85, 0.7, 0.1), (0.15, 0.4, 0.2), (0.05, 0.1, 0.3))
 WALL_COLORS = ((0.72, 0.42, 0.32), (0.85, 0.78, 0.62), (0.6, 0.62, 0.6), (0.78, 0.6, 0.45), (0.55, 0.35, 0.3),
                (0.8, 0.8, 0.75))
+DOOR_COLORS = ((0.35, 0.22, 0.12), (0.15, 0.25, 0.2), (0.2, 0.2, 0.25))
 CAR_SHAPES = ("sedan", "hatchback", "van")
 
 
@@ -110,7 +112,8 @@ class MeshPart:
     """Procedural albedo, evaluated in the same frame as ``mesh``."""
 
     def __post_init__(self):
-        assert self.class_name in CLASS_NAMES, self.class_name
+        if self.class_name not in CLASS_NAMES:
+            raise InputError(f"mesh part {self.name}", "class_name", f"unknown class {self.class_name!r}; known: {CLASS_NAMES}")
 
 
 @dataclass
@@ -196,7 +199,7 @@ def _building_parts(cfg: WorldConfig, rng) -> list[MeshPart]:
                 wall=_color(rng, WALL_COLORS), style=str(rng.choice(["brick", "plaster"])), x0=x, x1=x + w,
                 z0=cfg.sidewalk_height, height=h, floor_h=float(rng.uniform(2.8, 3.4)), win_w=float(rng.uniform(0.9, 1.5)),
                 win_h=float(rng.uniform(1.2, 1.7)), spacing=float(rng.uniform(2.2, 3.2)),
-                door_u=float(x + rng.uniform(0.25, 0.75) * w), door=_color(rng, ((0.35, 0.22, 0.12), (0.15, 0.25, 0.2), (0.2, 0.2, 0.25))),
+                door_u=float(x + rng.uniform(0.25, 0.75) * w), door=_color(rng, DOOR_COLORS),
                 seed=int(rng.integers(1 << 16)),
             )
             parts.append(MeshPart(f"building_{len(parts):02d}", mesh, "building", Material("facade", params)))
@@ -245,7 +248,8 @@ def car_asset(shape: str, color, margin: float = 0.01) -> tuple[list[MeshPart], 
     cabin = _box((0, 0, 0), (cx1 - cx0, cw, cz1 - bz1))
     cabin.apply_translation(((cx0 + cx1) / 2, 0, zc + (bz1 + cz1) / 2))
     parts = [
-        MeshPart("body", body, "car", Material("car_paint", {"color": color, "half_w": W / 2, "z_lo": zc + bz0, "z_hi": zc + bz1})),
+        MeshPart("body", body, "car", Material("car_paint", {"color": color, "half_w": W / 2, "z_lo": zc + bz0,
+                                                             "z_hi": zc + bz1})),
         MeshPart("cabin", cabin, "car", Material("car_cabin", {"color": color, "x_lo": cx0, "x_hi": cx1, "z_lo": zc + bz1,
                                                                "z_hi": zc + cz1, "half_w": cw / 2})),
     ]
