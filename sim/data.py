@@ -107,3 +107,31 @@ class RayBank:
             return None
         idx = torch.randint(len(self.lidar["ranges"]), (n,), generator=gen)
         return {k: v[idx] for k, v in self.lidar.items()}
+
+
+def holdout_frame(index: int, every: int) -> bool:
+    """Frames held out of training for evaluation: every ``every``-th, offset to the middle."""
+    return every > 0 and index % every == every // 2
+
+
+def bank_from_capture_log(log, holdout_every: int = 0) -> RayBank:
+    """Rays of a capture log (cameras + LiDAR); frames with `holdout_frame` are left out."""
+    cams, images, lidar_parts = [], [], []
+    for frame in log.frames:
+        if holdout_frame(frame.index, holdout_every):
+            continue
+        for cam in log.cameras:
+            cams.append(log.camera(frame, cam.name))
+            images.append(log.load_image(frame.image_paths[cam.name]))
+        if frame.lidar_path is not None:
+            o, d, r = log.lidar_rays(frame)
+            lidar_parts.append((o, d, r, np.full(len(r), frame.time)))
+    lidar = None
+    if lidar_parts:
+        lidar = LidarRays(*(np.concatenate([p[i] for p in lidar_parts]) for i in range(4)))
+    return RayBank(cams, images, log.scene, lidar=lidar)
+
+
+def bank_from_static(ds) -> RayBank:
+    """Rays of a captured static dataset (`scenes.datasets.StaticDataset`): background only."""
+    return RayBank(ds.cameras, list(ds.images), SceneGraph(aabb=ds.aabb), alphas=None if ds.alphas is None else list(ds.alphas))
