@@ -23,7 +23,7 @@ from sim.field import FieldConfig, RadianceField, SkyField
 from sim.encoding import HashGridConfig
 from sim.occupancy import OccupancyGrid
 from sim.rays import ray_aabb
-from sim.volume import accumulate, render_weights
+from sim.volume import accumulate, exclusive_segment_cumsum, render_weights
 
 
 def _default_actor_field() -> FieldConfig:
@@ -35,14 +35,16 @@ def _default_actor_field() -> FieldConfig:
 class SceneModelConfig:
     """How a compositional scene is represented and sampled."""
 
-    background: FieldConfig = field(default_factory=FieldConfig)
+    background: FieldConfig = field(default_factory=lambda: FieldConfig(grid=HashGridConfig(log2_table_size=18)))
     """Field of the static background (its unit cube is the scene AABB)."""
     actor: FieldConfig = field(default_factory=_default_actor_field)
     """Field of each actor asset (its unit cube is the actor's box)."""
     far_field: str = "sky"
     """What a ray sees after leaving the AABB: 'sky' (learned direction MLP), 'white' or 'black'."""
     occupancy_cell: float = 0.25
-    """Background occupancy cell size, in scene units (resolution per axis follows the AABB)."""
+    """Background occupancy cell size along x and y, in scene units (resolution follows the AABB)."""
+    occupancy_cell_z: float | None = 0.1
+    """Cell size along z (finer: grazing rays over the ground cross few occupied cells); None = same as x/y."""
     actor_occupancy_resolution: int = 32
     """Occupancy cells per axis of an actor box."""
     step_min: float = 0.02
@@ -55,6 +57,10 @@ class SceneModelConfig:
     """Marching steps along an actor box's diagonal."""
     ground_clearance: float = 0.05
     """Height above a box's bottom below which the background may still have density (ground contact)."""
+    min_transmittance: float = 1e-3
+    """Samples behind this transmittance are skipped (early ray termination)."""
+    min_alpha: float = 1e-3
+    """Samples with less optical depth than this are skipped (empty space inside occupied cells)."""
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -96,7 +102,8 @@ class NeuralScene(nn.Module):
         self.register_buffer("aabb", aabb)
         self.background = RadianceField(cfg.background)
         extent = (aabb[1] - aabb[0]).tolist()
-        res = tuple(max(8, min(256, math.ceil(e / cfg.occupancy_cell))) for e in extent)
+        cells = (cfg.occupancy_cell, cfg.occupancy_cell, cfg.occupancy_cell_z or cfg.occupancy_cell)
+        res = tuple(max(8, min(256, math.ceil(e / c))) for e, c in zip(extent, cells))
         self.background_grid = OccupancyGrid(res)
         self.sky = SkyField() if cfg.far_field == "sky" else None
         self.actor_fields = nn.ModuleDict({_key(a): RadianceField(cfg.actor) for a in asset_ids})
@@ -195,38 +202,72 @@ class NeuralScene(nn.Module):
         return inside
 
     # ---- rendering --------------------------------------------------------------------------
-    def render_rays(self, origins: Tensor, dirs: Tensor, actors: list[ActorRays] = (), jitter: bool = False,
-                    far_rgb: Tensor | None = None) -> dict[str, Tensor]:
-        """Render rays ``[R, 3]`` (world) through background + actors.
-
-        Returns a dict: ``rgb [R,3]``, ``depth [R]`` (expected ray distance of the visible surface,
-        normalised by accumulation), ``accumulation [R]``, ``owner_weights [R, 1 + len(actors)]``
-        (column 0 = background, then one per actor), ``n_samples`` (scalar).
-        ``far_rgb`` overrides the colour beyond the scene (e.g. random backgrounds in training).
-        """
-        n_rays = len(origins)
+    def _collect_samples(self, origins: Tensor, dirs: Tensor, actors: list[ActorRays], jitter: bool) -> list[dict]:
+        """Samples of every field, one dict per field ("part"), each with its owner slot
+        (0 = background, 1 + i = ``actors[i]``)."""
         bg = self._background_samples(origins, dirs, jitter)
         if actors:
             x_world = origins[bg["ray"]] + dirs[bg["ray"]] * bg["t"][:, None]
             keep = ~self._inside_actor_boxes(x_world, bg["ray"], list(actors))
             bg = {k: v[keep] for k, v in bg.items()}
-        bg_sigma, bg_rgb = self.background(bg["x01"], dirs[bg["ray"]])
-        parts = [(bg, bg_sigma, bg_rgb, 0)]
+        bg["dirs"] = dirs[bg["ray"]]
+        bg["field"], bg["slot"] = self.background, 0
+        parts = [bg]
         for slot, a in enumerate(actors, start=1):
             s = self._actor_samples(a, origins, dirs, jitter)
-            if len(s["ray"]) == 0:
-                continue
-            sigma, rgb = self.actor_field(a.asset_id)(s["x01"], s["dirs"])
-            parts.append((s, sigma, rgb, slot))
-        ray = torch.cat([p[0]["ray"] for p in parts])
-        t = torch.cat([p[0]["t"] for p in parts])
-        dt = torch.cat([p[0]["dt"] for p in parts])
-        sigma = torch.cat([p[1] for p in parts])
-        rgb = torch.cat([p[2] for p in parts])
-        owner = torch.cat([torch.full_like(p[0]["ray"], p[3]) for p in parts])
-        if len(parts) > 1:  # merge in ray order
-            order = torch.argsort(ray.double() * 1e6 + t.double())
-            ray, t, dt, sigma, rgb, owner = ray[order], t[order], dt[order], sigma[order], rgb[order], owner[order]
+            if len(s["ray"]):
+                s["field"], s["slot"] = self.actor_field(a.asset_id), slot
+                parts.append(s)
+        return parts
+
+    @staticmethod
+    def _ray_order(parts: list[dict]) -> tuple[Tensor, Tensor, Tensor]:
+        """Concatenated ray indices and t of all parts, and the permutation sorting them by (ray, t)."""
+        ray = torch.cat([p["ray"] for p in parts])
+        t = torch.cat([p["t"] for p in parts])
+        order = torch.argsort(ray.double() * 1e6 + t.double()) if len(parts) > 1 else torch.arange(len(ray))
+        return ray, t, order
+
+    @torch.no_grad()
+    def _prune(self, parts: list[dict], n_rays: int, min_transmittance: float, min_alpha: float) -> list[dict]:
+        """Drop samples that cannot matter: behind opaque surfaces (early termination) or nearly
+        empty. Costs one density-only pass; saves the colour MLP and all backward work on them."""
+        ray, t, order = self._ray_order(parts)
+        sigma = torch.cat([p["field"].density(p["x01"]) for p in parts])
+        dt = torch.cat([p["dt"] for p in parts])
+        tau = (sigma * dt)[order]
+        T = torch.exp(-exclusive_segment_cumsum(tau, ray[order], n_rays))
+        keep_sorted = (T > min_transmittance) & (tau > min_alpha)
+        keep = torch.empty_like(keep_sorted)
+        keep[order] = keep_sorted
+        out, start = [], 0
+        for p in parts:
+            k = keep[start : start + len(p["ray"])]
+            start += len(p["ray"])
+            out.append({key: (v[k] if torch.is_tensor(v) else v) for key, v in p.items()})
+        return out
+
+    def render_rays(self, origins: Tensor, dirs: Tensor, actors: list[ActorRays] = (), jitter: bool = False,
+                    far_rgb: Tensor | None = None, prune: bool = True) -> dict[str, Tensor]:
+        """Render rays ``[R, 3]`` (world) through background + actors.
+
+        Returns a dict: ``rgb [R,3]``, ``depth [R]`` (expected ray distance of the visible surface,
+        normalised by accumulation), ``accumulation [R]``, ``owner_weights [R, 1 + len(actors)]``
+        (column 0 = background, then one per actor), ``n_samples`` (scalar, after pruning).
+        ``far_rgb`` overrides the colour beyond the scene (e.g. random backgrounds in training).
+        ``prune`` skips samples behind opaque surfaces or in near-empty space (see `_prune`).
+        """
+        n_rays = len(origins)
+        parts = self._collect_samples(origins, dirs, list(actors), jitter)
+        if prune:
+            parts = self._prune(parts, n_rays, self.cfg.min_transmittance, self.cfg.min_alpha)
+        shaded = [p["field"](p["x01"], p["dirs"]) for p in parts]
+        ray, t, order = self._ray_order(parts)
+        ray, t = ray[order], t[order]
+        dt = torch.cat([p["dt"] for p in parts])[order]
+        sigma = torch.cat([s[0] for s in shaded])[order]
+        rgb = torch.cat([s[1] for s in shaded])[order]
+        owner = torch.cat([torch.full_like(p["ray"], p["slot"]) for p in parts])[order]
         weights, T_final = render_weights(sigma, dt, ray, n_rays)
         acc = 1.0 - T_final
         far = self.far_color(dirs) if far_rgb is None else far_rgb

@@ -21,6 +21,8 @@ class OccupancyGrid(nn.Module):
         self.resolution = tuple(int(r) for r in resolution)
         self.threshold = threshold
         self.decay = decay
+        # Grids seeded from known surfaces (LiDAR) use the fixed threshold; others adapt to the mean.
+        self.register_buffer("seeded", torch.zeros((), dtype=torch.bool))
         # Start "everything occupied": the field has not told us anything yet.
         self.register_buffer("density", torch.full(self.resolution, 1e3))
         self.register_buffer("occupied", torch.ones(self.resolution, dtype=torch.bool))
@@ -69,7 +71,9 @@ class OccupancyGrid(nn.Module):
 
     def _refresh_mask(self) -> None:
         # instant-ngp: threshold at min(threshold, mean density) so a sparse scene keeps its surfaces.
-        thresh = min(self.threshold, float(self.density.clamp(max=1e2).mean()))
+        thresh = self.threshold
+        if not bool(self.seeded):
+            thresh = min(thresh, float(self.density.clamp(max=1e2).mean()))
         self.occupied.copy_(self.density > thresh)
 
     @torch.no_grad()
@@ -85,6 +89,7 @@ class OccupancyGrid(nn.Module):
             mask = torch.nn.functional.max_pool3d(mask[None, None].float(), k, stride=1, padding=dilate)[0, 0] > 0
         self.density.copy_(torch.where(mask, prior_density, 0.0))
         self.occupied.copy_(mask)
+        self.seeded.fill_(True)
 
     def occupancy_fraction(self) -> float:
         return float(self.occupied.float().mean())
