@@ -185,9 +185,9 @@ def edits_to_dict(edits: list[Edit]) -> dict:
         if isinstance(e, RemoveActor):
             items.append({"remove": e.actor_id})
         elif isinstance(e, MoveActor):
-            items.append({"move": e.actor_id, "translate": list(e.translate), "yaw_deg": e.yaw_deg})
+            items.append({"move": e.actor_id, "translate": [float(v) for v in e.translate], "yaw_deg": float(e.yaw_deg)})
         else:
-            d = {"insert": e.source_id, "translate": list(e.translate), "yaw_deg": e.yaw_deg}
+            d = {"insert": e.source_id, "translate": [float(v) for v in e.translate], "yaw_deg": float(e.yaw_deg)}
             if e.new_id:
                 d["new_id"] = e.new_id
             if e.track is not None:

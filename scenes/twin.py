@@ -35,11 +35,11 @@ _INVALID = o3d.t.geometry.RaycastingScene.INVALID_ID
 class LidarConfig:
     """A spinning LiDAR: evenly spaced beam elevations x evenly spaced azimuths over 360 degrees."""
 
-    n_beams: int = 32
+    n_beams: int = 48
     """Number of beams (elevations)."""
     min_elevation_deg: float = -25.0
     """Lowest beam elevation, degrees (negative = below the horizon)."""
-    max_elevation_deg: float = 12.0
+    max_elevation_deg: float = 30.0
     """Highest beam elevation, degrees."""
     n_azimuth: int = 512
     """Azimuth steps per revolution (azimuth 0 = +x, counter-clockwise seen from above)."""

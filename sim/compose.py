@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from sim.field import FieldConfig, RadianceField, SkyField
 from sim.encoding import HashGridConfig
 from sim.occupancy import OccupancyGrid
+from sim.raymarch import march
 from sim.rays import ray_aabb
 from sim.volume import accumulate, exclusive_segment_cumsum, render_weights
 
@@ -86,6 +87,8 @@ class ActorRays:
     """Box size (length, width, height) ``[3]``."""
     T_actor_world: Tensor
     """Per-ray ``[R, 4, 4]`` or shared ``[1, 4, 4]`` world-to-actor pose."""
+    T_distinct: Tensor | None = None
+    """The distinct poses among ``T_actor_world`` ``[U, 4, 4]`` (for cheap culling); None = all of them."""
 
 
 def _key(asset_id: str) -> str:
@@ -150,19 +153,8 @@ class NeuralScene(nn.Module):
     def _background_samples(self, origins: Tensor, dirs: Tensor, jitter: bool) -> dict:
         t_near, t_far = ray_aabb(origins, dirs, self.aabb[0], self.aabb[1])
         ts, dts = (s.to(origins.device) for s in self._schedule)
-        # Only the part of the schedule that some ray can use.
-        k0 = int(torch.searchsorted(ts, t_near.min().clamp_min(0)).clamp_max(len(ts) - 1)) if len(origins) else 0
-        k0 = max(k0 - 1, 0)
-        k1 = int(torch.searchsorted(ts, t_far.max())) + 1
-        ts, dts = ts[k0:k1], dts[k0:k1]
-        u = torch.rand(len(origins), 1, device=origins.device) if jitter else torch.full((len(origins), 1), 0.5, device=origins.device)
-        t = ts[None, :] + u * dts[None, :]  # [R, K]
-        valid = (t >= t_near[:, None]) & (t <= t_far[:, None])
-        ray_idx, k = valid.nonzero(as_tuple=True)
-        t = t[ray_idx, k]
-        x01 = self.world_to_unit(origins[ray_idx] + dirs[ray_idx] * t[:, None])
-        keep = self.background_grid.query(x01)
-        return {"ray": ray_idx[keep], "t": t[keep], "dt": dts[k[keep]], "x01": x01[keep]}
+        u = torch.rand(len(origins), device=origins.device) if jitter else torch.full((len(origins),), 0.5, device=origins.device)
+        return march(origins, dirs, t_near, t_far, ts, dts, u, self.background_grid.occupied, self.aabb[0], self.aabb[1] - self.aabb[0])
 
     def _actor_samples(self, actor: ActorRays, origins: Tensor, dirs: Tensor, jitter: bool) -> dict:
         T = actor.T_actor_world
@@ -193,12 +185,20 @@ class NeuralScene(nn.Module):
         """True where background samples lie inside an actor box (above its ground-contact slab)."""
         inside = torch.zeros(len(x_world), dtype=torch.bool, device=x_world.device)
         for a in actors:
-            T = a.T_actor_world if a.T_actor_world.shape[0] == 1 else a.T_actor_world[ray_idx]
-            x = (T[:, :3, :3] @ x_world[..., None])[..., 0] + T[:, :3, 3]
+            # Cheap cull first: the world AABB of the box over every pose in the batch.
+            T_inv = a.T_distinct if a.T_distinct is not None else a.T_actor_world
+            corners = (torch.tensor([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=x_world.dtype, device=x_world.device) * a.size / 2)
+            R_w, t_w = T_inv[:, :3, :3].transpose(1, 2), -(T_inv[:, :3, :3].transpose(1, 2) @ T_inv[:, :3, 3:4])[..., 0]
+            cw = (corners[None] @ R_w.transpose(1, 2)) + t_w[:, None]
+            cand = ((x_world >= cw.amin((0, 1))) & (x_world <= cw.amax((0, 1)))).all(-1).nonzero().flatten()
+            if len(cand) == 0:
+                continue
+            T = a.T_actor_world if a.T_actor_world.shape[0] == 1 else a.T_actor_world[ray_idx[cand]]
+            x = (T[:, :3, :3] @ x_world[cand, :, None])[..., 0] + T[:, :3, 3]
             half = a.size / 2
             lo = -half.clone()
             lo[2] = lo[2] + self.cfg.ground_clearance
-            inside |= ((x >= lo) & (x <= half)).all(-1)
+            inside[cand] |= ((x >= lo) & (x <= half)).all(-1)
         return inside
 
     # ---- rendering --------------------------------------------------------------------------

@@ -76,8 +76,9 @@ class RayBank:
 
     def actor_rays(self, time_idx: Tensor) -> list[ActorRays]:
         """Per-ray actor poses for rays taken at ``time_idx``."""
+        distinct = torch.unique(time_idx)
         return [
-            ActorRays(a.asset_id, a.instance_id, torch.tensor(a.size, dtype=torch.float32), self.poses[time_idx, i])
+            ActorRays(a.asset_id, a.instance_id, torch.tensor(a.size, dtype=torch.float32), self.poses[time_idx, i], self.poses[distinct, i])
             for i, a in enumerate(self.graph.actors)
         ]
 

@@ -139,7 +139,12 @@ def hash_grid_encode_reference(x: torch.Tensor, table: torch.Tensor, cfg: HashGr
 # --------------------------------------------------------------------------------------------
 
 try:  # importing numba compiles nothing: the decorators below are lazy (no signatures given)
+    import numba
     from numba import njit, prange
+
+    # The system TBB is too old for numba's TBB layer (it warns on every process); OpenMP or the
+    # built-in workqueue are what we measured with.
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
 
     _HAVE_NUMBA = True
 except Exception:  # pragma: no cover - numba is a hard dependency, but stay importable without it

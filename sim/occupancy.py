@@ -16,10 +16,14 @@ from torch import Tensor, nn
 
 
 class OccupancyGrid(nn.Module):
-    def __init__(self, resolution: tuple[int, int, int] = (64, 64, 64), threshold: float = 0.01, decay: float = 0.95):
+    def __init__(self, resolution: tuple[int, int, int] = (64, 64, 64), threshold: float = 0.01, decay: float = 0.95,
+                 seeded_threshold: float = 0.5):
         super().__init__()
         self.resolution = tuple(int(r) for r in resolution)
         self.threshold = threshold
+        # With known surfaces, haze and hash-collision garbage need not keep cells alive: a real
+        # surface has density >> 1 per unit length.
+        self.seeded_threshold = seeded_threshold
         self.decay = decay
         # Grids seeded from known surfaces (LiDAR) use the fixed threshold; others adapt to the mean.
         self.register_buffer("seeded", torch.zeros((), dtype=torch.bool))
@@ -54,7 +58,15 @@ class OccupancyGrid(nn.Module):
     @torch.no_grad()
     def update(self, density_fn: Callable[[Tensor], Tensor], n_samples: int | None = None, chunk: int = 1 << 17) -> None:
         """Refresh cells: all of them (``n_samples=None``) or a random subset plus every occupied cell."""
-        if n_samples is None or n_samples >= self.n_cells:
+        if bool(self.seeded):
+            # Seeded from known surfaces: only reassess occupied cells and their neighbours, so
+            # surfaces can extend but never-observed space (hash-collision garbage inside
+            # buildings, underground) does not light up far from any surface.
+            near = torch.nn.functional.max_pool3d(self.occupied[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+            idx = near.flatten().nonzero().flatten()
+            if n_samples is not None and len(idx) > 2 * n_samples:
+                idx = idx[torch.randint(len(idx), (2 * n_samples,), device=idx.device)].unique()
+        elif n_samples is None or n_samples >= self.n_cells:
             idx = torch.arange(self.n_cells, device=self.density.device)
         else:
             occupied = self.occupied.flatten().nonzero().flatten()
@@ -71,9 +83,10 @@ class OccupancyGrid(nn.Module):
 
     def _refresh_mask(self) -> None:
         # instant-ngp: threshold at min(threshold, mean density) so a sparse scene keeps its surfaces.
-        thresh = self.threshold
-        if not bool(self.seeded):
-            thresh = min(thresh, float(self.density.clamp(max=1e2).mean()))
+        if bool(self.seeded):
+            thresh = self.seeded_threshold
+        else:
+            thresh = min(self.threshold, float(self.density.clamp(max=1e2).mean()))
         self.occupied.copy_(self.density > thresh)
 
     @torch.no_grad()

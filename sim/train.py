@@ -43,6 +43,10 @@ class TrainConfig:
     """Weight of the L1 LiDAR range loss (metres)."""
     empty_loss_weight: float = 0.01
     """Weight pushing accumulation to 0 along LiDAR rays that returned nothing (sky)."""
+    line_of_sight_weight: float = 0.1
+    """Weight of the LiDAR line-of-sight loss: no rendering weight in front of the return."""
+    line_of_sight_margin: float = 0.2
+    """Distance in front of a LiDAR return (metres) where weight is still allowed."""
     occupancy_update_every: int = 16
     """Steps between occupancy-grid refreshes."""
     occupancy_samples: int = 1 << 16
@@ -93,6 +97,16 @@ def update_occupancy(model: NeuralScene, n_samples: int | None) -> None:
         model.actor_grids[asset].update(model.actor_fields[asset].density, n_samples)
 
 
+def _line_of_sight(out: dict, ranges: torch.Tensor, n_cam: int, margin: float) -> torch.Tensor:
+    """Mean over LiDAR rays of the rendering weight in front of their return (free space)."""
+    ray, t, w = out["ray_indices"], out["t"], out["weights"]
+    lidar = ray >= n_cam
+    r = ranges[(ray[lidar] - n_cam)]
+    in_front = torch.zeros_like(w, dtype=torch.bool)
+    in_front[lidar] = t[lidar] < r - margin  # inf ranges: everything is in front
+    return w[in_front].sum() / max(len(ranges), 1)
+
+
 def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torch.Generator) -> dict[str, float]:
     """One batch: render camera (+ LiDAR) rays, return the loss pieces (loss already backpropagated)."""
     batch = bank.sample_pixels(cfg.rays_per_batch, gen)
@@ -115,7 +129,7 @@ def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torc
     out = model.render_rays(origins, dirs, bank.actor_rays(tidx), jitter=True, far_rgb=far_rgb)
     mse = torch.mean((out["rgb"][:n_cam] - target) ** 2)
     loss = mse
-    stats = {"mse": float(mse)}
+    stats = {"mse": mse.item()}
     if lidar is not None:
         rng = lidar["ranges"]
         hit = torch.isfinite(rng)
@@ -123,12 +137,12 @@ def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torc
         acc = out["accumulation"][n_cam:]
         if hit.any():
             d_loss = torch.mean(torch.abs(depth[hit] - rng[hit])) + torch.mean((1 - acc[hit]) ** 2)
-            loss = loss + cfg.depth_loss_weight * d_loss
-            stats["depth_l1"] = float(torch.mean(torch.abs(depth[hit] - rng[hit])))
+            loss = loss + cfg.depth_loss_weight * d_loss + cfg.line_of_sight_weight * _line_of_sight(out, rng, n_cam, cfg.line_of_sight_margin)
+            stats["depth_l1"] = torch.mean(torch.abs(depth[hit] - rng[hit])).item()
         if (~hit).any():
             loss = loss + cfg.empty_loss_weight * torch.mean(acc[~hit] ** 2)
     loss.backward()
-    stats["loss"] = float(loss)
+    stats["loss"] = loss.item()
     stats["samples_per_ray"] = float(out["n_samples"]) / len(origins)
     return stats
 

@@ -1,0 +1,126 @@
+"""`make bench`: every figure in one JSON line (flat keys), appended as a dated entry to bench/RESULTS.md.
+
+Measured in one process on whatever machine runs it (the entry records CPU, threads, torch version):
+- hash-grid encoding ns/sample, numba vs torch reference, beside a bandwidth bound;
+- built-in world: capture log -> train for a time budget -> eval against the twin (novel views 1 m
+  up / 1 m left, same views after standard edits), and render rays/s of a 640x360 frame (RGB + depth);
+- lego-200 (../shared/data/lego-200): train for a time budget -> test PSNR (25 test views, on white).
+Run pieces with ``python -m bench.run --only world`` etc. Heavy: ~25 min with the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+LEGO = ROOT.parent / "shared" / "data" / "lego-200"
+
+
+def bench_encoding() -> dict:
+    from bench.encoding import bench_backend, measure_bandwidth
+    from sim.encoding import HashGridConfig, hash_grid_encode_numba, hash_grid_encode_reference
+
+    cfg = HashGridConfig(log2_table_size=18)
+    n = 1 << 16
+    numba = bench_backend(hash_grid_encode_numba, cfg, n, 3)
+    ref = bench_backend(hash_grid_encode_reference, cfg, n, 1)
+    bound_ns = 2 * cfg.n_levels * 8 * cfg.n_features * 4 / measure_bandwidth() * 1e9
+    return {"encoding_numba_fwd_bwd_ns": numba["fwd_bwd"], "encoding_torch_fwd_bwd_ns": ref["fwd_bwd"],
+            "encoding_speedup_vs_torch": ref["fwd_bwd"] / numba["fwd_bwd"], "encoding_bandwidth_bound_ns": bound_ns}
+
+
+def bench_world(work: Path, seconds: float) -> dict:
+    from scenes.camera import Camera
+    from scenes.capture import read_capture_log
+    from sim.render import render_camera
+    from sim.train import TrainConfig
+    from tasks.pipeline import load_scene, make_world_log, train_scene
+    from tasks.report import evaluate_scene
+
+    log_dir, scene_dir = work / "world_log", work / "world_scene"
+    if not (log_dir / "log.json").exists():
+        make_world_log(log_dir, overwrite=True)
+    t0 = time.perf_counter()
+    stats = train_scene(log_dir, scene_dir, TrainConfig(steps=100_000, max_seconds=seconds))
+    m = evaluate_scene(scene_dir)
+    out = {"world_train_seconds": stats.get("train_seconds", time.perf_counter() - t0),
+           "world_train_rays_per_s": stats.get("rays_per_s"), "world_samples_per_ray": stats.get("samples_per_ray")}
+    out.update({f"world_{k}": v for k, v in m.items() if isinstance(v, (int, float))})
+    # Render speed: one 640x360 frame from the front camera, RGB + depth.
+    scene = load_scene(scene_dir)
+    log = read_capture_log(log_dir)
+    f = log.frames[len(log.frames) // 2]
+    cam = log.camera(f, "front")
+    cam = Camera(cam.intrinsics.scaled(640 / cam.intrinsics.width), cam.T_world_cam, cam.time, "bench")
+    render_camera(scene.model, cam, scene.graph.at(cam.time))  # warm-up (JIT, caches)
+    import resource
+
+    t = time.perf_counter()
+    r = render_camera(scene.model, cam, scene.graph.at(cam.time))
+    dt = time.perf_counter() - t
+    out.update({"render_640x360_seconds": dt, "render_rays_per_s": 640 * 360 / dt,
+                "render_samples_per_ray": r["samples_per_ray"],
+                "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20})
+    return out
+
+
+def bench_lego(work: Path, seconds: float) -> dict:
+    from sim.train import TrainConfig
+    from tasks.pipeline import train_scene
+    from tasks.report import evaluate_scene
+
+    if not LEGO.exists():
+        return {"lego200_skipped": f"{LEGO} not found"}
+    scene_dir = work / "lego_scene"
+    stats = train_scene(LEGO, scene_dir, TrainConfig(steps=100_000, max_seconds=seconds))
+    m = evaluate_scene(scene_dir, max_frames=9)  # 25 test views
+    return {"lego200_train_seconds": stats.get("train_seconds"), "lego200_train_rays_per_s": stats.get("rays_per_s"),
+            "lego200_samples_per_ray": stats.get("samples_per_ray"), "lego200_test_psnr": m.get("test_psnr"),
+            "lego200_test_ssim": m.get("test_ssim")}
+
+
+def machine() -> dict:
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": commit,
+            "date": datetime.date.today().isoformat()}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", choices=["encoding", "world", "lego"], action="append")
+    ap.add_argument("--world-seconds", type=float, default=300.0)
+    ap.add_argument("--lego-seconds", type=float, default=600.0)
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "out")
+    ap.add_argument("--fresh", action="store_true", help="delete previous bench outputs first")
+    args = ap.parse_args(argv)
+    if args.fresh:
+        shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    parts = args.only or ["encoding", "world", "lego"]
+    res = machine()
+    if "encoding" in parts:
+        res.update(bench_encoding())
+    if "world" in parts:
+        res.update(bench_world(args.work, args.world_seconds))
+    if "lego" in parts:
+        res.update(bench_lego(args.work, args.lego_seconds))
+    line = json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()})
+    print(line)
+    with open(ROOT / "bench" / "RESULTS.md", "a") as f:
+        f.write(f"\n### {res['date']} `make bench` ({', '.join(parts)}), commit {res['commit']}, {res['cpu']}, {res['threads']} threads\n\n```json\n{line}\n```\n")
+    return res
+
+
+if __name__ == "__main__":
+    main()
