@@ -82,7 +82,7 @@ def save_checkpoint(path: str | Path, model: NeuralScene, graph: SceneGraph, *, 
     _atomic_write_bytes(path / "scene.json", json.dumps(meta, indent=1).encode())
     # Older tensor files are now unreferenced.
     keep = {meta["weights"], meta.get("optimizer")}
-    for f in path.glob("*.safetensors"):
+    for f in path.glob("*.safetensors*"):  # also temporary files left by a killed save
         if f.name not in keep:
             f.unlink(missing_ok=True)
     return path / "scene.json"
@@ -125,6 +125,11 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[NeuralScene,
         state = load_file(str(weights), device=device)
     except (FileNotFoundError, SafetensorError, OSError) as e:
         raise InputError(weights, None, f"cannot read tensors ({e})") from None
+    expected = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})" for k, v in state.items()
+             if k in expected and v.shape != expected[k].shape]
+    if wrong:
+        raise InputError(weights, None, f"tensor shapes do not match the model config in scene.json: {wrong[:5]}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise InputError(weights, None, f"tensors do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -136,7 +141,11 @@ def load_optimizer_state(path: str | Path, meta: dict, optimizer: torch.optim.Op
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
     if "optimizer" not in meta:
         return
-    tensors = load_file(str(folder / meta["optimizer"]))
+    opt_path = folder / meta["optimizer"]
+    try:
+        tensors = load_file(str(opt_path))
+    except (FileNotFoundError, SafetensorError, OSError) as e:
+        raise InputError(opt_path, None, f"cannot read optimizer tensors ({e})") from None
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         idx, name = key.split(".", 1)

@@ -62,6 +62,8 @@ class SceneModelConfig:
     """Samples behind this transmittance are skipped (early ray termination)."""
     min_alpha: float = 1e-3
     """Samples with less optical depth than this are skipped (empty space inside occupied cells)."""
+    march_chunk: int = 32
+    """Background samples marched per ray between early-termination checks."""
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -131,10 +133,12 @@ class NeuralScene(nn.Module):
     def world_to_unit(self, x: Tensor) -> Tensor:
         return (x - self.aabb[0]) / (self.aabb[1] - self.aabb[0])
 
-    def _step_schedule(self) -> tuple[Tensor, Tensor]:
-        """Global marching distances t_k and steps dt_k, shared by every ray (cone stepping)."""
+    def _step_schedule(self, t_max: float | None = None) -> tuple[Tensor, Tensor]:
+        """Global marching distances t_k and steps dt_k, shared by every ray (cone stepping), covering
+        ``[0, t_max]`` (default: the AABB diagonal, enough for origins inside the AABB)."""
         cfg = self.cfg
-        t_max = float((self.aabb[1] - self.aabb[0]).norm())
+        if t_max is None:
+            t_max = float((self.aabb[1] - self.aabb[0]).norm())
         ts, dts, t = [], [], 0.0
         while t < t_max:
             dt = min(max(t * cfg.step_cone, cfg.step_min), cfg.step_max)
@@ -150,11 +154,49 @@ class NeuralScene(nn.Module):
         return torch.full_like(dirs, value)
 
     # ---- sampling ---------------------------------------------------------------------------
-    def _background_samples(self, origins: Tensor, dirs: Tensor, jitter: bool) -> dict:
+    def _background_samples(self, origins: Tensor, dirs: Tensor, jitter: bool, terminate: bool = False) -> dict:
         t_near, t_far = ray_aabb(origins, dirs, self.aabb[0], self.aabb[1])
+        t_exit = t_far[t_far > t_near]  # rays that miss may carry huge t_far (parallel slabs)
+        if len(t_exit) and float(t_exit.max()) > float(self._schedule[0][-1] + self._schedule[1][-1]):
+            # Origins outside the AABB see it farther than its diagonal: extend (and keep) the schedule.
+            self._schedule = self._step_schedule(float(t_exit.max()) * 1.5)
         ts, dts = (s.to(origins.device) for s in self._schedule)
         u = torch.rand(len(origins), device=origins.device) if jitter else torch.full((len(origins),), 0.5, device=origins.device)
-        return march(origins, dirs, t_near, t_far, ts, dts, u, self.background_grid.occupied, self.aabb[0], self.aabb[1] - self.aabb[0])
+        if terminate:
+            return self._march_terminated(origins, dirs, t_near, t_far, ts, dts, u)
+        s = march(origins, dirs, t_near, t_far, ts, dts, u, self.background_grid.occupied, self.aabb[0], self.aabb[1] - self.aabb[0])
+        s.pop("k_next")
+        return s
+
+    @torch.no_grad()
+    def _march_terminated(self, origins, dirs, t_near, t_far, ts, dts, u) -> dict:
+        """March in chunks of ``march_chunk`` occupied samples per ray, evaluating background density
+        as we go, and stop a ray once its transmittance is negligible (early termination): samples
+        behind opaque surfaces are never generated, let alone evaluated. Keeps only samples that
+        can matter (transmittance > min_transmittance, optical depth > min_alpha)."""
+        cfg, R = self.cfg, len(origins)
+        k = (torch.searchsorted(ts + dts, t_near) - 1).clamp_min(0)
+        log_T = torch.zeros(R, device=origins.device)
+        alive = t_far > t_near
+        keep_parts = []
+        while alive.any():
+            idx = alive.nonzero().flatten()
+            s = march(origins[idx], dirs[idx], t_near[idx], t_far[idx], ts, dts, u[idx], self.background_grid.occupied,
+                      self.aabb[0], self.aabb[1] - self.aabb[0], k_start=k[idx], max_per_ray=cfg.march_chunk)
+            if len(s["ray"]):
+                tau = self.background.density(s["x01"]) * s["dt"]
+                T_before = torch.exp(-(exclusive_segment_cumsum(tau, s["ray"], len(idx)) + log_T[idx][s["ray"]]))
+                keep = (T_before > cfg.min_transmittance) & (tau > cfg.min_alpha)
+                log_T.index_add_(0, idx[s["ray"]], tau)
+                keep_parts.append({"ray": idx[s["ray"][keep]], "t": s["t"][keep], "dt": s["dt"][keep], "x01": s["x01"][keep]})
+            k[idx] = s["k_next"]
+            alive[idx] = (s["k_next"] < len(ts)) & (torch.exp(-log_T[idx]) > cfg.min_transmittance)
+        if not keep_parts:
+            empty = torch.zeros(0, device=origins.device)
+            return {"ray": empty.long(), "t": empty, "dt": empty, "x01": empty.reshape(0, 3)}
+        out = {key: torch.cat([p[key] for p in keep_parts]) for key in keep_parts[0]}
+        order = torch.argsort(out["ray"].double() * 1e6 + out["t"].double())
+        return {key: v[order] for key, v in out.items()}
 
     def _actor_samples(self, actor: ActorRays, origins: Tensor, dirs: Tensor, jitter: bool) -> dict:
         T = actor.T_actor_world
@@ -202,10 +244,10 @@ class NeuralScene(nn.Module):
         return inside
 
     # ---- rendering --------------------------------------------------------------------------
-    def _collect_samples(self, origins: Tensor, dirs: Tensor, actors: list[ActorRays], jitter: bool) -> list[dict]:
+    def _collect_samples(self, origins: Tensor, dirs: Tensor, actors: list[ActorRays], jitter: bool, terminate: bool) -> list[dict]:
         """Samples of every field, one dict per field ("part"), each with its owner slot
         (0 = background, 1 + i = ``actors[i]``)."""
-        bg = self._background_samples(origins, dirs, jitter)
+        bg = self._background_samples(origins, dirs, jitter, terminate)
         if actors:
             x_world = origins[bg["ray"]] + dirs[bg["ray"]] * bg["t"][:, None]
             keep = ~self._inside_actor_boxes(x_world, bg["ray"], list(actors))
@@ -258,7 +300,7 @@ class NeuralScene(nn.Module):
         ``prune`` skips samples behind opaque surfaces or in near-empty space (see `_prune`).
         """
         n_rays = len(origins)
-        parts = self._collect_samples(origins, dirs, list(actors), jitter)
+        parts = self._collect_samples(origins, dirs, list(actors), jitter, terminate=prune)
         if prune:
             parts = self._prune(parts, n_rays, self.cfg.min_transmittance, self.cfg.min_alpha)
         shaded = [p["field"](p["x01"], p["dirs"]) for p in parts]

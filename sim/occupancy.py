@@ -27,6 +27,8 @@ class OccupancyGrid(nn.Module):
         self.decay = decay
         # Grids seeded from known surfaces (LiDAR) use the fixed threshold; others adapt to the mean.
         self.register_buffer("seeded", torch.zeros((), dtype=torch.bool))
+        # Cells the field may never occupy (e.g. the volume of parked cars, owned by their fields).
+        self.register_buffer("blocked", torch.zeros(self.resolution, dtype=torch.bool))
         # Start "everything occupied": the field has not told us anything yet.
         self.register_buffer("density", torch.full(self.resolution, 1e3))
         self.register_buffer("occupied", torch.ones(self.resolution, dtype=torch.bool))
@@ -87,7 +89,17 @@ class OccupancyGrid(nn.Module):
             thresh = self.seeded_threshold
         else:
             thresh = min(self.threshold, float(self.density.clamp(max=1e2).mean()))
-        self.occupied.copy_(self.density > thresh)
+        self.occupied.copy_((self.density > thresh) & ~self.blocked)
+
+    @torch.no_grad()
+    def block(self, inside_fn: Callable[[Tensor], Tensor]) -> None:
+        """Forbid cells whose centres satisfy ``inside_fn(x01 [N, 3]) -> bool [N]``."""
+        rx, ry, rz = self.resolution
+        idx = torch.arange(self.n_cells, device=self.density.device)
+        centers = torch.stack([idx // (ry * rz), (idx // rz) % ry, idx % rz], -1).float() + 0.5
+        centers = centers / torch.tensor(self.resolution, dtype=torch.float32, device=idx.device)
+        self.blocked.view(-1).copy_(inside_fn(centers))
+        self.occupied &= ~self.blocked
 
     @torch.no_grad()
     def reset_from_points(self, x01: Tensor, dilate: int = 1, prior_density: float = 10.0) -> None:

@@ -30,15 +30,29 @@ def _cell_flat(x01: Tensor, res: tuple[int, int, int]) -> Tensor:
     return (ijk[:, 0] * r[1] + ijk[:, 1]) * r[2] + ijk[:, 2]
 
 
-def march_reference(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_min, box_size) -> dict[str, Tensor]:
+def march_reference(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_min, box_size,
+                    k_start: Tensor | None = None, max_per_ray: int = 0) -> dict[str, Tensor]:
+    K = len(ts)
     t = ts[None, :] + u[:, None] * dts[None, :]  # [R, K]
     valid = (t >= t_near[:, None]) & (t <= t_far[:, None])
+    if k_start is not None:
+        valid &= torch.arange(K)[None, :] >= k_start[:, None]
     ray, k = valid.nonzero(as_tuple=True)
     t = t[ray, k]
     x01 = (origins[ray] + dirs[ray] * t[:, None] - box_min) / box_size
     inside = ((x01 >= 0) & (x01 <= 1)).all(-1)
     keep = inside & occupied.flatten()[_cell_flat(x01, tuple(occupied.shape))]
-    return {"ray": ray[keep], "t": t[keep], "dt": dts[k[keep]], "x01": x01[keep]}
+    ray, t, k, x01 = ray[keep], t[keep], k[keep], x01[keep]
+    k_next = torch.full((len(origins),), K, dtype=torch.long)
+    if max_per_ray > 0 and len(ray):
+        counts = torch.bincount(ray, minlength=len(origins))
+        first = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(len(ray)) - first[ray]
+        full = rank == max_per_ray - 1
+        k_next[ray[full]] = k[full] + 1  # resume right after the last sample emitted
+        keep = rank < max_per_ray
+        ray, t, k, x01 = ray[keep], t[keep], k[keep], x01[keep]
+    return {"ray": ray, "t": t, "dt": dts[k], "x01": x01, "k_next": k_next}
 
 
 if _HAVE_NUMBA:
@@ -56,22 +70,27 @@ if _HAVE_NUMBA:
         return occ[(i * ry + j) * rz + k], x, y, z
 
     @njit(cache=True, nogil=True, parallel=True)
-    def _count(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, rx, ry, rz, k0, counts):
+    def _count(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, rx, ry, rz, kstart, max_n, counts, k_next):
+        K = ts.shape[0]
         for r in prange(o.shape[0]):
             c = 0
-            for k in range(k0, ts.shape[0]):
+            k_next[r] = K
+            for k in range(kstart[r], K):
                 t = ts[k] + u[r] * dts[k]
                 if t > tf[r]:
                     break
                 if t >= tn[r] and _occupied_at(o[r], d[r], t, bmin, bsize, occ, rx, ry, rz)[0]:
                     c += 1
+                    if c == max_n:
+                        k_next[r] = k + 1
+                        break
             counts[r] = c
 
     @njit(cache=True, nogil=True, parallel=True)
-    def _fill(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, rx, ry, rz, k0, offsets, ray_out, t_out, dt_out, x_out):
+    def _fill(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, rx, ry, rz, kstart, k_next, offsets, ray_out, t_out, dt_out, x_out):
         for r in prange(o.shape[0]):
             n = offsets[r]
-            for k in range(k0, ts.shape[0]):
+            for k in range(kstart[r], k_next[r]):
                 t = ts[k] + u[r] * dts[k]
                 if t > tf[r]:
                     break
@@ -87,27 +106,36 @@ if _HAVE_NUMBA:
                         n += 1
 
 
-def march_numba(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_min, box_size) -> dict[str, Tensor]:
+def march_numba(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_min, box_size,
+                k_start: Tensor | None = None, max_per_ray: int = 0) -> dict[str, Tensor]:
     f32 = lambda a: np.ascontiguousarray(a.detach().cpu().numpy(), dtype=np.float32)
     o, d, tn, tf, tsn, dtn, un = map(f32, (origins, dirs, t_near, t_far, ts, dts, u))
     bmin, bsize = f32(box_min.reshape(3)), f32(box_size.reshape(3))
     occ = np.ascontiguousarray(occupied.cpu().numpy().reshape(-1))
     rx, ry, rz = occupied.shape
-    # Skip schedule steps no ray reaches (all before the nearest entry).
-    k0 = max(int(np.searchsorted(tsn + dtn, tn.min() if len(tn) else 0.0)) - 1, 0)
+    if k_start is None:  # skip schedule steps no ray reaches (all before the nearest entry)
+        k0 = max(int(np.searchsorted(tsn + dtn, tn.min() if len(tn) else 0.0)) - 1, 0)
+        ks = np.full(len(o), k0, np.int64)
+    else:
+        ks = np.ascontiguousarray(k_start.cpu().numpy(), dtype=np.int64)
     counts = np.empty(len(o), np.int64)
-    _count(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, rx, ry, rz, k0, counts)
+    k_next = np.empty(len(o), np.int64)
+    _count(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, rx, ry, rz, ks, max_per_ray if max_per_ray > 0 else -1, counts, k_next)
     offsets = np.zeros(len(o), np.int64)
     np.cumsum(counts[:-1], out=offsets[1:])
     n = int(counts.sum())
     ray, t, dt, x = np.empty(n, np.int64), np.empty(n, np.float32), np.empty(n, np.float32), np.empty((n, 3), np.float32)
-    _fill(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, rx, ry, rz, k0, offsets, ray, t, dt, x)
+    _fill(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, rx, ry, rz, ks, k_next, offsets, ray, t, dt, x)
     dev = origins.device
     return {"ray": torch.from_numpy(ray).to(dev), "t": torch.from_numpy(t).to(dev), "dt": torch.from_numpy(dt).to(dev),
-            "x01": torch.from_numpy(x).to(dev)}
+            "x01": torch.from_numpy(x).to(dev), "k_next": torch.from_numpy(k_next).to(dev)}
 
 
-def march(origins, dirs, t_near, t_far, ts, dts, u, occupied, box_min, box_size) -> dict[str, Tensor]:
-    """Packed samples in occupied cells (numba on CPU, torch elsewhere)."""
+def march(origins, dirs, t_near, t_far, ts, dts, u, occupied, box_min, box_size, k_start=None, max_per_ray: int = 0) -> dict[str, Tensor]:
+    """Packed samples in occupied cells (numba on CPU, torch elsewhere).
+
+    With ``max_per_ray > 0`` each ray emits at most that many samples, starting at schedule index
+    ``k_start`` (default: its entry); ``k_next`` says where to resume (``len(ts)`` = ray finished).
+    """
     impl = march_numba if (_HAVE_NUMBA and origins.device.type == "cpu") else march_reference
-    return impl(origins, dirs, t_near, t_far, ts, dts, u, occupied, box_min, box_size)
+    return impl(origins, dirs, t_near, t_far, ts, dts, u, occupied, box_min, box_size, k_start, max_per_ray)

@@ -3,7 +3,7 @@
 One loop serves every source: a capture log of the built-in world (cameras + LiDAR + actor tracks)
 and captured static datasets (background only). Progress shows loss, PSNR, rays/s and ETA;
 checkpoints are written atomically every ``checkpoint_every_s`` and training resumes from the last
-one after a kill (same step, same optimizer moments, same random stream position).
+one after a kill (same step and optimizer moments; the random stream is re-seeded from the step).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from scenes.graph import SceneGraph
 from sim.checkpoint import load_checkpoint, load_optimizer_state, read_checkpoint_meta, save_checkpoint
-from sim.compose import NeuralScene
+from scenes.transforms import invert_pose
+from sim.compose import ActorRays, NeuralScene
 from sim.data import RayBank
 
 
@@ -31,9 +32,9 @@ class TrainConfig:
     max_seconds: float | None = None
     """Stop after this much training time (wall clock, resumes included); the LR schedule follows
     whichever of steps / time runs out first."""
-    rays_per_batch: int = 4096
-    """Camera rays per step."""
-    lidar_rays_per_batch: int = 1024
+    rays_per_batch: int = 1024
+    """Camera rays per step (on a CPU, many small steps beat few large ones)."""
+    lidar_rays_per_batch: int = 512
     """LiDAR rays per step (when the data has LiDAR)."""
     lr: float = 1e-2
     """Adam learning rate at the start; decays exponentially to lr * lr_final_factor."""
@@ -80,7 +81,14 @@ def init_occupancy_from_lidar(model: NeuralScene, bank: RayBank, dilate: int = 1
     hit = torch.isfinite(lidar["ranges"])
     pts = lidar["origins"][hit] + lidar["dirs"][hit] * lidar["ranges"][hit, None]
     tidx = lidar["time_idx"][hit]
-    model.background_grid.reset_from_points(model.world_to_unit(pts), dilate=dilate)
+    # Returns from actors belong to the actors' fields, not the background.
+    on_actor = torch.zeros(len(pts), dtype=torch.bool)
+    for ti in torch.unique(tidx):
+        sel = (tidx == ti).nonzero().flatten()
+        actors = bank.actor_rays(ti.reshape(1))  # shared [1, 4, 4] poses at that time
+        on_actor[sel] = model._inside_actor_boxes(pts[sel], torch.zeros(len(sel), dtype=torch.long), actors)
+    model.background_grid.reset_from_points(model.world_to_unit(pts[~on_actor]), dilate=dilate)
+    block_static_actor_volumes(model, bank.graph)
     per_asset: dict[str, list[torch.Tensor]] = {}
     for a, actor in enumerate(bank.graph.actors):
         T = bank.poses[tidx, a]
@@ -89,6 +97,19 @@ def init_occupancy_from_lidar(model: NeuralScene, bank: RayBank, dilate: int = 1
         per_asset.setdefault(actor.asset_id, []).append(x01[((x01 >= 0) & (x01 <= 1)).all(-1)])
     for asset, chunks in per_asset.items():
         model.actor_grid(asset).reset_from_points(torch.cat(chunks), dilate=dilate)
+
+
+@torch.no_grad()
+def block_static_actor_volumes(model: NeuralScene, graph: SceneGraph) -> None:
+    """The background never observes the inside of a parked car's box (the car is always there):
+    forbid those cells to the background so that removing the car leaves no ghost."""
+    static = [a for a in graph.actors if len(a.track.times) == 1]
+    if not static:
+        return
+    lo, hi = model.aabb[0], model.aabb[1]
+    rays = [ActorRays(a.asset_id, a.instance_id, torch.tensor(a.size, dtype=torch.float32),
+                      torch.tensor(invert_pose(a.track.pose_at(0.0)), dtype=torch.float32)[None]) for a in static]
+    model.background_grid.block(lambda x01: model._inside_actor_boxes(lo + x01 * (hi - lo), torch.zeros(len(x01), dtype=torch.long), rays))
 
 
 def update_occupancy(model: NeuralScene, n_samples: int | None) -> None:

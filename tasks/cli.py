@@ -34,7 +34,7 @@ def world(out: Path = Path("world_log"), tiny: bool = False, seed: int = 0, widt
 
 
 def train(data: Positional[Path], out: Path = Path("scene"), steps: int = 2000, max_seconds: Optional[float] = None,
-          rays_per_batch: int = 4096, holdout_every: int = 10, seed: int = 0) -> None:
+          rays_per_batch: int = 1024, holdout_every: int = 10, seed: int = 0) -> None:
     """Train a compositional scene from a capture log or a static dataset (Blender / nerfstudio /
     instant-ngp). Resumes from the checkpoint in OUT after a kill.
 
@@ -90,7 +90,7 @@ def eval(scene: Positional[Path], json_out: bool = False, max_frames: int = 4) -
             print(f"{k:>32}: {v}")
 
 
-def demo(out: Path = Path("demo_out"), train_seconds: float = 330.0, tiny: bool = False) -> None:
+def demo(out: Path = Path("demo_out"), train_seconds: float = 240.0, tiny: bool = False) -> None:
     """World -> capture log -> train -> render an edited drive (actor removed, moved, inserted) ->
     preview.mp4 + contact_sheet.png beside the twin, and metrics.json. Resumes where it stopped.
 

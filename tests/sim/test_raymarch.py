@@ -38,3 +38,23 @@ def test_samples_lie_in_occupied_cells_within_ray_bounds():
     # An empty grid gives no samples at all.
     empty = march_numba(origins, dirs, t_near, t_far, ts, dts, u, torch.zeros_like(occupied), box_min, box_size)
     assert len(empty["ray"]) == 0
+
+
+def test_chunked_marching_resumes_exactly_where_it_stopped():
+    args = _setup(2)
+    whole = march_reference(*args)
+    for impl in (march_reference, march_numba):
+        n_rays = len(args[0])
+        k = torch.zeros(n_rays, dtype=torch.long)
+        pieces = []
+        for _ in range(200):
+            out = impl(*args, k_start=k, max_per_ray=5)
+            assert torch.bincount(out["ray"], minlength=n_rays).max() <= 5
+            pieces.append(out)
+            k = out["k_next"]
+            if (k >= len(args[4])).all():
+                break
+        ray = torch.cat([p["ray"] for p in pieces])
+        t = torch.cat([p["t"] for p in pieces])
+        order = torch.argsort(ray.double() * 1e6 + t.double())
+        assert torch.equal(ray[order], whole["ray"]) and torch.allclose(t[order], whole["t"])

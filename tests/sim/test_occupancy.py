@@ -1,0 +1,163 @@
+"""OccupancyGrid: indexing, seeding from points, refresh with decay, out-of-cube queries."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+from sim.occupancy import OccupancyGrid
+
+RES = (8, 6, 5)
+
+
+def flat(i, j, k, res=RES):
+    return (i * res[1] + j) * res[2] + k
+
+
+def test_cell_index_is_floor_of_scaled_coordinates_row_major():
+    grid = OccupancyGrid(RES)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2000, 3, generator=g)
+    ijk = np.floor(x.numpy() * np.array(RES)).astype(int)
+    assert torch.equal(grid.cell_index(x), torch.as_tensor(flat(ijk[:, 0], ijk[:, 1], ijk[:, 2])))
+    # The upper faces belong to the last cell, the lower faces to the first.
+    corners = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.5]])
+    assert grid.cell_index(corners).tolist() == [flat(7, 5, 4), 0, flat(7, 0, 2)]
+
+
+def test_query_agrees_with_the_occupied_cells():
+    grid = OccupancyGrid(RES)
+    g = torch.Generator().manual_seed(1)
+    mask = torch.rand(RES, generator=g) < 0.3
+    grid.occupied.copy_(mask)
+    x = torch.rand(5000, 3, generator=g)
+    expected = mask.flatten()[grid.cell_index(x)]
+    assert torch.equal(grid.query(x), expected)
+    assert 0.2 < float(expected.float().mean()) < 0.4
+    # A point at a cell's centre is answered by that cell only.
+    for i, j, k in [(0, 0, 0), (3, 2, 1), (7, 5, 4)]:
+        c = (torch.tensor([[i, j, k]], dtype=torch.float32) + 0.5) / torch.tensor(RES)
+        assert bool(grid.query(c)[0]) == bool(mask[i, j, k])
+
+
+def test_query_outside_unit_cube_is_false_even_when_all_occupied():
+    grid = OccupancyGrid(RES)  # starts fully occupied
+    assert bool(grid.occupied.all())
+    outside = torch.tensor([[-0.01, 0.5, 0.5], [0.5, 1.01, 0.5], [0.5, 0.5, -1e-4], [2.0, 2.0, 2.0],
+                            [-3.0, 0.2, 0.2], [0.5, 0.5, float("nan")]])
+    inside = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.5, 0.5, 0.5]])
+    assert not grid.query(outside).any()
+    assert grid.query(inside).all()
+
+
+def test_reset_from_points_marks_exactly_the_dilated_cells():
+    grid = OccupancyGrid(RES)
+    cells = [(0, 0, 0), (4, 3, 2), (7, 5, 4), (4, 3, 3)]
+    pts = [(np.array(c) + np.array([0.3, 0.6, 0.5])) / np.array(RES) for c in cells]
+    pts += [(-0.2, 0.5, 0.5), (0.5, 1.3, 0.5)]  # outside: ignored, not clamped onto a border cell
+    x = torch.tensor(np.array(pts), dtype=torch.float32)
+    for dilate in (0, 1, 2):
+        grid.reset_from_points(x, dilate=dilate, prior_density=7.0)
+        expected = np.zeros(RES, bool)
+        for c in cells:
+            for d in itertools.product(range(-dilate, dilate + 1), repeat=3):
+                n = np.array(c) + d
+                if np.all(n >= 0) and np.all(n < RES):
+                    expected[tuple(n)] = True
+        assert np.array_equal(grid.occupied.numpy(), expected), dilate
+        assert torch.equal(grid.density, torch.where(torch.as_tensor(expected), 7.0, 0.0))
+        assert bool(grid.seeded)
+    assert abs(grid.occupancy_fraction() - expected.mean()) < 1e-6
+
+
+def region_a(x):
+    """High density in the cells with i < 2 (x < 0.25 is exactly two of the 8 cells along x)."""
+    return torch.where(x[:, 0] < 0.25, 10.0, 0.0)
+
+
+def region_b(x):
+    """High density in the cells with k >= 3 (z >= 0.6 is exactly cells 3 and 4 of 5 along z)."""
+    return torch.where(x[:, 2] >= 0.6, 5.0, 0.0)
+
+
+def chebyshev_ball(c, r, res=RES) -> torch.Tensor:
+    ii, jj, kk = torch.meshgrid(*(torch.arange(n) for n in res), indexing="ij")
+    return (ii - c[0]).abs().maximum((jj - c[1]).abs()).maximum((kk - c[2]).abs()) <= r
+
+
+def test_seeded_grid_grows_only_along_dense_space_and_decays():
+    """Seeded (LiDAR) grids reassess occupied cells and their 26 neighbours only: a surface extends one
+    cell per update through dense space, never-observed space stays empty, and the fixed
+    ``seeded_threshold`` applies."""
+    grid = OccupancyGrid(RES, decay=0.95, seeded_threshold=0.5)
+    seed = (1, 1, 1)
+    grid.reset_from_points((torch.tensor([seed], dtype=torch.float32) + 0.5) / torch.tensor(RES), dilate=0,
+                           prior_density=10.0)
+    in_a = torch.zeros(RES, dtype=torch.bool)
+    in_a[:2] = True
+    for k in range(1, 5):
+        grid.update(region_a)
+        assert torch.equal(grid.occupied, chebyshev_ball(seed, k) & in_a), k
+    assert torch.equal(grid.occupied, in_a)  # the whole dense region, nothing beyond it
+    assert torch.equal(grid.density, torch.where(in_a, 10.0, 0.0))
+
+    # Density below the seeded threshold (but far above `threshold`) does not make cells occupied.
+    grid.update(lambda x: torch.full((len(x),), 0.3))
+    assert torch.equal(grid.occupied, in_a)  # 9.5 inside a; 0.3 in the neighbours of a
+    assert torch.allclose(grid.density[2], torch.tensor(0.3))
+    assert torch.all(grid.density[3:] == 0)  # never reassessed: not next to an occupied cell
+
+    # An empty field: a's memory decays below the threshold after exactly k updates.
+    k = int(np.ceil(np.log(0.5 / 9.5) / np.log(0.95)))  # 9.5 * 0.95^k <= 0.5
+    for _ in range(k - 1):
+        grid.update(lambda x: torch.zeros(len(x)))
+    assert torch.equal(grid.occupied, in_a)
+    grid.update(lambda x: torch.zeros(len(x)))
+    assert not grid.occupied.any()
+
+
+def test_seeded_partial_update_reassesses_a_bounded_sample():
+    grid = OccupancyGrid(RES, decay=0.5)
+    grid.reset_from_points(torch.rand(300, 3, generator=torch.Generator().manual_seed(0)), dilate=0, prior_density=4.0)
+    n_occ = int(grid.occupied.sum())
+    assert n_occ > 40
+    torch.manual_seed(0)
+    grid.update(lambda x: torch.zeros(len(x)), n_samples=5)
+    changed = int((grid.density == 2.0).sum())
+    assert 1 <= changed <= 10 and int((grid.density == 4.0).sum()) == n_occ - changed
+
+
+def test_update_from_the_initial_full_grid_converges_to_the_region():
+    """Unseeded (no LiDAR): everything starts occupied at density 1e3 and decays away where empty."""
+    grid = OccupancyGrid(RES, threshold=0.01, decay=0.8)
+    in_a = torch.zeros(RES, dtype=torch.bool)
+    in_a[:2] = True
+    grid.update(region_a)
+    assert bool(grid.occupied.all())  # one refresh cannot forget 1e3
+    assert torch.allclose(grid.density[~in_a], torch.tensor(800.0))
+    k = int(np.ceil(np.log(0.01 / 1e3) / np.log(0.8)))  # 1e3 * 0.8^k <= 0.01
+    for _ in range(k):
+        grid.update(region_a)
+    assert torch.equal(grid.occupied, in_a)
+    assert torch.allclose(grid.density[in_a], torch.tensor(10.0))
+
+
+def test_partial_update_refreshes_every_occupied_cell_and_leaves_others():
+    """Unseeded grids: a partial refresh covers every occupied cell plus random ones."""
+    grid = OccupancyGrid(RES, threshold=0.01, decay=0.5)
+    in_a = torch.zeros(RES, dtype=torch.bool)
+    in_a[:2] = True
+    grid.density.copy_(torch.where(in_a, 10.0, 0.0))
+    grid.occupied.copy_(in_a)  # 96 occupied cells at density 10
+    torch.manual_seed(0)
+    grid.update(lambda x: torch.zeros(len(x)), n_samples=100)  # >= the occupied count: all refreshed
+    assert torch.allclose(grid.density[in_a], torch.tensor(5.0))
+    assert torch.all(grid.density[~in_a] == 0)
+    # Sampled cells only: a cell never sampled keeps its value.
+    grid.density.fill_(3.0)
+    grid.occupied.zero_()
+    grid.update(lambda x: torch.zeros(len(x)), n_samples=10)
+    n_decayed = int((grid.density == 1.5).sum())
+    assert 1 <= n_decayed <= 10 and int((grid.density == 3.0).sum()) == grid.n_cells - n_decayed
