@@ -44,7 +44,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from scenes.camera import Camera, Intrinsics
-from scenes.errors import InputError
+from scenes.errors import InputError, read_json_object
 from scenes.graph import SceneGraph
 from scenes.transforms import is_rigid, make_pose, rot_z
 from scenes.twin import LidarConfig, Twin
@@ -300,14 +300,7 @@ def _load_json(root: Path) -> tuple[Path, dict]:
     if not root.is_dir():
         raise InputError(root, None, "capture log folder not found")
     src = root / "log.json"
-    if not src.is_file():
-        raise InputError(src, None, "log.json missing: not a nerfsim capture log folder")
-    try:
-        log = json.loads(src.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(src, None, f"invalid JSON ({e})") from None
-    if not isinstance(log, dict):
-        raise InputError(src, None, "expected a JSON object at the top level")
+    log = read_json_object(src, "log.json missing: not a nerfsim capture log folder")
     if _field(log, "format", src, "") != FORMAT_NAME:
         raise InputError(src, "format", f"expected '{FORMAT_NAME}', got {log['format']!r}")
     if _field(log, "format_version", src, "") != FORMAT_VERSION:

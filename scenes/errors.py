@@ -26,3 +26,22 @@ def require(cond: bool, source: str | Path | None, field: str | None, problem: s
     """Raise `InputError` unless ``cond`` holds."""
     if not cond:
         raise InputError(source, field, problem)
+
+
+def read_json_object(path: str | Path, missing: str, expected: str = "a JSON object") -> dict:
+    """Parse a JSON file whose top level must be an object; `InputError` naming the file otherwise.
+
+    ``missing`` is the message for a file that does not exist (say what kind of file was expected).
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, missing)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(path, None, f"not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, None, f"expected {expected} at the top level")
+    return data

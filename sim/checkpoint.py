@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from scenes.errors import InputError
+from scenes.errors import InputError, read_json_object
 from scenes.graph import SceneGraph
 from sim.compose import NeuralScene, SceneModelConfig
 
@@ -92,13 +92,8 @@ def read_checkpoint_meta(path: str | Path) -> dict:
     """Parse and validate ``scene.json`` of a checkpoint folder."""
     path = Path(path)
     meta_path = path / "scene.json" if path.is_dir() else path
-    if not meta_path.exists():
-        raise InputError(meta_path, None, "no such checkpoint (expected a folder with scene.json)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(meta_path, None, f"not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    meta = read_json_object(meta_path, "no such checkpoint (expected a folder with scene.json)")
+    if meta.get("format") != FORMAT:
         raise InputError(meta_path, "format", f"expected '{FORMAT}'")
     if meta.get("format_version") != FORMAT_VERSION:
         raise InputError(meta_path, "format_version", f"expected {FORMAT_VERSION}, got {meta.get('format_version')}")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from scenes.camera import Camera, Intrinsics
-from scenes.errors import InputError
+from scenes.errors import InputError, read_json_object
 from scenes.transforms import opengl_to_opencv
 
 
@@ -83,14 +83,7 @@ def _nerfsim_cameras(d: dict, src: Path) -> list[Camera]:
 def load_cameras(path: str | Path) -> list[Camera]:
     """Cameras from a nerfsim ``cameras.json`` or a nerfstudio ``camera_path.json``."""
     src = Path(path)
-    if not src.exists():
-        raise InputError(src, None, "no such cameras file")
-    try:
-        d = json.loads(src.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(src, None, f"not valid JSON ({e})") from None
-    if not isinstance(d, dict):
-        raise InputError(src, None, "expected an object with 'cameras' or 'camera_path'")
+    d = read_json_object(src, "no such cameras file", "an object with 'cameras' or 'camera_path'")
     cams = _nerfstudio_path(d, src) if "camera_path" in d else _nerfsim_cameras(d, src)
     if not cams:
         raise InputError(src, "cameras", "no cameras")

@@ -103,7 +103,7 @@ def _scale_pose(d):
 
 CORRUPTIONS = {
     "no_log_json": (lambda r: (r / "log.json").unlink(), "log.json", None),
-    "bad_json": (lambda r: (r / "log.json").write_text("{not json"), "log.json", "invalid JSON"),
+    "bad_json": (lambda r: (r / "log.json").write_text("{not json"), "log.json", "not valid JSON"),
     "wrong_format": (lambda r: _edit_json(r, lambda d: d.update(format="other")), "log.json", "format"),
     "wrong_version": (lambda r: _edit_json(r, lambda d: d.update(format_version=7)), "log.json", "format_version"),
     "missing_field": (lambda r: _edit_json(r, lambda d: d["frames"][0].pop("T_world_ego")), "log.json", "frames[0].T_world_ego"),
