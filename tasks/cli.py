@@ -72,7 +72,7 @@ def render(scene: Positional[Path], cameras: Path, out: Path = Path("render"), e
     print(out)
 
 
-def eval(scene: Positional[Path], json_out: bool = False, max_frames: int = 4) -> None:  # noqa: A001
+def evaluate(scene: Positional[Path], json_out: bool = False, max_frames: int = 4) -> None:
     """Evaluate a scene: held-out views, novel views against the twin, and the same after edits.
 
     Args:
@@ -104,7 +104,7 @@ def demo(out: Path = Path("demo_out"), train_seconds: float = 240.0, tiny: bool 
     run_demo(out, train_seconds, tiny)
 
 
-COMMANDS = {"world": world, "train": train, "render": render, "eval": eval, "demo": demo}
+COMMANDS = {"world": world, "train": train, "render": render, "eval": evaluate, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:

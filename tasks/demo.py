@@ -14,6 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
+from scenes.camera import Camera
 from scenes.capture import read_capture_log
 from scenes.edits import apply_edits, load_edits
 from sim.render import render_camera
@@ -29,7 +30,8 @@ console = Console()
 
 def drive_cameras(log, camera: str = "front", every: int = 2):
     """The chosen rig camera along the logged drive (every ``every``-th frame)."""
-    return [log.camera(f, camera) for f in log.frames[::every]]
+    cams = [log.camera(f, camera) for f in log.frames[::every]]
+    return [Camera(c.intrinsics, c.T_world_cam, c.time, f"{camera}_{f.index:04d}") for c, f in zip(cams, log.frames[::every])]
 
 
 def _demo_readme(out: Path, train_seconds: float, tiny: bool) -> str:

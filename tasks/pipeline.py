@@ -161,9 +161,11 @@ def render_to_folder(scene_path: Path, cameras: list[Camera], out: Path, edits: 
     results = []
     with Progress(disable=not progress) as bar:
         task = bar.add_task("render", total=len(cameras))
-        for cam in cameras:
+        names = [c.name for c in cameras]
+        for i, cam in enumerate(cameras):
             p = render_products(scene.model, twin, cam, graph)
-            write_products(out, cam.name, p)
+            # Files are named after the camera; repeated names get their index so nothing is overwritten.
+            write_products(out, cam.name if names.count(cam.name) == 1 else f"{cam.name}_{i:05d}", p)
             results.append(p)
             bar.advance(task)
     return results

@@ -93,3 +93,17 @@ def test_moving_an_actor_changes_exactly_the_pixels_of_its_old_and_new_box():
     assert changed.any() and boxes.mean() < 0.6
     assert not (changed & ~boxes).any()  # nothing outside the two boxes moved
     assert (a["instance"][~boxes] == 0).all() and (a["instance"] == 1).any()
+
+
+def test_render_writes_one_set_of_files_per_camera_even_with_repeated_names(tmp_path):
+    from sim.checkpoint import save_checkpoint
+    from tasks.pipeline import render_to_folder
+
+    model, graph = _tiny_scene()
+    save_checkpoint(tmp_path / "scene", model, graph)
+    cam = Camera(Intrinsics.from_fov(16, 12, 80), look_at([0, -1, 2], [10, 0, 1]), 0.0, "front")
+    results = render_to_folder(tmp_path / "scene", [cam, cam], tmp_path / "out", progress=False)
+    rgb = sorted(p.name for p in (tmp_path / "out").glob("*_rgb.png"))
+    assert rgb == ["front_00000_rgb.png", "front_00001_rgb.png"] and len(results) == 2
+    depth = np.load(tmp_path / "out" / "front_00000_depth.npy")
+    assert depth.shape == (12, 16) and depth.dtype == np.float32
