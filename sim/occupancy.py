@@ -29,8 +29,10 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("seeded", torch.zeros((), dtype=torch.bool))
         # Cells the field may never occupy (e.g. the volume of parked cars, owned by their fields).
         self.register_buffer("blocked", torch.zeros(self.resolution, dtype=torch.bool))
-        # Start "everything occupied": the field has not told us anything yet.
-        self.register_buffer("density", torch.full(self.resolution, 1e3))
+        # Start "everything occupied" (the field has not told us anything yet) but with no density
+        # memory: the first refresh replaces it by what the field says. (A large initial value would
+        # take hundreds of decays to forget and keep every cell occupied for thousands of steps.)
+        self.register_buffer("density", torch.zeros(self.resolution))
         self.register_buffer("occupied", torch.ones(self.resolution, dtype=torch.bool))
 
     @property

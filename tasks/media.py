@@ -17,11 +17,13 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def colorize_depth(depth: np.ndarray, near: float = 1.0, far: float = 40.0) -> np.ndarray:
-    """Inverse-depth colouring (near = bright), sky (inf) black."""
+def colorize_depth(depth: np.ndarray, near: float = 2.0, far: float = 60.0) -> np.ndarray:
+    """Log-depth through the turbo colour map (near = red, far = blue), sky (inf) black."""
+    from matplotlib import colormaps
+
     d = np.where(np.isfinite(depth), depth, far)
-    x = np.clip((1 / np.clip(d, near, far) - 1 / far) / (1 / near - 1 / far), 0, 1)
-    rgb = np.stack([x ** 0.5, x ** 1.5, 0.6 * (1 - x) * x * 4], -1)
+    x = 1 - np.clip(np.log(np.clip(d, near, far) / near) / np.log(far / near), 0, 1)
+    rgb = colormaps["turbo"](x)[..., :3]
     rgb[~np.isfinite(depth)] = 0
     return rgb.astype(np.float32)
 
