@@ -109,7 +109,9 @@ class NeuralScene(nn.Module):
         extent = (aabb[1] - aabb[0]).tolist()
         cells = (cfg.occupancy_cell, cfg.occupancy_cell, cfg.occupancy_cell_z or cfg.occupancy_cell)
         res = tuple(max(8, min(256, math.ceil(e / c))) for e, c in zip(extent, cells))
-        self.background_grid = OccupancyGrid(res)
+        # A cell matters when one marching step through it has optical depth >= min_alpha (the same
+        # criterion that prunes samples), so that is the density threshold of the grid.
+        self.background_grid = OccupancyGrid(res, threshold=cfg.min_alpha / cfg.step_min)
         self.sky = SkyField() if cfg.far_field == "sky" else None
         self.actor_fields = nn.ModuleDict({_key(a): RadianceField(cfg.actor) for a in asset_ids})
         r = cfg.actor_occupancy_resolution
@@ -184,16 +186,18 @@ class NeuralScene(nn.Module):
             s = march(origins[idx], dirs[idx], t_near[idx], t_far[idx], ts, dts, u[idx], self.background_grid.occupied,
                       self.aabb[0], self.aabb[1] - self.aabb[0], k_start=k[idx], max_per_ray=cfg.march_chunk)
             if len(s["ray"]):
-                tau = self.background.density(s["x01"]) * s["dt"]
+                sigma = self.background.density(s["x01"])
+                tau = sigma * s["dt"]
                 T_before = torch.exp(-(exclusive_segment_cumsum(tau, s["ray"], len(idx)) + log_T[idx][s["ray"]]))
                 keep = (T_before > cfg.min_transmittance) & (tau > cfg.min_alpha)
                 log_T.index_add_(0, idx[s["ray"]], tau)
-                keep_parts.append({"ray": idx[s["ray"][keep]], "t": s["t"][keep], "dt": s["dt"][keep], "x01": s["x01"][keep]})
+                keep_parts.append({"ray": idx[s["ray"][keep]], "t": s["t"][keep], "dt": s["dt"][keep], "x01": s["x01"][keep],
+                                   "sigma_nograd": sigma[keep]})
             k[idx] = s["k_next"]
             alive[idx] = (s["k_next"] < len(ts)) & (torch.exp(-log_T[idx]) > cfg.min_transmittance)
         if not keep_parts:
             empty = torch.zeros(0, device=origins.device)
-            return {"ray": empty.long(), "t": empty, "dt": empty, "x01": empty.reshape(0, 3)}
+            return {"ray": empty.long(), "t": empty, "dt": empty, "x01": empty.reshape(0, 3), "sigma_nograd": empty}
         out = {key: torch.cat([p[key] for p in keep_parts]) for key in keep_parts[0]}
         order = torch.argsort(out["ray"].double() * 1e6 + out["t"].double())
         return {key: v[order] for key, v in out.items()}
@@ -275,7 +279,8 @@ class NeuralScene(nn.Module):
         """Drop samples that cannot matter: behind opaque surfaces (early termination) or nearly
         empty. Costs one density-only pass; saves the colour MLP and all backward work on them."""
         ray, t, order = self._ray_order(parts)
-        sigma = torch.cat([p["field"].density(p["x01"]) for p in parts])
+        # Densities already known from terminated marching are reused, not recomputed.
+        sigma = torch.cat([p["sigma_nograd"] if "sigma_nograd" in p else p["field"].density(p["x01"]) for p in parts])
         dt = torch.cat([p["dt"] for p in parts])
         tau = (sigma * dt)[order]
         T = torch.exp(-exclusive_segment_cumsum(tau, ray[order], n_rays))
