@@ -6,7 +6,6 @@ Poses are batched ``[..., 4, 4]`` tensors named by what they map (``T_actor_worl
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -30,25 +29,3 @@ def ray_aabb(origins: Tensor, dirs: Tensor, box_min: Tensor, box_max: Tensor) ->
     t_near = torch.minimum(t0, t1).amax(-1).clamp_min(0.0)
     t_far = torch.maximum(t0, t1).amin(-1)
     return t_near, t_far
-
-
-def transform_rays(T_b_a: Tensor, origins_a: Tensor, dirs_a: Tensor) -> tuple[Tensor, Tensor]:
-    """Map rays from frame a to frame b with per-ray poses ``T_b_a [N, 4, 4]`` (rigid: t is preserved)."""
-    R = T_b_a[:, :3, :3]
-    o = torch.einsum("nij,nj->ni", R, origins_a) + T_b_a[:, :3, 3]
-    d = torch.einsum("nij,nj->ni", R, dirs_a)
-    return o, d
-
-
-def inverse_poses(T: Tensor) -> Tensor:
-    """Batched rigid inverse ``[..., 4, 4]``."""
-    Rt = T[..., :3, :3].transpose(-1, -2)
-    out = torch.zeros_like(T)
-    out[..., :3, :3] = Rt
-    out[..., :3, 3] = -(Rt @ T[..., :3, 3:4])[..., 0]
-    out[..., 3, 3] = 1.0
-    return out
-
-
-def to_tensor_poses(poses: list[np.ndarray] | np.ndarray, device="cpu") -> Tensor:
-    return torch.as_tensor(np.asarray(poses), dtype=torch.float32, device=device)

@@ -71,7 +71,8 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: float = 10.0) -
     arr = np.stack([to_uint8(f) for f in frames])
     H, W = arr.shape[1:3]
     arr = np.pad(arr, ((0, 0), (0, H % 2), (0, W % 2), (0, 0)))
-    iio.imwrite(tmp, arr, fps=fps, codec="libx264", plugin="pyav") if _has_pyav() else iio.imwrite(tmp, arr, fps=fps, codec="libx264")
+    plugin = {"plugin": "pyav"} if _has_pyav() else {}  # else imageio's ffmpeg plugin
+    iio.imwrite(tmp, arr, fps=fps, codec="libx264", **plugin)
     os.replace(tmp, path)
 
 

@@ -107,3 +107,20 @@ def test_render_writes_one_set_of_files_per_camera_even_with_repeated_names(tmp_
     assert rgb == ["front_00000_rgb.png", "front_00001_rgb.png"] and len(results) == 2
     depth = np.load(tmp_path / "out" / "front_00000_depth.npy")
     assert depth.shape == (12, 16) and depth.dtype == np.float32
+
+
+def test_video_and_contact_sheet_are_written_and_readable(tmp_path):
+    import imageio.v3 as iio
+
+    from tasks.media import colorize_depth, grid, write_png, write_video
+
+    frames = [np.full((12, 17, 3), i / 5, np.float32) for i in range(5)]
+    write_video(tmp_path / "v.mp4", frames, fps=5)
+    back = iio.imread(tmp_path / "v.mp4")
+    assert back.shape[0] == 5 and back.shape[1:3] == (12, 18)  # padded to even width
+    assert abs(int(back[4, :, :16].mean()) - 204) < 6 and back[0, :, :16].mean() < 10
+    depth = np.array([[2.0, 10.0], [60.0, np.inf]], np.float32)
+    vis = colorize_depth(depth)
+    assert np.all(vis[1, 1] == 0) and not np.allclose(vis[0, 0], vis[1, 0])
+    write_png(tmp_path / "s.png", grid([[vis, vis], [vis]]))
+    assert iio.imread(tmp_path / "s.png").shape == (2 * 2 + 2, 2 * 2 + 2, 3)
