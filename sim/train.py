@@ -53,7 +53,8 @@ class TrainConfig:
     occupancy_samples: int = 1 << 16
     """Random cells refreshed per update (plus the occupied ones)."""
     occupancy_warmup_steps: int = 256
-    """Without LiDAR, refresh every cell (not a sample) during these first steps."""
+    """Without LiDAR, refresh every cell (not a sample) during these first steps; with LiDAR, do
+    not refresh the seeded grids at all before this step."""
     random_background: bool = True
     """With alpha masks: composite targets on a random colour per ray (learns true transparency)."""
     checkpoint_every_s: float = 60.0
@@ -220,7 +221,9 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
             if bank.lidar is None and step % cfg.occupancy_update_every == 0:
                 # Without LiDAR the grid starts full; refresh every cell early on, then a sample.
                 update_occupancy(model, None if step < cfg.occupancy_warmup_steps else cfg.occupancy_samples)
-            elif step > 0 and step % cfg.occupancy_update_every == 0:
+            elif step >= cfg.occupancy_warmup_steps and step % cfg.occupancy_update_every == 0:
+                # LiDAR-seeded grids are left alone while the young field is still faint: pruning
+                # them early drops thin structures (poles, trunks) before the field has learned them.
                 update_occupancy(model, cfg.occupancy_samples)
             opt.zero_grad(set_to_none=True)
             stats = training_step(model, bank, cfg, gen)
