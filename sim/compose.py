@@ -188,8 +188,7 @@ class NeuralScene(nn.Module):
             if len(s["ray"]):
                 sigma = self.background.density(s["x01"])
                 tau = sigma * s["dt"]
-                T_before = torch.exp(-(exclusive_segment_cumsum(tau, s["ray"], len(idx)) + log_T[idx][s["ray"]]))
-                keep = (T_before > cfg.min_transmittance) & (tau > cfg.min_alpha)
+                keep = self._worth_keeping(tau, s["ray"], len(idx), log_T[idx][s["ray"]])
                 log_T.index_add_(0, idx[s["ray"]], tau)
                 keep_parts.append({"ray": idx[s["ray"][keep]], "t": s["t"][keep], "dt": s["dt"][keep], "x01": s["x01"][keep],
                                    "sigma_nograd": sigma[keep]})
@@ -274,17 +273,22 @@ class NeuralScene(nn.Module):
         order = torch.argsort(ray.double() * 1e6 + t.double()) if len(parts) > 1 else torch.arange(len(ray))
         return ray, t, order
 
+    def _worth_keeping(self, tau: Tensor, ray: Tensor, n_rays: int, tau_before: Tensor | float = 0.0) -> Tensor:
+        """The one criterion for dropping samples of packed, ray-sorted optical depths ``tau``:
+        transmittance in front of the sample (``tau_before`` = depth accumulated by earlier samples
+        of the ray) below ``min_transmittance``, or the sample's own depth below ``min_alpha``."""
+        T = torch.exp(-(exclusive_segment_cumsum(tau, ray, n_rays) + tau_before))
+        return (T > self.cfg.min_transmittance) & (tau > self.cfg.min_alpha)
+
     @torch.no_grad()
-    def _prune(self, parts: list[dict], n_rays: int, min_transmittance: float, min_alpha: float) -> list[dict]:
+    def _prune(self, parts: list[dict], n_rays: int) -> list[dict]:
         """Drop samples that cannot matter: behind opaque surfaces (early termination) or nearly
         empty. Costs one density-only pass; saves the colour MLP and all backward work on them."""
         ray, t, order = self._ray_order(parts)
         # Densities already known from terminated marching are reused, not recomputed.
         sigma = torch.cat([p["sigma_nograd"] if "sigma_nograd" in p else p["field"].density(p["x01"]) for p in parts])
         dt = torch.cat([p["dt"] for p in parts])
-        tau = (sigma * dt)[order]
-        T = torch.exp(-exclusive_segment_cumsum(tau, ray[order], n_rays))
-        keep_sorted = (T > min_transmittance) & (tau > min_alpha)
+        keep_sorted = self._worth_keeping((sigma * dt)[order], ray[order], n_rays)
         keep = torch.empty_like(keep_sorted)
         keep[order] = keep_sorted
         out, start = [], 0
@@ -307,7 +311,7 @@ class NeuralScene(nn.Module):
         n_rays = len(origins)
         parts = self._collect_samples(origins, dirs, list(actors), jitter, terminate=prune)
         if prune:
-            parts = self._prune(parts, n_rays, self.cfg.min_transmittance, self.cfg.min_alpha)
+            parts = self._prune(parts, n_rays)
         shaded = [p["field"](p["x01"], p["dirs"]) for p in parts]
         ray, t, order = self._ray_order(parts)
         ray, t = ray[order], t[order]
