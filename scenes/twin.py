@@ -95,17 +95,18 @@ class Twin:
         return scene, index
 
     # ------------------------------------------------------------------------------- core cast
-    def cast_rays(self, origins: np.ndarray, dirs: np.ndarray, state: SceneState, max_range: float = np.inf) -> dict:
+    def cast_rays(self, origins: np.ndarray, dirs: np.ndarray, state: SceneState, max_range: float = np.inf,
+                  background: bool = True) -> dict:
         """First hits of rays ``origins/dirs [N, 3]`` (unit dirs, world) against background + actors of ``state``.
 
         Returns ``dist [N]`` (inf = no hit within ``max_range``), ``rgb [N, 3]`` (shaded; sky colour
         where no hit), ``normals [N, 3]`` (world, facing the ray; zeros where no hit), ``instance [N]``
-        int32 and ``semantic [N]`` uint8.
+        int32 and ``semantic [N]`` uint8. ``background=False`` casts against the actors alone.
         """
         o = np.asarray(origins, dtype=np.float64).reshape(-1, 3)
         d = np.asarray(dirs, dtype=np.float64).reshape(-1, 3)
         rays = o3d.core.Tensor(np.concatenate([o, d], axis=1).astype(np.float32))
-        hits_bg = self._bg_scene.cast_rays(rays)
+        hits_bg = self._bg_scene.cast_rays(rays) if background else {"t_hit": o3d.core.Tensor(np.full(len(o), np.inf, np.float32))}
         actor_scene, actor_index = self._actor_scene(state)
         hits_act = actor_scene.cast_rays(rays) if actor_index else None
         t_bg = hits_bg["t_hit"].numpy().astype(np.float64)
@@ -126,6 +127,8 @@ class Twin:
     def _fill(self, out: dict, mask: np.ndarray, hits: dict, o, d, lookup) -> None:
         """Write normals, albedo-shaded rgb, instance and semantic ids of the hits selected by ``mask``."""
         idx = np.flatnonzero(mask)
+        if len(idx) == 0:
+            return
         gids = hits["geometry_ids"].numpy()[idx]
         normals = hits["primitive_normals"].numpy()
         order = np.argsort(gids, kind="stable")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from scenes.camera import Camera
 from scenes.errors import InputError
@@ -31,32 +32,72 @@ def actor_rays_for_state(model: NeuralScene, state: SceneState, device="cpu") ->
 
 
 @torch.no_grad()
+def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: SceneState, chunk: int = 1 << 14,
+                     normals: bool = False, background: bool = True) -> dict[str, Tensor]:
+    """Per-ray products of world rays ``[N, 3]`` at ``state``: ``rgb [N,3]``, ``ray_dist`` (expected)
+    and ``ray_dist_median [N]`` (both inf where accumulation < 0.5), ``accumulation [N]``,
+    ``instance [N]`` (the actor holding most of the ray's weight, 0 = background / sky), and with
+    ``normals`` the outward world-frame ``normals [N, 3]`` (zero where nothing was hit).
+    ``background=False`` renders the actors alone (e.g. amodal masks)."""
+    model.eval()
+    actors, states = actor_rays_for_state(model, state, origins.device)
+    ids = torch.tensor([0] + [a.instance_id for a in states], device=origins.device)
+    keys = ("rgb", "depth", "depth_median", "accumulation", "instance") + (("normals",) if normals else ())
+    parts: dict[str, list[Tensor]] = {k: [] for k in keys}
+    n_samples = 0
+    for s in range(0, len(origins), chunk):
+        out = model.render_rays(origins[s : s + chunk], dirs[s : s + chunk], actors, normals=normals, background=background)
+        # An actor owns a ray when it holds most of the ray's weight.
+        out["instance"] = torch.where(out["accumulation"] > 0.5, ids[out["owner_weights"].argmax(-1)], 0)
+        for k in keys:
+            parts[k].append(out[k])
+        n_samples += int(out["n_samples"])
+    res = {k: torch.cat(v) for k, v in parts.items()}
+    hit = res["accumulation"] > 0.5
+    inf = torch.full_like(res["depth"], float("inf"))
+    res["ray_dist"] = torch.where(hit, res.pop("depth"), inf)
+    res["ray_dist_median"] = torch.where(hit, res.pop("depth_median"), inf)
+    res["rgb"] = res["rgb"].clamp(0, 1)
+    if normals:
+        res["normals"] = torch.where(hit[:, None], res["normals"], 0.0)
+    res["samples_per_ray"] = torch.tensor(n_samples / max(len(origins), 1))
+    return res
+
+
 def render_camera(model: NeuralScene, camera: Camera, state: SceneState, chunk: int = 1 << 14) -> dict[str, np.ndarray]:
     """RGB ``[H,W,3]``, depth / ray_dist / accumulation ``[H,W]`` and instance ids ``[H,W]`` of one view."""
-    model.eval()
-    device = model.aabb.device
-    origins, dirs, z_per_dist = camera_rays(camera, device)
-    actors, states = actor_rays_for_state(model, state, device)
-    ids = torch.tensor([0] + [a.instance_id for a in states], device=device)
-    rgb, dist, acc, inst, n_samples = [], [], [], [], 0
-    for s in range(0, len(origins), chunk):
-        out = model.render_rays(origins[s : s + chunk], dirs[s : s + chunk], actors)
-        rgb.append(out["rgb"])
-        dist.append(out["depth"])
-        acc.append(out["accumulation"])
-        # An actor owns a pixel when it holds most of the pixel's weight.
-        owner_w = out["owner_weights"]
-        owner = owner_w.argmax(-1)
-        inst.append(torch.where(out["accumulation"] > 0.5, ids[owner], 0))
-        n_samples += int(out["n_samples"])
+    origins, dirs, z_per_dist = camera_rays(camera, model.aabb.device)
+    r = render_ray_batch(model, origins, dirs, state, chunk)
     H, W = camera.intrinsics.height, camera.intrinsics.width
-    acc_t = torch.cat(acc)
-    dist_t = torch.where(acc_t > 0.5, torch.cat(dist), torch.full_like(acc_t, float("inf")))
+    img = lambda x: x.reshape(H, W, *x.shape[1:]).cpu().numpy()
     return {
-        "rgb": torch.cat(rgb).clamp(0, 1).reshape(H, W, 3).cpu().numpy(),
-        "ray_dist": dist_t.reshape(H, W).cpu().numpy(),
-        "depth": (dist_t * z_per_dist).reshape(H, W).cpu().numpy(),
-        "accumulation": acc_t.reshape(H, W).cpu().numpy(),
-        "instance": torch.cat(inst).reshape(H, W).cpu().numpy().astype(np.int32),
-        "samples_per_ray": n_samples / len(origins),
+        "rgb": img(r["rgb"]),
+        "ray_dist": img(r["ray_dist"]),
+        "depth": img(r["ray_dist"] * z_per_dist),
+        "accumulation": img(r["accumulation"]),
+        "instance": img(r["instance"]).astype(np.int32),
+        "samples_per_ray": float(r["samples_per_ray"]),
     }
+
+
+@torch.no_grad()
+def sample_ray_distances(model: NeuralScene, origins: Tensor, dirs: Tensor, state: SceneState, n_draws: int,
+                         gen: torch.Generator, chunk: int = 1 << 14) -> Tensor:
+    """Distances ``[N, n_draws]`` drawn along each ray in proportion to its rendering weights
+    (inverse CDF over the packed samples; inf where the accumulation is below 0.5)."""
+    model.eval()
+    actors, _ = actor_rays_for_state(model, state, origins.device)
+    out = []
+    for s in range(0, len(origins), chunk):
+        o, d = origins[s : s + chunk], dirs[s : s + chunk]
+        r = model.render_rays(o, d, actors)
+        w, t, ray, n = r["weights"].double(), r["t"], r["ray_indices"], len(o)
+        total = torch.zeros(n, dtype=w.dtype).index_add_(0, ray, w)
+        start = torch.cumsum(total, 0) - total
+        cdf = torch.cumsum(w, 0)
+        u = torch.rand(n, n_draws, generator=gen, dtype=w.dtype)
+        target = start[:, None] + u * total[:, None]
+        idx = torch.searchsorted(cdf, target.reshape(-1)).reshape(n, n_draws).clamp_(max=max(len(t) - 1, 0))
+        draws = t[idx] if len(t) else torch.full((n, n_draws), float("inf"))
+        out.append(torch.where((total >= 0.5)[:, None], draws, torch.full_like(draws, float("inf"))))
+    return torch.cat(out)
