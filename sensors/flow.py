@@ -15,7 +15,9 @@ Conventions: OpenCV cameras, pixel centres at integer + 0.5, world z up, metres.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -33,8 +35,11 @@ class Correspondence:
     """``[H, W]`` bool: in view and not occluded in B."""
 
     def save(self, path) -> None:
-        """``.npz`` with ``flow`` (float32 [H, W, 2]), ``in_view`` and ``visible`` (bool [H, W])."""
-        np.savez_compressed(path, flow=self.flow, in_view=self.in_view, visible=self.visible)
+        """``.npz`` with ``flow`` (float32 [H, W, 2]), ``in_view`` and ``visible`` (bool [H, W]); atomic."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
+        np.savez_compressed(tmp, flow=self.flow, in_view=self.in_view, visible=self.visible)
+        os.replace(tmp, path)
 
 
 def carry_points(points: np.ndarray, instance: np.ndarray, state_a: SceneState, state_b: SceneState) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,8 @@ The background mesh is in world coordinates (metres); each actor asset's mesh is
 frame (x forward, y left, z up, origin at the box centre), so it can be placed with any
 ``T_world_actor``. Densities are sampled on a regular grid over the field's unit cube, only in
 cells its occupancy grid marks occupied (elsewhere the field is known empty); the iso-surface is at
-``level`` (density per metre). Vertex colours are the field's radiance seen from outside (view
+``level`` (density per metre), found by linear interpolation between grid points (so a surface is
+placed to within one grid step). Vertex colours are the field's radiance seen from outside (view
 direction = minus the surface normal). Export formats: whatever trimesh writes (``.ply``, ``.obj``,
 ``.glb``); open3d and trimesh read them back (tested).
 """
@@ -50,13 +51,17 @@ def field_mesh(fld: RadianceField, grid: OccupancyGrid | None, lo: np.ndarray, h
     for s in range(0, len(todo), chunk):
         idx = todo[s : s + chunk]
         sigma[idx] = fld.density(x01[idx]).float()
-    vol = sigma.reshape(shape).numpy()
-    if not (vol.max() > level > vol.min()):
+    # The field is empty outside its cube (compositing gives it no samples there): a layer of zeros
+    # around the grid closes surfaces that reach the cube's faces.
+    vol = np.pad(sigma.reshape(shape).numpy(), 1)
+    if not vol.max() > level:
         return trimesh.Trimesh()
     from skimage.measure import marching_cubes
 
     spacing = (hi - lo) / (np.asarray(shape) - 1)
     verts, faces, normals, _ = marching_cubes(vol, level=level, spacing=tuple(spacing))
+    # Undo the padding; surfaces closed by it lie on the cube's faces (the field ends there).
+    verts = np.clip(verts - spacing, 0.0, hi - lo)
     # skimage orients faces towards increasing values (inside); flip so normals point outwards.
     mesh = trimesh.Trimesh(verts + lo, faces[:, ::-1], process=False)
     out_n = -normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)

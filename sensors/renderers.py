@@ -29,6 +29,10 @@ UNLABELLED = 255
 """Semantic id of background pixels whose class the scene cannot tell (trained without labels)."""
 
 
+def _tensor(a: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.array(a, dtype=np.float32).reshape(-1, 3)).to(device)
+
+
 def _face_rays(normals: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     flip = np.einsum("ij,ij->i", normals, dirs) > 0
     return np.where(flip[:, None], -normals, normals)
@@ -44,8 +48,7 @@ class NeuralRenderer:
     def cast(self, origins: np.ndarray, dirs: np.ndarray, state: SceneState, normals: bool = False,
              background: bool = True) -> dict[str, np.ndarray]:
         dev = self.model.aabb.device
-        o = torch.as_tensor(np.asarray(origins).reshape(-1, 3), dtype=torch.float32, device=dev)
-        d = torch.as_tensor(np.asarray(dirs).reshape(-1, 3), dtype=torch.float32, device=dev)
+        o, d = _tensor(origins, dev), _tensor(dirs, dev)
         r = render_ray_batch(self.model, o, d, state, self.chunk, normals=normals, background=background)
         out = {k: v.cpu().numpy() for k, v in r.items() if k != "samples_per_ray"}
         out["instance"] = out["instance"].astype(np.int32)
@@ -61,8 +64,7 @@ class NeuralRenderer:
     def sample_distances(self, origins: np.ndarray, dirs: np.ndarray, state: SceneState, n_draws: int, seed: int = 0) -> np.ndarray:
         """Distances ``[N, n_draws]`` drawn from each ray's rendering-weight distribution."""
         dev = self.model.aabb.device
-        o = torch.as_tensor(np.asarray(origins).reshape(-1, 3), dtype=torch.float32, device=dev)
-        d = torch.as_tensor(np.asarray(dirs).reshape(-1, 3), dtype=torch.float32, device=dev)
+        o, d = _tensor(origins, dev), _tensor(dirs, dev)
         gen = torch.Generator().manual_seed(seed)
         return sample_ray_distances(self.model, o, d, state, n_draws, gen, self.chunk).cpu().numpy().astype(np.float64)
 

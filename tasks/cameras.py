@@ -6,9 +6,15 @@ nerfsim format (OpenCV camera axes, ``T_world_cam`` maps camera to world, time i
                   "intrinsics": {"width": 320, "height": 180, "fx": .., "fy": .., "cx": .., "cy": ..},
                   "T_world_cam": [[...4 rows of 4...]]}]}
 
+A camera may give a lens model instead of pinhole ``intrinsics`` (`sensors.lens.CameraModel`):
+``"model": {"kind": "opencv" | "fisheye" | "equirectangular" | "pinhole", "width", "height", "fx",
+"fy", "cx", "cy", "distortion": [...], "max_fov_deg"}``.
+
 nerfstudio ``camera_path.json`` (as written by its viewer): ``render_width``, ``render_height``,
 ``camera_path[i].camera_to_world`` (16 numbers, row-major, OpenGL camera axes), ``camera_path[i].fov``
-(vertical, degrees), optional ``fps``; entry i is taken at time ``i / fps`` unless it has ``time``.
+(vertical, degrees), optional ``fps`` and ``camera_type`` (``perspective``, ``fisheye``: equidistant
+with the same vertical fov, ``equirectangular``); entry i is taken at time ``i / fps`` unless it has
+``time``.
 It is converted to OpenCV axes once, here.
 """
 
@@ -21,7 +27,9 @@ import numpy as np
 
 from scenes.camera import Camera, Intrinsics
 from scenes.errors import InputError, read_json_object
-from scenes.transforms import opengl_to_opencv
+from scenes.transforms import is_rigid, opengl_to_opencv
+from sensors.lens import CameraModel
+from tasks.outputs import View
 
 
 def _pose(value, src, field) -> np.ndarray:
@@ -29,17 +37,18 @@ def _pose(value, src, field) -> np.ndarray:
         T = np.asarray(value, dtype=np.float64).reshape(4, 4)
     except (TypeError, ValueError):
         raise InputError(src, field, "expected a 4x4 matrix (nested lists or 16 numbers)") from None
+    if not is_rigid(T):
+        raise InputError(src, field, "expected a finite 4x4 rigid transform")
     return T
 
 
-def _camera(src, field, **kw) -> Camera:
-    try:
-        return Camera(**kw)
-    except InputError as e:
-        raise InputError(src, f"{field}.{e.field}" if e.field else field, e.problem) from None
+def _time(value, src, field) -> float:
+    if not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise InputError(src, field, "expected seconds (a finite number)")
+    return float(value)
 
 
-def _nerfstudio_path(d: dict, src: Path) -> list[Camera]:
+def _nerfstudio_path(d: dict, src: Path) -> list[View]:
     for key in ("render_width", "render_height"):
         if not isinstance(d.get(key), (int, float)) or d[key] <= 0:
             raise InputError(src, key, "expected a positive number")
@@ -53,14 +62,22 @@ def _nerfstudio_path(d: dict, src: Path) -> list[Camera]:
         fov = entry["fov"]
         if not isinstance(fov, (int, float)) or not 0 < fov < 180:
             raise InputError(src, f"{where}.fov", f"expected a vertical field of view in (0, 180) degrees, got {fov!r}")
-        f = 0.5 * H / np.tan(0.5 * np.radians(fov))
-        K = Intrinsics(W, H, f, f, W / 2, H / 2)
+        kind = d.get("camera_type", "perspective")
+        if kind == "equirectangular":
+            model = CameraModel("equirectangular", W, H)
+        elif kind in ("perspective", "fisheye"):
+            # perspective: tan(fov/2) = (H/2) / f; equidistant fisheye: fov/2 = (H/2) / f
+            half = 0.5 * np.radians(fov)
+            f = 0.5 * H / (np.tan(half) if kind == "perspective" else half)
+            model = CameraModel("pinhole" if kind == "perspective" else "fisheye", W, H, f, f, W / 2, H / 2)
+        else:
+            raise InputError(src, "camera_type", f"expected perspective, fisheye or equirectangular, got {kind!r}")
         T = opengl_to_opencv(_pose(entry["camera_to_world"], src, f"{where}.camera_to_world"))
-        cams.append(_camera(src, where, intrinsics=K, T_world_cam=T, time=float(entry.get("time", i / fps)), name=f"frame_{i:05d}"))
+        cams.append(View(f"frame_{i:05d}", model, T, _time(entry.get("time", i / fps), src, f"{where}.time")))
     return cams
 
 
-def _nerfsim_cameras(d: dict, src: Path) -> list[Camera]:
+def _nerfsim_cameras(d: dict, src: Path) -> list[View]:
     cams = []
     if not isinstance(d.get("cameras"), list):
         raise InputError(src, "cameras", "expected a list of cameras")
@@ -68,26 +85,42 @@ def _nerfsim_cameras(d: dict, src: Path) -> list[Camera]:
         where = f"cameras[{i}]"
         if not isinstance(c, dict):
             raise InputError(src, where, "expected an object")
-        for key in ("intrinsics", "T_world_cam"):
-            if key not in c:
-                raise InputError(src, f"{where}.{key}", "missing")
-        K = Intrinsics.from_dict(c["intrinsics"], source=f"{src}: {where}.intrinsics")
-        time = c.get("time", 0.0)
-        if not isinstance(time, (int, float)):
-            raise InputError(src, f"{where}.time", "expected seconds (a number)")
-        cams.append(_camera(src, where, intrinsics=K, T_world_cam=_pose(c["T_world_cam"], src, f"{where}.T_world_cam"),
-                            time=float(time), name=str(c.get("name", f"cam_{i:05d}"))))
+        if "T_world_cam" not in c:
+            raise InputError(src, f"{where}.T_world_cam", "missing")
+        if "model" in c:
+            model = CameraModel.from_dict(c["model"], source=f"{src}: {where}.model")
+        elif "intrinsics" in c:
+            model = CameraModel.from_intrinsics(Intrinsics.from_dict(c["intrinsics"], source=f"{src}: {where}.intrinsics"))
+        else:
+            raise InputError(src, f"{where}.intrinsics", "missing (or give a lens 'model')")
+        cams.append(View(str(c.get("name", f"cam_{i:05d}")), model, _pose(c["T_world_cam"], src, f"{where}.T_world_cam"),
+                         _time(c.get("time", 0.0), src, f"{where}.time")))
     return cams
+
+
+def load_views(path: str | Path) -> list[View]:
+    """Views (any lens) from a nerfsim ``cameras.json`` or a nerfstudio ``camera_path.json``."""
+    src = Path(path)
+    d = read_json_object(src, "no such cameras file", "an object with 'cameras' or 'camera_path'")
+    views = _nerfstudio_path(d, src) if "camera_path" in d else _nerfsim_cameras(d, src)
+    if not views:
+        raise InputError(src, "cameras", "no cameras")
+    return views
 
 
 def load_cameras(path: str | Path) -> list[Camera]:
-    """Cameras from a nerfsim ``cameras.json`` or a nerfstudio ``camera_path.json``."""
-    src = Path(path)
-    d = read_json_object(src, "no such cameras file", "an object with 'cameras' or 'camera_path'")
-    cams = _nerfstudio_path(d, src) if "camera_path" in d else _nerfsim_cameras(d, src)
-    if not cams:
-        raise InputError(src, "cameras", "no cameras")
+    """Pinhole cameras from a cameras file (other lenses are refused: use `load_views`)."""
+    cams = []
+    for i, v in enumerate(load_views(path)):
+        if v.model.kind != "pinhole":
+            raise InputError(path, f"cameras[{i}].model.kind", f"this command needs pinhole cameras, got '{v.model.kind}'")
+        m = v.model
+        cams.append(Camera(Intrinsics(m.width, m.height, m.fx, m.fy, m.cx, m.cy), v.T_world_cam, v.time, v.name))
     return cams
+
+
+def view_of(camera: Camera) -> View:
+    return View(camera.name, CameraModel.from_intrinsics(camera.intrinsics), camera.T_world_cam, camera.time)
 
 
 def cameras_to_dict(cameras: list[Camera]) -> dict:

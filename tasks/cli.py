@@ -55,8 +55,9 @@ def train(data: Positional[Path], out: Path = Path("scene"), steps: int = 2000, 
 
 
 def render(scene: Positional[Path], cameras: Path, out: Path = Path("render"), edits: Optional[Path] = None,
-           twin: bool = False) -> None:
-    """Render a scene (after optional edits) from the cameras of a file: RGB, metric depth, instances.
+           twin: bool = False, outputs: str = "rgb,depth,instances") -> None:
+    """Render a scene (after optional edits) from the cameras of a file (pinhole, OpenCV-distorted,
+    fisheye or equirectangular lenses).
 
     Args:
         scene: Checkpoint folder written by `nerfsim train`.
@@ -64,12 +65,35 @@ def render(scene: Positional[Path], cameras: Path, out: Path = Path("render"), e
         out: Output folder (its README.md documents the files).
         edits: Edits file (YAML/JSON): remove / move / insert actors.
         twin: Render the ground-truth mesh twin instead (built-in world only).
+        outputs: Comma-separated products: rgb, depth, normals, semantics, instances, boxes, lidar, flow (or all).
     """
-    from tasks.cameras import load_cameras
+    from tasks.cameras import load_views
+    from tasks.outputs import parse_outputs
     from tasks.pipeline import render_to_folder
 
-    render_to_folder(scene, load_cameras(cameras), out, edits, twin)
+    render_to_folder(scene, load_views(cameras), out, edits, twin, parse_outputs(outputs))
     print(out)
+
+
+def export_mesh(scene: Positional[Path], out: Path = Path("meshes"), fmt: str = "ply", background: bool = True,
+                actors: bool = True, background_cell: float = 0.1, actor_resolution: int = 128, level: float = 20.0) -> None:
+    """Marching-cubes meshes of a scene's fields with vertex colours: the background in world
+    coordinates, each actor asset in its own box frame (x forward, y left, z up, metres).
+
+    Args:
+        scene: Checkpoint folder.
+        out: Output folder: background.<fmt> and actor_<asset>.<fmt>, plus meshes.json (asset -> box size, files).
+        fmt: ply, obj or glb.
+        background: Export the background.
+        actors: Export every actor asset.
+        background_cell: Background grid step, metres.
+        actor_resolution: Grid points along an actor box's longest side.
+        level: Density iso-level, per metre.
+    """
+    from tasks.pipeline import export_scene_meshes
+
+    for p in export_scene_meshes(scene, out, fmt, background, actors, background_cell, actor_resolution, level):
+        print(p)
 
 
 def evaluate(scene: Positional[Path], json_out: bool = False, max_frames: int = 4) -> None:
@@ -104,7 +128,7 @@ def demo(out: Path = Path("demo_out"), train_seconds: float = 240.0, tiny: bool 
     run_demo(out, train_seconds, tiny)
 
 
-COMMANDS = {"world": world, "train": train, "render": render, "eval": evaluate, "demo": demo}
+COMMANDS = {"world": world, "train": train, "render": render, "eval": evaluate, "export-mesh": export_mesh, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,10 +57,11 @@ def grid(rows: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
 
 
 def write_png(path: str | Path, img: np.ndarray) -> None:
-    """Atomic PNG write of a float image in [0, 1]."""
+    """Atomic PNG write: a float image in [0, 1] as 8-bit, an integer image (uint8 / uint16 ids,
+    millimetres) as it is."""
     path = Path(path)
     tmp = path.with_name(path.stem + f".tmp-{os.getpid()}" + path.suffix)
-    iio.imwrite(tmp, to_uint8(img))
+    iio.imwrite(tmp, img if np.issubdtype(img.dtype, np.integer) else to_uint8(img))
     os.replace(tmp, path)
 
 

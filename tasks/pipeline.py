@@ -25,7 +25,7 @@ from sim.compose import NeuralScene, SceneModelConfig
 from sim.data import bank_from_capture_log, bank_from_static
 from sim.render import render_camera
 from sim.train import TrainConfig, train
-from tasks.media import colorize_depth, colorize_ids, write_png
+from tasks.outputs import DEFAULT_OUTPUTS, render_views
 
 
 # ---- world ------------------------------------------------------------------------------------
@@ -125,49 +125,63 @@ def render_products(model: NeuralScene | None, twin, camera: Camera, graph: Scen
     return twin.render(camera, state) if twin is not None else render_camera(model, camera, state)
 
 
-def write_products(out: Path, name: str, products: dict) -> None:
-    """RGB PNG, metric depth (.npy, metres, z-depth, inf = sky), instance ids (16-bit PNG) and previews."""
-    import imageio.v3 as iio
-
-    out.mkdir(parents=True, exist_ok=True)
-    write_png(out / f"{name}_rgb.png", products["rgb"])
-    np.save(out / f"{name}_depth.npy", products["depth"].astype(np.float32))
-    write_png(out / f"{name}_depth_vis.png", colorize_depth(products["depth"]))
-    iio.imwrite(out / f"{name}_instance.png", products["instance"].astype(np.uint16))
-    write_png(out / f"{name}_instance_vis.png", colorize_ids(products["instance"]))
-
-
-OUTPUT_README = """# nerfsim render output
-
-One set of files per camera (name from the cameras file):
-- `<name>_rgb.png`: 8-bit sRGB-like colour (the scene's own colour space), what the camera sees.
-- `<name>_depth.npy`: float32 [H, W] metric z-depth along the camera's optical axis, metres; `inf` = sky.
-- `<name>_instance.png`: uint16 [H, W] actor instance id (0 = background / sky).
-- `<name>_depth_vis.png`, `<name>_instance_vis.png`: colour-mapped previews, for looking only.
-Cameras follow OpenCV (x right, y down, z forward); world z up, metres.
-"""
-
-
-def render_to_folder(scene_path: Path, cameras: list[Camera], out: Path, edits: Path | None = None, use_twin: bool = False,
-                     progress: bool = True) -> list[dict]:
-    from rich.progress import Progress
+def render_to_folder(scene_path: Path, views: list, out: Path, edits: Path | None = None, use_twin: bool = False,
+                     outputs: tuple[str, ...] = DEFAULT_OUTPUTS, progress: bool = True) -> list:
+    """Render ``outputs`` (see `tasks.outputs`) of ``views`` (`tasks.outputs.View` or pinhole
+    `Camera`) from a trained scene, or from its mesh twin, after optional edits. Returns the Frames."""
+    from sensors.renderers import NeuralRenderer, TwinRenderer
+    from tasks.cameras import view_of
 
     scene = load_scene(scene_path)
     graph = edited_graph(scene.graph, edits)
-    twin = twin_for(scene) if use_twin else None
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "README.md").write_text(OUTPUT_README)
-    results = []
-    with Progress(disable=not progress) as bar:
-        task = bar.add_task("render", total=len(cameras))
-        names = [c.name for c in cameras]
-        for i, cam in enumerate(cameras):
-            p = render_products(scene.model, twin, cam, graph)
-            # Files are named after the camera; repeated names get their index so nothing is overwritten.
-            write_products(out, cam.name if names.count(cam.name) == 1 else f"{cam.name}_{i:05d}", p)
-            results.append(p)
+    renderer = TwinRenderer(twin_for(scene)) if use_twin else NeuralRenderer(scene.model)
+    views = [view_of(v) if isinstance(v, Camera) else v for v in views]
+    lidar = None
+    source = scene.meta.get("extra", {}).get("source", {})
+    if source.get("kind") == "capture-log" and "lidar" in outputs:
+        lidar = lidar_config_of_log(Path(source["path"]))
+    return render_views(renderer, views, graph, out, outputs, lidar, progress)
+
+
+def lidar_config_of_log(log_dir: Path):
+    """The LiDAR scan pattern a capture log was recorded with (None when it is not readable)."""
+    from scenes.twin import LidarConfig
+
+    try:
+        log = read_capture_log(log_dir)
+    except InputError:
+        return None
+    return LidarConfig(**{k: v for k, v in log.lidar.items() if k != "T_ego_lidar"}) if log.lidar else None
+
+
+def export_scene_meshes(scene_path: Path, out: Path, fmt: str = "ply", background: bool = True, actors: bool = True,
+                        background_cell: float = 0.1, actor_resolution: int = 128, level: float = 20.0) -> list[Path]:
+    """Write the meshes of a trained scene (see `sensors.mesh`) and ``meshes.json`` describing them."""
+    from rich.progress import Progress
+
+    from sensors.mesh import MeshConfig, actor_mesh, background_mesh, export_mesh
+
+    if fmt not in ("ply", "obj", "glb"):
+        raise InputError("--fmt", None, f"expected ply, obj or glb, got '{fmt}'")
+    scene = load_scene(scene_path)
+    cfg = MeshConfig(background_cell=background_cell, actor_resolution=actor_resolution, level=level)
+    sizes = {}
+    for a in scene.graph.actors:
+        sizes.setdefault(a.asset_id, a.size)
+    jobs = ([("background", None)] if background else []) + ([(f"actor_{k}", k) for k in sizes] if actors else [])
+    written, index = [], {}
+    with Progress() as bar:
+        task = bar.add_task("marching cubes", total=len(jobs))
+        for name, asset in jobs:
+            mesh = background_mesh(scene.model, cfg) if asset is None else actor_mesh(scene.model, asset, sizes[asset], cfg)
+            path = export_mesh(mesh, Path(out) / f"{name}.{fmt}")
+            written.append(path)
+            index[name] = {"file": path.name, "frame": "world" if asset is None else f"box of asset '{asset}'",
+                           "box_size": None if asset is None else list(sizes[asset]), "vertices": len(mesh.vertices),
+                           "faces": len(mesh.faces)}
             bar.advance(task)
-    return results
+    atomic_write_json(Path(out) / "meshes.json", index)
+    return written
 
 
 def write_edits(edits: list[Edit], path: Path) -> None:

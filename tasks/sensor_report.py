@@ -11,6 +11,7 @@ cameras never trained on (`tasks.evaluate.novel_cameras`). The figures of issue 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,7 @@ def evaluate_sensors(model, twin, log, graph: SceneGraph, cameras, lidar_frames:
         for k, v in flow_metrics(f_pred, f_gt).items():
             flow[k] += v
     rig = Rig.from_capture_log(log)
+    unlimited = replace(rig.lidars[0], pattern=replace(rig.lidars[0].pattern, max_range=1e9))
     lidar_err, sky_returns, sky_beams = [], 0, 0
     for f in log.frames[:: max(1, len(log.frames) // lidar_frames)][:lidar_frames]:
         state = graph.at(f.time)
@@ -130,8 +132,7 @@ def evaluate_sensors(model, twin, log, graph: SceneGraph, cameras, lidar_frames:
         sg = capture_lidar(truth, rig.lidars[0], f.T_world_ego, state)
         both = sp.hit & sg.hit
         lidar_err.append(np.abs(sp.range[both] - sg.range[both]))
-        sky = sg.semantic == CLASS_IDS["sky"]
-        sky &= ~sg.hit
+        sky = ~capture_lidar(truth, unlimited, f.T_world_ego, state).hit  # no surface at any range
         sky_returns += int((sp.hit & sky).sum())
         sky_beams += int(sky.sum())
     out = {

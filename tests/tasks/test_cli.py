@@ -124,3 +124,49 @@ def test_video_and_contact_sheet_are_written_and_readable(tmp_path):
     assert np.all(vis[1, 1] == 0) and not np.allclose(vis[0, 0], vis[1, 0])
     write_png(tmp_path / "s.png", grid([[vis, vis], [vis]]))
     assert iio.imread(tmp_path / "s.png").shape == (2 * 2 + 2, 2 * 2 + 2, 3)
+
+
+def test_render_all_outputs_and_export_meshes_from_the_command_line(tmp_path, capsys):
+    import open3d as o3d
+    import trimesh
+
+    from sim.checkpoint import save_checkpoint
+    from tasks.cameras import cameras_to_dict
+
+    model, graph = _tiny_scene()
+    save_checkpoint(tmp_path / "scene", model, graph)
+    cams = [Camera(Intrinsics.from_fov(24, 16, 80), look_at([0, y, 2], [10, 0, 1]), 0.0, "front") for y in (-1.0, -0.5)]
+    d = cameras_to_dict(cams)
+    d["cameras"].append({"name": "fish", "time": 0.0, "T_world_cam": cams[0].T_world_cam.tolist(),
+                         "model": {"kind": "fisheye", "width": 20, "height": 20, "fx": 6.0, "fy": 6.0, "cx": 10.0, "cy": 10.0}})
+    (tmp_path / "cameras.json").write_text(json.dumps(d))
+    out = tmp_path / "out"
+    assert main(["render", str(tmp_path / "scene"), "--cameras", str(tmp_path / "cameras.json"), "--out", str(out),
+                 "--outputs", "all"]) == 0
+    names = {p.name for p in out.iterdir()}
+    for stem in ("front_00000", "front_00001", "fish"):
+        for suffix in ("_rgb.png", "_depth.npy", "_depth_median.npy", "_ray_dist.npy", "_depth_mm.png", "_normals.npy",
+                       "_semantic.png", "_instance.png", "_boxes.json", "_lidar.npy", "_lidar.ply", "_lidar.pcd"):
+            assert stem + suffix in names, stem + suffix
+    assert "front_00000_flow.npz" in names and "fish_flow.npz" not in names  # flow to the next camera
+    assert not [n for n in names if "tmp" in n]
+    depth = np.load(out / "front_00000_depth.npy")
+    import imageio.v3 as iio
+
+    mm = iio.imread(out / "front_00000_depth_mm.png")
+    assert mm.dtype == np.uint16 and np.allclose(mm[np.isfinite(depth)], np.round(depth[np.isfinite(depth)] * 1000), atol=1)
+    boxes = json.loads((out / "front_00000_boxes.json").read_text())
+    assert [b["actor_id"] for b in boxes["boxes"]] == ["car"] and len(boxes["boxes"][0]["kitti_dimensions"]) == 3
+    normals = np.load(out / "fish_normals.npy")
+    assert normals.shape == (20, 20, 3)
+    assert main(["render", str(tmp_path / "scene"), "--cameras", str(tmp_path / "cameras.json"), "--outputs", "rgb,radar"]) == 2
+    assert "radar" in capsys.readouterr().err
+
+    assert main(["export-mesh", str(tmp_path / "scene"), "--out", str(tmp_path / "meshes"), "--background-cell", "0.5",
+                 "--actor-resolution", "24", "--level", "1.0"]) == 0
+    index = json.loads((tmp_path / "meshes" / "meshes.json").read_text())
+    assert set(index) == {"background", "actor_car"} and index["actor_car"]["box_size"] == [4, 2, 1.5]
+    car = trimesh.load(tmp_path / "meshes" / "actor_car.ply", force="mesh")
+    assert len(car.faces) == index["actor_car"]["faces"] > 0
+    assert np.all(np.abs(car.vertices) <= np.array([2, 1, 0.75]) + 1e-3)  # in the box frame
+    assert len(o3d.io.read_triangle_mesh(str(tmp_path / "meshes" / "background.ply")).triangles) == index["background"]["faces"]
