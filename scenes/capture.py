@@ -18,10 +18,14 @@ A capture log is a folder (format "nerfsim-capture-log", format_version 1):
                                          "max_elevation_deg", "n_azimuth", "max_range"},
                                "frames": [{"index": int, "time": float seconds, "T_world_ego": 4x4,
                                            "images": {cam_name: {"path": "images/<cam>/000000.png",
+                                                                 "semantic_path": "semantics/<cam>/000000.png",
                                                                  "T_world_cam": 4x4}},
                                            "lidar": {"path": "lidar/000000.npy", "T_world_lidar": 4x4}}],
                                "scene": SceneGraph.to_dict() (aabb + actors: class, instance id, size, track)}
     images/<cam>/<frame>.png  uint8 RGB, width x height of that camera
+    semantics/<cam>/<frame>.png  optional: uint8 per-pixel class ids of that image (0 sky, 1 road,
+                              2 lane_marking, 3 sidewalk, 4 building, 5 pole, 6 tree, 7 car,
+                              8 pedestrian), as a labelled driving dataset provides
     lidar/<frame>.npy         float32 [N, 4]: unit direction in the LiDAR frame (x, y, z) + range in
                               metres (inf = no return); N = n_beams * n_azimuth, beam-major
 
@@ -122,8 +126,8 @@ def _progress(enabled: bool):
 
 
 def _frame_record(i: int, t: float, T_world_ego: np.ndarray, cfg: CaptureConfig) -> dict:
-    images = {c.name: {"path": f"images/{c.name}/{i:06d}.png", "T_world_cam": (T_world_ego @ c.T_ego_cam()).tolist()}
-              for c in cfg.cameras}
+    images = {c.name: {"path": f"images/{c.name}/{i:06d}.png", "semantic_path": f"semantics/{c.name}/{i:06d}.png",
+                       "T_world_cam": (T_world_ego @ c.T_ego_cam()).tolist()} for c in cfg.cameras}
     lidar = {"path": f"lidar/{i:06d}.npy", "T_world_lidar": (T_world_ego @ cfg.T_ego_lidar()).tolist()}
     return {"index": i, "time": t, "T_world_ego": T_world_ego.tolist(), "images": images, "lidar": lidar}
 
@@ -132,8 +136,9 @@ def _write_frame(root: Path, rec: dict, twin: Twin, state, cfg: CaptureConfig) -
     for spec in cfg.cameras:
         img = rec["images"][spec.name]
         cam = Camera(cfg.intrinsics(spec), np.array(img["T_world_cam"]), rec["time"], spec.name)
-        rgb = twin.render(cam, state)["rgb"]
-        iio.imwrite(root / img["path"], np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+        products = twin.render(cam, state)
+        iio.imwrite(root / img["path"], np.round(np.clip(products["rgb"], 0, 1) * 255).astype(np.uint8))
+        iio.imwrite(root / img["semantic_path"], products["semantic"].astype(np.uint8))
     sweep = twin.lidar(np.array(rec["lidar"]["T_world_lidar"]), state, cfg.lidar)
     arr = np.concatenate([sweep["dirs_lidar"], sweep["range"][:, None]], axis=1).astype(np.float32)
     np.save(root / rec["lidar"]["path"], arr)
@@ -162,6 +167,7 @@ def generate_capture_log(world, cfg: CaptureConfig | None = None, out_dir: str |
     try:
         for c in cfg.cameras:
             (tmp / "images" / c.name).mkdir(parents=True)
+            (tmp / "semantics" / c.name).mkdir(parents=True)
         (tmp / "lidar").mkdir()
         _write_frames(world, cfg, tmp, progress)
         if out_dir.exists():
@@ -212,6 +218,8 @@ class CaptureFrame:
     """Camera name -> ``T_world_cam`` (OpenCV axes)."""
     lidar_path: Path
     T_world_lidar: np.ndarray
+    semantic_paths: dict = field(default_factory=dict)
+    """Camera name -> absolute path of its semantic label image (empty when the log has none)."""
 
 
 @dataclass
@@ -235,6 +243,15 @@ class CaptureLog:
     def views(self) -> list[tuple[Camera, Path]]:
         """Every image of the log as ``(Camera, image path)``, frame-major then rig order."""
         return [(self.camera(f, c.name), f.image_paths[c.name]) for f in self.frames for c in self.cameras]
+
+    @staticmethod
+    def load_semantic(path: str | Path) -> np.ndarray:
+        """A semantic label image as uint8 class ids ``[H, W]`` (`scenes.classes`)."""
+        return np.asarray(iio.imread(path), dtype=np.uint8)
+
+    @property
+    def has_semantics(self) -> bool:
+        return all(len(f.semantic_paths) == len(self.cameras) for f in self.frames)
 
     @staticmethod
     def load_image(path: str | Path) -> np.ndarray:
@@ -325,7 +342,7 @@ def _read_frame(root: Path, src: Path, i: int, f: dict, cams: list[CaptureCamera
     where = f"frames[{i}]"
     T_we = _pose(_field(f, "T_world_ego", src, where), src, f"{where}.T_world_ego")
     images = _field(f, "images", src, where, dict)
-    paths, poses = {}, {}
+    paths, poses, sem_paths = {}, {}, {}
     for cam in cams:
         w = f"{where}.images.{cam.name}"
         img = _field(images, cam.name, src, f"{where}.images", dict)
@@ -338,6 +355,11 @@ def _read_frame(root: Path, src: Path, i: int, f: dict, cams: list[CaptureCamera
             raise InputError(path, f"{w}.path", f"image is {size[0]}x{size[1]}, camera '{cam.name}' expects "
                                                 f"{cam.intrinsics.width}x{cam.intrinsics.height}")
         paths[cam.name], poses[cam.name] = path, T_wc
+        if "semantic_path" in img:
+            sem = root / str(_field(img, "semantic_path", src, w, str))
+            if _png_size(sem, f"{w}.semantic_path") != size:
+                raise InputError(sem, f"{w}.semantic_path", f"label image size differs from the image's {size[0]}x{size[1]}")
+            sem_paths[cam.name] = sem
     lid = _field(f, "lidar", src, where, dict)
     lidar_path = root / str(_field(lid, "path", src, f"{where}.lidar", str))
     _check_lidar(lidar_path, f"{where}.lidar.path", n_lidar)
@@ -345,7 +367,8 @@ def _read_frame(root: Path, src: Path, i: int, f: dict, cams: list[CaptureCamera
     time = _field(f, "time", src, where, (int, float))
     if not np.isfinite(time):
         raise InputError(src, f"{where}.time", "must be finite")
-    return CaptureFrame(int(_field(f, "index", src, where, int)), float(time), T_we, paths, poses, lidar_path, T_wl)
+    return CaptureFrame(int(_field(f, "index", src, where, int)), float(time), T_we, paths, poses, lidar_path, T_wl,
+                        sem_paths)
 
 
 def read_capture_log(path: str | Path) -> CaptureLog:

@@ -16,3 +16,5 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 CLASS_IDS: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
 ACTOR_CLASSES: tuple[str, ...] = ("car", "pedestrian")
+BACKGROUND_CLASSES: tuple[str, ...] = tuple(c for c in CLASS_NAMES if c != "sky" and c not in ACTOR_CLASSES)
+"""Classes of the static background (what a background field's semantic head tells apart)."""

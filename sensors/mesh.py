@@ -33,8 +33,9 @@ class MeshConfig:
     """Grid step of the background mesh, metres (the AABB decides the number of cells)."""
     actor_resolution: int = 128
     """Grid points along the longest side of an actor box."""
-    level: float = 20.0
-    """Density iso-level (per metre): opacity 1 - exp(-level * 0.05) over 5 cm."""
+    level: float = 10.0
+    """Density iso-level (per metre): opacity 1 - exp(-level * 0.05) = 0.4 over 5 cm. (Car meshes of the
+    demo scene: mean symmetric Chamfer 10-15 cm at 10, worse at 50 and 200 where thin parts vanish.)"""
     chunk: int = 1 << 17
     """Points per density evaluation."""
 

@@ -8,8 +8,9 @@ each sensor product is computed by one piece of code and checked against the twi
   accumulated weight reaches 0.5 (first surface); both ``inf`` where the ray sees nothing;
 - ``accumulation [N]`` opacity (the twin: 1 on a hit, 0 otherwise);
 - ``instance [N]`` int32 actor instance id (0 = background / sky);
-- ``semantic [N]`` uint8 class id (`scenes.classes`; 0 = sky); background pixels of a neural scene
-  trained without semantic labels get `UNLABELLED` (255);
+- ``semantic [N]`` uint8 class id (`scenes.classes`; 0 = sky): actors' classes from the scene
+  graph, the background's from its semantic head (trained on labelled images); background pixels
+  of a scene trained without labels get `UNLABELLED` (255);
 - with ``normals``: ``normals [N, 3]`` unit world-frame normals facing the ray (zero on misses).
 
 Conventions: world z up, metres; unit ray directions.
@@ -54,7 +55,8 @@ class NeuralRenderer:
         out["instance"] = out["instance"].astype(np.int32)
         cls = {a.instance_id: CLASS_IDS.get(a.class_name, UNLABELLED) for a in state.actors}
         hit = out["accumulation"] > 0.5
-        out["semantic"] = np.where(hit, UNLABELLED, CLASS_IDS["sky"]).astype(np.uint8)
+        background = out.pop("background_class", np.full(len(hit), UNLABELLED))
+        out["semantic"] = np.where(hit, background, CLASS_IDS["sky"]).astype(np.uint8)
         for iid, c in cls.items():
             out["semantic"][out["instance"] == iid] = c
         if normals:

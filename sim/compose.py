@@ -329,7 +329,7 @@ class NeuralScene(nn.Module):
 
     def render_rays(self, origins: Tensor, dirs: Tensor, actors: list[ActorRays] = (), jitter: bool = False,
                     far_rgb: Tensor | None = None, prune: bool = True, normals: bool = False,
-                    background: bool = True) -> dict[str, Tensor]:
+                    background: bool = True, semantics: bool = False) -> dict[str, Tensor]:
         """Render rays ``[R, 3]`` (world) through background + actors.
 
         Returns a dict: ``rgb [R,3]``, ``depth [R]`` (expected ray distance of the visible surface,
@@ -341,12 +341,16 @@ class NeuralScene(nn.Module):
         ``prune`` skips samples behind opaque surfaces or in near-empty space (see `_prune`).
         ``normals`` adds ``normals [R, 3]``: weight-averaged outward world normals (unit; zero
         where nothing was hit). ``background=False`` renders the actors alone (amodal masks).
+        ``semantics`` (background field with a semantic head) adds ``semantic_probs [R, C]``, the
+        class distribution of the background's share of the ray, and ``background_weight [R]``.
         """
         n_rays = len(origins)
         parts = self._collect_samples(origins, dirs, list(actors), jitter, terminate=prune, background=background)
         if prune:
             parts = self._prune(parts, n_rays)
-        shaded = [p["field"](p["x01"], p["dirs"]) for p in parts]
+        semantics = semantics and getattr(self.background, "semantic_head", None) is not None
+        shaded = [p["field"](p["x01"], p["dirs"], semantics=True) if semantics and p["slot"] == 0 else p["field"](p["x01"], p["dirs"])
+                  for p in parts]
         ray, t, order = self._ray_order(parts)
         ray, t = ray[order], t[order]
         dt = torch.cat([p["dt"] for p in parts])[order]
@@ -364,6 +368,14 @@ class NeuralScene(nn.Module):
         out = {"rgb": out_rgb, "depth": depth, "depth_median": median_distance(weights.detach(), t, ray, n_rays),
                "accumulation": acc, "owner_weights": owner_w, "n_samples": torch.tensor(len(ray)), "weights": weights,
                "ray_indices": ray, "t": t, "owner": owner}
+        if semantics:
+            n_cls = len(self.background.cfg.semantic_classes)
+            logits = torch.cat([s[2] if len(s) == 3 else torch.zeros(len(s[0]), n_cls) for s in shaded])[order]
+            w_bg = weights * (owner == 0)
+            bg_weight = accumulate(w_bg, torch.ones_like(w_bg), ray, n_rays)
+            probs = accumulate(torch.softmax(logits, -1), w_bg, ray, n_rays)
+            out["semantic_probs"] = probs / bg_weight.clamp_min(1e-6)[:, None]
+            out["background_weight"] = bg_weight
         if normals:
             n_world = torch.cat([self._normals_world(p) for p in parts])[order]
             out["normals"] = torch.nn.functional.normalize(accumulate(n_world, weights.detach(), ray, n_rays), dim=-1)

@@ -43,7 +43,8 @@ class RayBank:
     """All training rays of a scene, sampled uniformly at random."""
 
     def __init__(self, cameras: list[Camera], images: list[np.ndarray], graph: SceneGraph,
-                 alphas: list[np.ndarray] | None = None, lidar: LidarRays | None = None):
+                 alphas: list[np.ndarray] | None = None, lidar: LidarRays | None = None,
+                 semantics: list[np.ndarray] | None = None):
         if len(cameras) != len(images) or not cameras:
             raise ValueError(f"RayBank: need one image per camera, got {len(cameras)} cameras, {len(images)} images")
         self.graph = graph
@@ -53,6 +54,9 @@ class RayBank:
         self.K = torch.tensor([[c.intrinsics.fx, c.intrinsics.fy, c.intrinsics.cx, c.intrinsics.cy] for c in cameras], dtype=torch.float32)
         self.T_world_cam = torch.tensor(np.stack([c.T_world_cam for c in cameras]), dtype=torch.float32)
         self.rgb = torch.from_numpy(np.concatenate([_uint8_pixels(im) for im in images]))  # 4x less memory than float
+        self.semantic = None  # uint8 class ids per pixel (`scenes.classes`), when the data has labels
+        if semantics is not None:
+            self.semantic = torch.from_numpy(np.concatenate([np.asarray(a, np.uint8).reshape(-1) for a in semantics]))
         self.alpha = None
         if alphas is not None:
             self.alpha = torch.from_numpy(np.concatenate([np.asarray(a, np.float32).reshape(-1) for a in alphas]))
@@ -109,6 +113,8 @@ class RayBank:
         }
         if self.alpha is not None:
             out["alpha"] = self.alpha[flat]
+        if self.semantic is not None:
+            out["semantic"] = self.semantic[flat]
         return out
 
     def sample_lidar(self, n: int, gen: torch.Generator) -> dict[str, Tensor] | None:
@@ -124,21 +130,24 @@ def holdout_frame(index: int, every: int) -> bool:
 
 
 def bank_from_capture_log(log, holdout_every: int = 0) -> RayBank:
-    """Rays of a capture log (cameras + LiDAR); frames with `holdout_frame` are left out."""
-    cams, images, lidar_parts = [], [], []
+    """Rays of a capture log (cameras + LiDAR, + semantic labels when the log has them); frames with
+    `holdout_frame` are left out."""
+    cams, images, semantics, lidar_parts = [], [], [], []
     for frame in log.frames:
         if holdout_frame(frame.index, holdout_every):
             continue
         for cam in log.cameras:
             cams.append(log.camera(frame, cam.name))
             images.append(log.load_image(frame.image_paths[cam.name]))
+            if log.has_semantics:
+                semantics.append(log.load_semantic(frame.semantic_paths[cam.name]))
         if frame.lidar_path is not None:
             o, d, r = log.lidar_rays(frame)
             lidar_parts.append((o, d, r, np.full(len(r), frame.time)))
     lidar = None
     if lidar_parts:
         lidar = LidarRays(*(np.concatenate([p[i] for p in lidar_parts]) for i in range(4)))
-    return RayBank(cams, images, log.scene, lidar=lidar)
+    return RayBank(cams, images, log.scene, lidar=lidar, semantics=semantics if log.has_semantics else None)
 
 
 def bank_from_static(ds) -> RayBank:

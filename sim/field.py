@@ -79,16 +79,20 @@ class FieldConfig:
     """Spherical-harmonics degree of the view-direction encoding; 0 = view-independent colour."""
     density_bias: float = -1.0
     """Added to the raw density before exp: starts the field nearly transparent."""
+    semantic_classes: tuple[str, ...] = ()
+    """Class names of a semantic head on the geometry features (empty = no head)."""
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         d["grid"] = dict(self.grid.__dict__)
+        d["semantic_classes"] = list(self.semantic_classes)
         return d
 
     @staticmethod
     def from_dict(d: dict) -> "FieldConfig":
         d = dict(d)
         d["grid"] = HashGridConfig(**d["grid"])
+        d["semantic_classes"] = tuple(d.get("semantic_classes", ()))
         return FieldConfig(**d)
 
 
@@ -103,6 +107,8 @@ class RadianceField(nn.Module):
         self.density_mlp = mlp([n_enc, cfg.hidden_dim, 1 + cfg.geo_feat_dim])
         n_dir = cfg.sh_degree**2 if cfg.sh_degree > 0 else 0
         self.color_mlp = mlp([cfg.geo_feat_dim + n_dir, cfg.color_hidden_dim, cfg.color_hidden_dim, 3], nn.Sigmoid())
+        # Semantic-NeRF style: class logits from the geometry features, view independent.
+        self.semantic_head = nn.Linear(cfg.geo_feat_dim, len(cfg.semantic_classes)) if cfg.semantic_classes else None
 
     def _geometry(self, x01: Tensor) -> tuple[Tensor, Tensor]:
         h = self.density_mlp(self.encoding(x01))
@@ -112,13 +118,17 @@ class RadianceField(nn.Module):
         """Density ``[N]`` at points ``[N, 3]`` of the unit cube."""
         return self._geometry(x01)[0]
 
-    def forward(self, x01: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
-        """Density ``[N]`` and colour ``[N, 3]``; ``dirs`` are unit view directions in the field's frame."""
+    def forward(self, x01: Tensor, dirs: Tensor, semantics: bool = False):
+        """Density ``[N]`` and colour ``[N, 3]``; ``dirs`` are unit view directions in the field's
+        frame. With ``semantics`` (and a semantic head) also class logits ``[N, C]``."""
         sigma, geo = self._geometry(x01)
         feats = [geo]
         if self.cfg.sh_degree > 0:
             feats.append(sh_encode(dirs, self.cfg.sh_degree))
-        return sigma, self.color_mlp(torch.cat(feats, -1))
+        rgb = self.color_mlp(torch.cat(feats, -1))
+        if semantics and self.semantic_head is not None:
+            return sigma, rgb, self.semantic_head(geo)
+        return sigma, rgb
 
 
 class SkyField(nn.Module):

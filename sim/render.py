@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from scenes.camera import Camera
+from scenes.classes import CLASS_IDS
 from scenes.errors import InputError
 from scenes.graph import ActorState, SceneState
 from scenes.transforms import invert_pose
@@ -38,15 +39,21 @@ def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: S
     and ``ray_dist_median [N]`` (both inf where accumulation < 0.5), ``accumulation [N]``,
     ``instance [N]`` (the actor holding most of the ray's weight, 0 = background / sky), and with
     ``normals`` the outward world-frame ``normals [N, 3]`` (zero where nothing was hit).
-    ``background=False`` renders the actors alone (e.g. amodal masks)."""
+    ``background=False`` renders the actors alone (e.g. amodal masks). A background field with a
+    semantic head adds ``background_class [N]``: the class id (`scenes.classes`) it gives the ray."""
     model.eval()
     actors, states = actor_rays_for_state(model, state, origins.device)
     ids = torch.tensor([0] + [a.instance_id for a in states], device=origins.device)
-    keys = ("rgb", "depth", "depth_median", "accumulation", "instance") + (("normals",) if normals else ())
+    head = getattr(model.background, "semantic_head", None) is not None and background
+    keys = ("rgb", "depth", "depth_median", "accumulation", "instance") + (("normals",) if normals else ()) + (("background_class",) if head else ())
+    class_ids = torch.tensor([CLASS_IDS[c] for c in model.background.cfg.semantic_classes]) if head else None
     parts: dict[str, list[Tensor]] = {k: [] for k in keys}
     n_samples = 0
     for s in range(0, len(origins), chunk):
-        out = model.render_rays(origins[s : s + chunk], dirs[s : s + chunk], actors, normals=normals, background=background)
+        out = model.render_rays(origins[s : s + chunk], dirs[s : s + chunk], actors, normals=normals, background=background,
+                                semantics=head)
+        if head:
+            out["background_class"] = class_ids[out["semantic_probs"].argmax(-1)]
         # An actor owns a ray when it holds most of the ray's weight.
         out["instance"] = torch.where(out["accumulation"] > 0.5, ids[out["owner_weights"].argmax(-1)], 0)
         for k in keys:

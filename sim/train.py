@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from scenes.classes import CLASS_IDS
 from scenes.graph import SceneGraph
 from sim.checkpoint import load_checkpoint, load_optimizer_state, read_checkpoint_meta, save_checkpoint
 from scenes.transforms import invert_pose
@@ -48,6 +50,9 @@ class TrainConfig:
     """Weight of the LiDAR line-of-sight loss: no rendering weight in front of the return."""
     line_of_sight_margin: float = 0.2
     """Distance in front of a LiDAR return (metres) where weight is still allowed."""
+    semantic_loss_weight: float = 0.04
+    """Weight of the cross-entropy of the background's class distribution against pixel labels
+    (data with semantic labels and a background field with a semantic head)."""
     occupancy_update_every: int = 16
     """Steps between occupancy-grid refreshes."""
     occupancy_samples: int = 1 << 16
@@ -134,6 +139,20 @@ def _line_of_sight(out: dict, ranges: torch.Tensor, n_cam: int, margin: float) -
     return w[in_front].sum() / max(len(ranges), 1)
 
 
+def _semantic_loss(out: dict, labels: Tensor, classes: tuple[str, ...]) -> Tensor:
+    """Cross-entropy of the background's class distribution on camera rays labelled with a
+    background class and mostly owned by the background (actors and sky have their own labels)."""
+    lut = torch.full((256,), -1, dtype=torch.long)
+    lut[[CLASS_IDS[c] for c in classes]] = torch.arange(len(classes))
+    target = lut[labels.long()]
+    n = len(labels)
+    use = (target >= 0) & (out["background_weight"][:n] > 0.5)
+    if not use.any():
+        return out["semantic_probs"].sum() * 0.0
+    p = out["semantic_probs"][:n][use].gather(1, target[use, None])[:, 0]
+    return -torch.log(p.clamp_min(1e-6)).mean()
+
+
 def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torch.Generator) -> dict[str, float]:
     """One batch: render camera (+ LiDAR) rays, return the loss pieces (loss already backpropagated)."""
     batch = bank.sample_pixels(cfg.rays_per_batch, gen)
@@ -153,10 +172,15 @@ def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torc
     elif "alpha" in batch:
         a = batch["alpha"][:, None]
         target = target * a + model.far_color(dirs[:n_cam]) .detach() * (1 - a)
-    out = model.render_rays(origins, dirs, bank.actor_rays(tidx), jitter=True, far_rgb=far_rgb)
+    semantics = "semantic" in batch and model.background.semantic_head is not None
+    out = model.render_rays(origins, dirs, bank.actor_rays(tidx), jitter=True, far_rgb=far_rgb, semantics=semantics)
     mse = torch.mean((out["rgb"][:n_cam] - target) ** 2)
     loss = mse
     stats = {"mse": mse.item()}
+    if semantics:
+        ce = _semantic_loss(out, batch["semantic"], model.background.cfg.semantic_classes)
+        loss = loss + cfg.semantic_loss_weight * ce
+        stats["semantic_ce"] = ce.item()
     if lidar is not None:
         rng = lidar["ranges"]
         hit = torch.isfinite(rng)

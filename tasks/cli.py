@@ -14,6 +14,7 @@ import tyro
 from tyro.conf import Positional
 
 from scenes.errors import InputError
+from sensors.mesh import MeshConfig
 
 
 def world(out: Path = Path("world_log"), tiny: bool = False, seed: int = 0, width: Optional[int] = None,
@@ -76,7 +77,7 @@ def render(scene: Positional[Path], cameras: Path, out: Path = Path("render"), e
 
 
 def export_mesh(scene: Positional[Path], out: Path = Path("meshes"), fmt: str = "ply", background: bool = True,
-                actors: bool = True, background_cell: float = 0.1, actor_resolution: int = 128, level: float = 20.0) -> None:
+                actors: bool = True, mesh: MeshConfig = MeshConfig()) -> None:
     """Marching-cubes meshes of a scene's fields with vertex colours: the background in world
     coordinates, each actor asset in its own box frame (x forward, y left, z up, metres).
 
@@ -86,13 +87,11 @@ def export_mesh(scene: Positional[Path], out: Path = Path("meshes"), fmt: str = 
         fmt: ply, obj or glb.
         background: Export the background.
         actors: Export every actor asset.
-        background_cell: Background grid step, metres.
-        actor_resolution: Grid points along an actor box's longest side.
-        level: Density iso-level, per metre.
+        mesh: Grid and iso-level settings.
     """
     from tasks.pipeline import export_scene_meshes
 
-    for p in export_scene_meshes(scene, out, fmt, background, actors, background_cell, actor_resolution, level):
+    for p in export_scene_meshes(scene, out, fmt, background, actors, mesh):
         print(p)
 
 

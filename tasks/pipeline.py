@@ -15,11 +15,13 @@ import numpy as np
 import yaml
 
 from scenes.camera import Camera
+from scenes.classes import BACKGROUND_CLASSES
 from scenes.capture import CaptureConfig, generate_capture_log, read_capture_log
 from scenes.edits import Edit, apply_edits, edits_to_dict, load_edits
 from scenes.errors import InputError
 from scenes.graph import SceneGraph
 from scenes.world import WorldConfig, build_world
+from sensors.mesh import MeshConfig
 from sim.checkpoint import load_checkpoint, read_checkpoint_meta
 from sim.compose import NeuralScene, SceneModelConfig
 from sim.data import bank_from_capture_log, bank_from_static
@@ -49,12 +51,14 @@ def is_capture_log(path: Path) -> bool:
     return (Path(path) / "log.json").exists()
 
 
-def model_config_for(aabb, far_field: str) -> SceneModelConfig:
+def model_config_for(aabb, far_field: str, semantic_classes: tuple[str, ...] = ()) -> SceneModelConfig:
     """Sampling scaled to the scene: ~128 occupancy cells and ~512 steps across the AABB diagonal for
-    small object-centric scenes; metric defaults for street-scale logs."""
+    small object-centric scenes; metric defaults for street-scale logs. ``semantic_classes`` gives
+    the background field a semantic head (data with labels)."""
     extent = np.asarray(aabb[1]) - np.asarray(aabb[0])
     if extent.max() > 20:  # a street in metres
-        return SceneModelConfig(far_field=far_field)
+        cfg = SceneModelConfig(far_field=far_field)
+        return replace(cfg, background=replace(cfg.background, semantic_classes=tuple(semantic_classes)))
     diag = float(np.linalg.norm(extent))
     return SceneModelConfig(far_field=far_field, occupancy_cell=float(extent.max()) / 128, occupancy_cell_z=None, step_min=diag / 512,
                             step_cone=0.0, step_max=diag / 512)
@@ -79,7 +83,8 @@ def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10
         graph = SceneGraph(aabb=ds.aabb)
         far = "white" if ds.background == (1.0, 1.0, 1.0) else "sky"
         extra = {"source": {"kind": ds.meta.get("kind", "static"), "path": str(data.resolve())}}
-    model = NeuralScene(model_config_for(graph.aabb, far), graph.aabb, graph.asset_ids)
+    classes = BACKGROUND_CLASSES if bank.semantic is not None else ()
+    model = NeuralScene(model_config_for(graph.aabb, far, classes), graph.aabb, graph.asset_ids)
     return train(model, bank, graph, cfg, out, extra_meta=extra)
 
 
@@ -155,16 +160,15 @@ def lidar_config_of_log(log_dir: Path):
 
 
 def export_scene_meshes(scene_path: Path, out: Path, fmt: str = "ply", background: bool = True, actors: bool = True,
-                        background_cell: float = 0.1, actor_resolution: int = 128, level: float = 20.0) -> list[Path]:
+                        cfg: MeshConfig = MeshConfig()) -> list[Path]:
     """Write the meshes of a trained scene (see `sensors.mesh`) and ``meshes.json`` describing them."""
     from rich.progress import Progress
 
-    from sensors.mesh import MeshConfig, actor_mesh, background_mesh, export_mesh
+    from sensors.mesh import actor_mesh, background_mesh, export_mesh
 
     if fmt not in ("ply", "obj", "glb"):
         raise InputError("--fmt", None, f"expected ply, obj or glb, got '{fmt}'")
     scene = load_scene(scene_path)
-    cfg = MeshConfig(background_cell=background_cell, actor_resolution=actor_resolution, level=level)
     sizes = {}
     for a in scene.graph.actors:
         sizes.setdefault(a.asset_id, a.size)

@@ -1,7 +1,8 @@
 """Every sensor product of a scene trained on the built-in world, measured against the mesh twin on
 cameras never trained on (`tasks.evaluate.novel_cameras`). The figures of issue #4:
 
-- depth AbsRel; normals median angular error on road, facades and cars;
+- depth AbsRel; normals median angular error on road, facades and cars; background semantic
+  accuracy (pixels the twin labels road / lane marking / sidewalk / building / pole / tree);
 - instance-mask IoU for actors with >= 500 visible twin pixels; 2D (modal) box IoU for the same;
 - correspondences from one novel camera to the next (0.5 s later): share of co-visible pixels within
   2 px of the twin's flow, and precision of the visibility flag;
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scenes.classes import CLASS_IDS
+from scenes.classes import BACKGROUND_CLASSES, CLASS_IDS
 from scenes.graph import SceneGraph
 from sensors.flow import correspondences
 from sensors.frame import Frame, capture_camera
@@ -51,11 +52,13 @@ def box_iou(a, b) -> float:
 
 def frame_metrics(pred: Frame, gt: Frame, min_pixels: int = 500) -> dict:
     """Per-frame comparisons; lists so that callers can pool them over frames."""
-    m: dict[str, list] = {"abs_rel": [], "normal_err": [], "mask_iou": [], "box_iou": []}
+    m: dict[str, list] = {"abs_rel": [], "normal_err": [], "mask_iou": [], "box_iou": [], "semantic_ok": []}
     valid = np.isfinite(gt.depth) & np.isfinite(pred.depth) & (gt.depth > 0)
     m["abs_rel"].append(np.abs(pred.depth[valid] - gt.depth[valid]) / gt.depth[valid])
     sel = np.isin(gt.semantic, [CLASS_IDS[c] for c in NORMAL_CLASSES]) & valid
     m["normal_err"].append(angular_error_deg(pred.normals[sel], gt.normals[sel]))
+    bg = np.isin(gt.semantic, [CLASS_IDS[c] for c in BACKGROUND_CLASSES]) & (pred.instance == 0) & np.isfinite(pred.depth)
+    m["semantic_ok"].append(pred.semantic[bg] == gt.semantic[bg])
     pred_boxes = {b.instance_id: b for b in pred.boxes}
     for b in gt.boxes:
         if b.visible_pixels >= min_pixels:
@@ -106,7 +109,7 @@ def car_chamfers(model, world, graph: SceneGraph, n_points: int = 20000, cfg: Me
 def evaluate_sensors(model, twin, log, graph: SceneGraph, cameras, lidar_frames: int = 2, meshes: bool = True) -> dict:
     """Every issue-#4 figure of a trained scene against its twin (see the module docstring)."""
     neural, truth = NeuralRenderer(model), TwinRenderer(twin)
-    pooled: dict[str, list] = {"abs_rel": [], "normal_err": [], "mask_iou": [], "box_iou": []}
+    pooled: dict[str, list] = {"abs_rel": [], "normal_err": [], "mask_iou": [], "box_iou": [], "semantic_ok": []}
     frames = []
     for cam in cameras:
         state = graph.at(cam.time)
@@ -143,6 +146,7 @@ def evaluate_sensors(model, twin, log, graph: SceneGraph, cameras, lidar_frames:
         "box2d_iou_mean": float(np.mean(pooled["box_iou"])) if pooled["box_iou"] else float("nan"),
         "box2d_iou_min": float(np.min(pooled["box_iou"])) if pooled["box_iou"] else float("nan"),
         "n_actor_boxes": len(pooled["box_iou"]),
+        "background_semantic_accuracy": float(np.mean(np.concatenate(pooled["semantic_ok"]))),
         "flow_within_2px": flow["within"] / max(flow["co_visible"], 1),
         "flow_visibility_precision": flow["flag_tp"] / max(flow["flag_pos"], 1),
         "lidar_median_range_error_m": float(np.median(np.concatenate(lidar_err))),

@@ -162,8 +162,8 @@ def test_render_all_outputs_and_export_meshes_from_the_command_line(tmp_path, ca
     assert main(["render", str(tmp_path / "scene"), "--cameras", str(tmp_path / "cameras.json"), "--outputs", "rgb,radar"]) == 2
     assert "radar" in capsys.readouterr().err
 
-    assert main(["export-mesh", str(tmp_path / "scene"), "--out", str(tmp_path / "meshes"), "--background-cell", "0.5",
-                 "--actor-resolution", "24", "--level", "1.0"]) == 0
+    assert main(["export-mesh", str(tmp_path / "scene"), "--out", str(tmp_path / "meshes"), "--mesh.background-cell", "0.5",
+                 "--mesh.actor-resolution", "24", "--mesh.level", "1.0"]) == 0
     index = json.loads((tmp_path / "meshes" / "meshes.json").read_text())
     assert set(index) == {"background", "actor_car"} and index["actor_car"]["box_size"] == [4, 2, 1.5]
     car = trimesh.load(tmp_path / "meshes" / "actor_car.ply", force="mesh")
