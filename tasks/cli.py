@@ -95,17 +95,23 @@ def export_mesh(scene: Positional[Path], out: Path = Path("meshes"), fmt: str = 
         print(p)
 
 
-def evaluate(scene: Positional[Path], json_out: bool = False, max_frames: int = 4) -> None:
+def evaluate(scene: Positional[Path], json_out: bool = False, max_frames: int = 4, sensors: bool = False) -> None:
     """Evaluate a scene: held-out views, novel views against the twin, and the same after edits.
 
     Args:
         scene: Checkpoint folder.
         json_out: Print one JSON object instead of a table.
         max_frames: Held-out frames to evaluate (each with several cameras).
+        sensors: Also measure every sensor product against the twin (normals, masks, boxes,
+            correspondences, LiDAR, car meshes; built-in world only).
     """
     from tasks.report import evaluate_scene
 
     metrics = evaluate_scene(scene, max_frames=max_frames)
+    if sensors:
+        from tasks.sensor_report import evaluate_scene_sensors
+
+        metrics.update({f"sensors_{k}": v for k, v in evaluate_scene_sensors(scene, max_frames).items()})
     if json_out:
         print(json.dumps(metrics))
     else:

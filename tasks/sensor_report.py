@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from scenes.classes import BACKGROUND_CLASSES, CLASS_IDS
+from scenes.errors import InputError
 from scenes.graph import SceneGraph
 from sensors.flow import correspondences
 from sensors.frame import Frame, capture_camera
@@ -167,7 +168,9 @@ def evaluate_scene_sensors(path: Path, max_frames: int = 2) -> dict:
     from tasks.pipeline import load_scene, twin_for
 
     scene = load_scene(path)
-    source = scene.meta["extra"]["source"]
+    source = scene.meta.get("extra", {}).get("source", {})
+    if source.get("kind") != "capture-log":
+        raise InputError(Path(path) / "scene.json", "extra.source", "sensor evaluation needs a scene trained on a capture log of the built-in world")
     log = read_capture_log(source["path"])
     cams = novel_cameras(log, int(source.get("holdout_every", 10)), max_frames)
     return evaluate_sensors(scene.model, twin_for(scene), log, scene.graph, cams)
