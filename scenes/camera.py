@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scenes.errors import InputError
+from scenes.errors import InputError, fields_of
 from scenes.transforms import is_rigid
 
 
@@ -51,14 +51,8 @@ class Intrinsics:
 
     @staticmethod
     def from_dict(d: dict, source: str = "intrinsics") -> "Intrinsics":
-        try:
+        with fields_of(source, "numbers width, height, fx, fy, cx, cy"):
             return Intrinsics(int(d["width"]), int(d["height"]), float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]))
-        except KeyError as e:
-            raise InputError(source, str(e.args[0]), "missing") from None
-        except (TypeError, ValueError) as e:
-            raise InputError(source, None, f"expected numbers width, height, fx, fy, cx, cy ({e})") from None
-        except InputError as e:
-            raise InputError(source, e.field, e.problem) from None
 
 
 @dataclass(frozen=True)

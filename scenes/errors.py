@@ -6,6 +6,7 @@ expected*, never a bare traceback. Command-line entry points catch `InputError` 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -45,3 +46,17 @@ def read_json_object(path: str | Path, missing: str, expected: str = "a JSON obj
     if not isinstance(data, dict):
         raise InputError(path, None, f"expected {expected} at the top level")
     return data
+
+
+@contextmanager
+def fields_of(source: str | Path, expected: str):
+    """Turn what goes wrong while reading fields of ``source`` (missing key, unconvertible value, an
+    `InputError` of a nested object) into one `InputError` that names ``source`` and the field."""
+    try:
+        yield
+    except KeyError as e:
+        raise InputError(source, str(e.args[0]), "missing") from None
+    except InputError as e:
+        raise InputError(source, e.field, e.problem) from None
+    except (TypeError, ValueError) as e:
+        raise InputError(source, None, f"expected {expected} ({e})") from None

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scenes.camera import Intrinsics
-from scenes.errors import InputError
+from scenes.errors import InputError, fields_of
 
 KINDS = ("pinhole", "opencv", "fisheye", "equirectangular")
 _N_DIST = {"pinhole": 0, "opencv": 5, "fisheye": 4, "equirectangular": 0}
@@ -79,16 +79,10 @@ class CameraModel:
     def from_dict(d: dict, source: str = "camera model") -> "CameraModel":
         if not isinstance(d, dict):
             raise InputError(source, None, "expected an object with kind, width, height, fx, fy, cx, cy")
-        try:
+        with fields_of(source, "numbers"):
             return CameraModel(str(d.get("kind", "pinhole")), int(d["width"]), int(d["height"]), float(d.get("fx", 1.0)),
                                float(d.get("fy", 1.0)), float(d.get("cx", 0.0)), float(d.get("cy", 0.0)),
                                tuple(d.get("distortion", ())), float(d.get("max_fov_deg", 180.0)))
-        except KeyError as e:
-            raise InputError(source, str(e.args[0]), "missing") from None
-        except (TypeError, ValueError) as e:
-            raise InputError(source, None, f"expected numbers ({e})") from None
-        except InputError as e:
-            raise InputError(source, e.field, e.problem) from None
 
     # ---- geometry -----------------------------------------------------------------------------
     def pixel_directions(self, uv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -84,12 +84,18 @@ def _atomic(path: Path, write) -> Path:
     return path
 
 
-def write_ply(path: Path, xyz: np.ndarray, instance: np.ndarray, semantic: np.ndarray) -> None:
-    """Binary little-endian PLY with per-vertex ``instance`` (int) and ``semantic`` (uchar)."""
+def _point_records(xyz: np.ndarray, instance: np.ndarray, semantic: np.ndarray) -> np.ndarray:
+    """Packed little-endian records x y z (float32), instance (int32), semantic (uint8)."""
     dt = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("instance", "<i4"), ("semantic", "u1")])
     rec = np.empty(len(xyz), dtype=dt)
     rec["x"], rec["y"], rec["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     rec["instance"], rec["semantic"] = instance, semantic
+    return rec
+
+
+def write_ply(path: Path, xyz: np.ndarray, instance: np.ndarray, semantic: np.ndarray) -> None:
+    """Binary little-endian PLY with per-vertex ``instance`` (int) and ``semantic`` (uchar)."""
+    rec = _point_records(xyz, instance, semantic)
     header = ("ply\nformat binary_little_endian 1.0\n"
               f"element vertex {len(xyz)}\nproperty float x\nproperty float y\nproperty float z\n"
               "property int instance\nproperty uchar semantic\nend_header\n")
@@ -100,10 +106,7 @@ def write_ply(path: Path, xyz: np.ndarray, instance: np.ndarray, semantic: np.nd
 
 def write_pcd(path: Path, xyz: np.ndarray, instance: np.ndarray, semantic: np.ndarray) -> None:
     """PCD v0.7, binary, fields x y z instance semantic."""
-    dt = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("instance", "<i4"), ("semantic", "u1")])
-    rec = np.empty(len(xyz), dtype=dt)
-    rec["x"], rec["y"], rec["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-    rec["instance"], rec["semantic"] = instance, semantic
+    rec = _point_records(xyz, instance, semantic)
     header = ("# .PCD v0.7 - Point Cloud Data file format\nVERSION 0.7\nFIELDS x y z instance semantic\n"
               "SIZE 4 4 4 4 1\nTYPE F F F I U\nCOUNT 1 1 1 1 1\n"
               f"WIDTH {len(xyz)}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS {len(xyz)}\nDATA binary\n")

@@ -25,37 +25,40 @@ def _rigid(T, source: str, name: str) -> np.ndarray:
     return T
 
 
+class _Mounted:
+    """A sensor fixed to the ego by its extrinsic (the dataclass field named ``_extrinsic``)."""
+
+    _extrinsic = ""
+
+    def __post_init__(self):
+        T = _rigid(getattr(self, self._extrinsic), f"sensor '{self.name}'", self._extrinsic)
+        object.__setattr__(self, self._extrinsic, T)
+
+    def pose(self, T_world_ego: np.ndarray) -> np.ndarray:
+        """The sensor's world pose (``T_world_cam`` / ``T_world_lidar``) for an ego pose."""
+        return np.asarray(T_world_ego, dtype=np.float64) @ getattr(self, self._extrinsic)
+
+
 @dataclass(frozen=True)
-class CameraSensor:
+class CameraSensor(_Mounted):
     """A camera of a rig."""
 
+    _extrinsic = "T_ego_cam"
     name: str
     model: CameraModel
     T_ego_cam: np.ndarray = field(default_factory=lambda: np.eye(4))
     time_offset: float = 0.0
 
-    def __post_init__(self):
-        object.__setattr__(self, "T_ego_cam", _rigid(self.T_ego_cam, f"camera '{self.name}'", "T_ego_cam"))
-
-    def pose(self, T_world_ego: np.ndarray) -> np.ndarray:
-        """``T_world_cam`` for an ego pose."""
-        return np.asarray(T_world_ego, dtype=np.float64) @ self.T_ego_cam
-
 
 @dataclass(frozen=True)
-class LidarSensor:
+class LidarSensor(_Mounted):
     """A spinning LiDAR of a rig (its scan pattern is a `scenes.twin.LidarConfig`)."""
 
+    _extrinsic = "T_ego_lidar"
     name: str = "lidar"
     pattern: LidarConfig = field(default_factory=LidarConfig)
     T_ego_lidar: np.ndarray = field(default_factory=lambda: np.eye(4))
     time_offset: float = 0.0
-
-    def __post_init__(self):
-        object.__setattr__(self, "T_ego_lidar", _rigid(self.T_ego_lidar, f"lidar '{self.name}'", "T_ego_lidar"))
-
-    def pose(self, T_world_ego: np.ndarray) -> np.ndarray:
-        return np.asarray(T_world_ego, dtype=np.float64) @ self.T_ego_lidar
 
 
 @dataclass(frozen=True)
