@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scenes.graph import SceneState
+from sensors.boxes import box_labels
 from sensors.lens import CameraModel
 from sensors.rig import CameraSensor
 
@@ -73,8 +74,6 @@ def capture_camera(renderer, model: CameraModel, T_world_cam: np.ndarray, state:
     ``renderer`` is a `sensors.renderers.NeuralRenderer` or `TwinRenderer`. Boxes need instance masks
     and render each visible actor alone once more (its amodal mask gives the occlusion ratio).
     """
-    from sensors.boxes import box_labels  # boxes render amodal masks through capture; avoid a cycle at import
-
     T = np.asarray(T_world_cam, dtype=np.float64)
     d_cam, valid = model.pixel_directions()
     H, W = model.height, model.width

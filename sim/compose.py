@@ -370,7 +370,7 @@ class NeuralScene(nn.Module):
                "ray_indices": ray, "t": t, "owner": owner}
         if semantics:
             n_cls = len(self.background.cfg.semantic_classes)
-            logits = torch.cat([s[2] if len(s) == 3 else torch.zeros(len(s[0]), n_cls) for s in shaded])[order]
+            logits = torch.cat([s[2] if len(s) == 3 else s[0].new_zeros(len(s[0]), n_cls) for s in shaded])[order]
             w_bg = weights * (owner == 0)
             bg_weight = accumulate(w_bg, torch.ones_like(w_bg), ray, n_rays)
             probs = accumulate(torch.softmax(logits, -1), w_bg, ray, n_rays)

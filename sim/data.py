@@ -64,6 +64,8 @@ class RayBank:
         self.times = np.asarray(times)
         self.view_time_idx = torch.tensor(np.searchsorted(self.times, [c.time for c in cameras]))
         self.poses = self._actor_pose_table()
+        self.heights = torch.tensor([c.intrinsics.height for c in cameras])
+        self.actor_pixels = self._actor_pixel_index()
         self.lidar = None
         if lidar is not None and len(lidar.ranges):
             self.lidar = {
@@ -86,6 +88,28 @@ class RayBank:
                 table[ti, a] = invert_pose(actor.track.pose_at(float(t)))
         return torch.tensor(table, dtype=torch.float32)
 
+    def _actor_pixel_index(self) -> Tensor:
+        """Flat indices of the pixels whose ray may hit an actor box at the view's time: inside the
+        2D bounding box of the projected box corners (boxes reaching behind a camera are skipped)."""
+        mask = torch.zeros(self.n_rays, dtype=torch.bool)
+        corners = torch.tensor([[sx, sy, sz] for sx in (-0.5, 0.5) for sy in (-0.5, 0.5) for sz in (-0.5, 0.5)])
+        T_cam_world = torch.linalg.inv(self.T_world_cam)
+        for a, actor in enumerate(self.graph.actors):
+            T_world_actor = torch.linalg.inv(self.poses[self.view_time_idx, a])  # [V, 4, 4]
+            c_world = corners * torch.tensor(actor.size, dtype=torch.float32) @ T_world_actor[:, :3, :3].transpose(1, 2) + T_world_actor[:, None, :3, 3]
+            c_cam = c_world @ T_cam_world[:, :3, :3].transpose(1, 2) + T_cam_world[:, None, :3, 3]  # [V, 8, 3]
+            z = c_cam[..., 2]
+            u = self.K[:, None, 0] * c_cam[..., 0] / z + self.K[:, None, 2]
+            v = self.K[:, None, 1] * c_cam[..., 1] / z + self.K[:, None, 3]
+            in_front = (z > 0.1).all(1)
+            for view in in_front.nonzero().flatten().tolist():
+                W, H = int(self.widths[view]), int(self.heights[view])
+                u0, u1 = max(int(u[view].min()), 0), min(int(u[view].max()) + 1, W)
+                v0, v1 = max(int(v[view].min()), 0), min(int(v[view].max()) + 1, H)
+                if u0 < u1 and v0 < v1:
+                    mask[self.offsets[view] : self.offsets[view + 1]].view(H, W)[v0:v1, u0:u1] = True
+        return mask.nonzero().flatten()
+
     def actor_rays(self, time_idx: Tensor) -> list[ActorRays]:
         """Per-ray actor poses for rays taken at ``time_idx``."""
         distinct = torch.unique(time_idx)
@@ -94,8 +118,13 @@ class RayBank:
             for i, a in enumerate(self.graph.actors)
         ]
 
-    def sample_pixels(self, n: int, gen: torch.Generator) -> dict[str, Tensor]:
-        flat = torch.randint(self.n_rays, (n,), generator=gen)
+    def sample_pixels(self, n: int, gen: torch.Generator, actor_fraction: float = 0.0) -> dict[str, Tensor]:
+        """``n`` random pixels: ``actor_fraction`` of them among the pixels that may see an actor
+        (`_actor_pixel_index`), the rest uniformly over all pixels."""
+        n_actor = int(round(n * actor_fraction)) if len(self.actor_pixels) else 0
+        flat = torch.randint(self.n_rays, (n - n_actor,), generator=gen)
+        if n_actor:
+            flat = torch.cat([flat, self.actor_pixels[torch.randint(len(self.actor_pixels), (n_actor,), generator=gen)]])
         view = torch.searchsorted(self.offsets, flat, right=True) - 1
         pix = flat - self.offsets[view]
         W = self.widths[view]
@@ -110,6 +139,7 @@ class RayBank:
             "dirs": (T[:, :3, :3] @ d_cam[..., None])[..., 0],
             "rgb": self.rgb[flat].float() / 255.0,
             "time_idx": self.view_time_idx[view],
+            "pixel": flat,
         }
         if self.alpha is not None:
             out["alpha"] = self.alpha[flat]

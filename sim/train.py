@@ -38,6 +38,9 @@ class TrainConfig:
     """Camera rays per step (on a CPU, many small steps beat few large ones)."""
     lidar_rays_per_batch: int = 512
     """LiDAR rays per step (when the data has LiDAR)."""
+    actor_ray_fraction: float = 0.25
+    """Share of camera rays drawn among pixels that may see an actor box (cars and pedestrians
+    cover a small part of the images: uniform sampling starves their fields)."""
     lr: float = 1e-2
     """Adam learning rate at the start; decays exponentially to lr * lr_final_factor."""
     lr_final_factor: float = 0.1
@@ -155,7 +158,7 @@ def _semantic_loss(out: dict, labels: Tensor, classes: tuple[str, ...]) -> Tenso
 
 def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torch.Generator) -> dict[str, float]:
     """One batch: render camera (+ LiDAR) rays, return the loss pieces (loss already backpropagated)."""
-    batch = bank.sample_pixels(cfg.rays_per_batch, gen)
+    batch = bank.sample_pixels(cfg.rays_per_batch, gen, cfg.actor_ray_fraction)
     lidar = bank.sample_lidar(cfg.lidar_rays_per_batch, gen)
     origins, dirs, tidx = batch["origins"], batch["dirs"], batch["time_idx"]
     n_cam = len(origins)
