@@ -101,9 +101,7 @@ def car_chamfers(model, world, graph: SceneGraph, n_points: int = 20000, cfg: Me
             continue
         twin_mesh = trimesh.util.concatenate([trimesh.Trimesh(p.mesh.vertices, p.mesh.faces, process=False)
                                               for p in world.actor_assets[a.asset_id]])
-        pts_pred = mesh.sample(n_points, seed=0) if hasattr(trimesh.Trimesh, "sample") else mesh.sample(n_points)
-        pts_gt = twin_mesh.sample(n_points, seed=0) if hasattr(trimesh.Trimesh, "sample") else twin_mesh.sample(n_points)
-        out.append(chamfer(np.asarray(pts_pred), np.asarray(pts_gt)))
+        out.append(chamfer(np.asarray(mesh.sample(n_points, seed=0)), np.asarray(twin_mesh.sample(n_points, seed=0))))
     return out
 
 
@@ -122,8 +120,8 @@ def evaluate_sensors(model, twin, log, graph: SceneGraph, cameras, lidar_frames:
         frames.append((p, g, state))
     flow = {"within": 0, "co_visible": 0, "flag_tp": 0, "flag_pos": 0}
     for (pa, ga, sa), (pb, gb, sb) in zip(frames[:-1], frames[1:]):
-        if pa.name.split("_")[0] != pb.name.split("_")[0]:
-            continue  # pairs of the same rig camera (consecutive novel views)
+        if pa.name.rsplit("_", 3)[0] != pb.name.rsplit("_", 3)[0]:
+            continue  # the two novel views of the same rig camera (names: <camera>_<up|left>_1m_<time>)
         f_pred, f_gt = correspondences(pa, sa, pb, sb), correspondences(ga, sa, gb, sb)
         for k, v in flow_metrics(f_pred, f_gt).items():
             flow[k] += v
