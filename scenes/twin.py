@@ -45,10 +45,21 @@ class LidarConfig:
     """Azimuth steps per revolution (azimuth 0 = +x, counter-clockwise seen from above)."""
     max_range: float = 60.0
     """Returns farther than this are dropped (range ``inf``), metres."""
+    elevations_deg: tuple[float, ...] | None = None
+    """Explicit beam elevations (degrees, as in a real sensor's datasheet) instead of the even spread
+    between min and max; ``n_beams`` must then equal their number."""
+
+    def __post_init__(self):
+        if self.elevations_deg is not None:
+            el = tuple(float(e) for e in self.elevations_deg)
+            if len(el) != self.n_beams or not np.isfinite(el).all():
+                raise InputError("lidar config", "elevations_deg", f"expected {self.n_beams} finite angles (n_beams), got {len(el)}")
+            object.__setattr__(self, "elevations_deg", el)
 
     def directions(self) -> np.ndarray:
         """Unit beam directions ``[n_beams * n_azimuth, 3]`` in the LiDAR frame, beam-major."""
-        el = np.radians(np.linspace(self.min_elevation_deg, self.max_elevation_deg, self.n_beams))
+        el = np.radians(np.linspace(self.min_elevation_deg, self.max_elevation_deg, self.n_beams)
+                        if self.elevations_deg is None else np.asarray(self.elevations_deg))
         az = np.arange(self.n_azimuth) * (2 * np.pi / self.n_azimuth)
         el, az = np.meshgrid(el, az, indexing="ij")
         d = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)

@@ -77,7 +77,7 @@ def kitti_box_to_cam(dimensions, location, rotation_y: float) -> np.ndarray:
     from KITTI's dimensions, bottom-centre location and rotation_y."""
     h = dimensions[0]
     c, s = np.cos(rotation_y), np.sin(rotation_y)
-    # KITTI object axes in the camera: forward (cos, 0, -sin), up = -y_cam, left = forward x up... (right-handed)
+    # The box axes in the camera frame: forward (cos ry, 0, -sin ry), up = -y_cam, left = up x forward.
     fwd = np.array([c, 0.0, -s])
     up = np.array([0.0, -1.0, 0.0])
     left = np.cross(up, fwd)

@@ -86,3 +86,15 @@ def test_meshes_export_and_load(box_world, tmp_path):
         assert len(loaded.faces) == len(mesh.faces), suffix
         o3d_mesh = o3d.io.read_triangle_mesh(str(path))
         assert len(o3d_mesh.triangles) == len(mesh.faces), suffix
+
+
+def test_lidar_pattern_with_datasheet_elevations():
+    cfg = LidarConfig(n_beams=3, n_azimuth=4, elevations_deg=(-15.0, -1.0, 10.0))
+    d = cfg.directions()
+    assert d.shape == (12, 3) and np.allclose(np.linalg.norm(d, axis=1), 1)
+    assert np.allclose(np.degrees(np.arcsin(d[::4, 2])), [-15.0, -1.0, 10.0])  # beam-major
+    assert np.allclose(d[4:8, :2] / np.cos(np.radians(-1.0)), [[1, 0], [0, 1], [-1, 0], [0, -1]], atol=1e-12)
+    from scenes.errors import InputError
+
+    with pytest.raises(InputError, match="elevations_deg"):
+        LidarConfig(n_beams=2, elevations_deg=(1.0, 2.0, 3.0))
