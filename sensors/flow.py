@@ -65,9 +65,9 @@ def carry_points(points: np.ndarray, instance: np.ndarray, state_a: SceneState, 
 def _project_and_check(points_b: np.ndarray, frame_b: Frame, abs_tol: float, rel_tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixel in B ``[N, 2]``, in-view and visible masks of world points."""
     T_cam_world = np.linalg.inv(frame_b.T_world_cam)
-    p_cam = points_b @ T_cam_world[:3, :3].T + T_cam_world[:3, 3]
-    finite = np.isfinite(p_cam).all(1)
-    p_cam = np.where(finite[:, None], p_cam, 1.0)
+    finite = np.isfinite(points_b).all(1)  # pixels that saw sky have no point
+    p_cam = np.where(finite[:, None], points_b, 0.0) @ T_cam_world[:3, :3].T + T_cam_world[:3, 3]
+    p_cam[~finite] = 1.0
     uv, in_view = frame_b.model.project(p_cam)
     in_view &= finite
     px = np.clip(np.floor(uv).astype(np.int64), 0, [frame_b.model.width - 1, frame_b.model.height - 1])

@@ -39,8 +39,8 @@ class BoxesField(nn.Module):
 
     def __init__(self, boxes01, sigma: float, colors):
         super().__init__()
-        self.register_buffer("lo", torch.tensor([b[0] for b in boxes01], dtype=torch.float32))
-        self.register_buffer("hi", torch.tensor([b[1] for b in boxes01], dtype=torch.float32))
+        self.register_buffer("lo", torch.tensor(np.array([b[0] for b in boxes01]), dtype=torch.float32))
+        self.register_buffer("hi", torch.tensor(np.array([b[1] for b in boxes01]), dtype=torch.float32))
         self.register_buffer("colors", torch.tensor(colors, dtype=torch.float32))
         self.sigma = sigma
 
