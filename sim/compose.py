@@ -365,7 +365,7 @@ class NeuralScene(nn.Module):
         n_owner = 1 + len(actors)
         owner_w = torch.zeros(n_rays * n_owner, dtype=weights.dtype, device=weights.device)
         owner_w = owner_w.index_add(0, ray * n_owner + owner, weights).view(n_rays, n_owner)
-        out = {"rgb": out_rgb, "depth": depth, "depth_median": median_distance(weights.detach(), t, ray, n_rays),
+        out = {"rgb": out_rgb, "depth": depth, "depth_median": median_distance(weights.detach(), t, dt, sigma.detach(), ray, n_rays),
                "accumulation": acc, "owner_weights": owner_w, "n_samples": torch.tensor(len(ray)), "weights": weights,
                "ray_indices": ray, "t": t, "owner": owner}
         if semantics:
@@ -383,12 +383,19 @@ class NeuralScene(nn.Module):
 
 
 @torch.no_grad()
-def median_distance(weights: Tensor, t: Tensor, ray: Tensor, n_rays: int) -> Tensor:
-    """Per ray, the ``t`` of the first packed sample where the accumulated weight reaches 0.5
-    (``inf`` where the ray's total weight stays below 0.5)."""
+def median_distance(weights: Tensor, t: Tensor, dt: Tensor, sigma: Tensor, ray: Tensor, n_rays: int) -> Tensor:
+    """Per ray, the distance where the accumulated weight reaches 0.5 (``inf`` where the ray's total
+    stays below it): in the sample where it crosses, solved exactly for its constant density over
+    its interval ``[t - dt/2, t + dt/2]``, so the first surface is not quantised to the marching step."""
     cum = exclusive_segment_cumsum(weights, ray, n_rays) + weights
     reached = (cum >= 0.5).nonzero().flatten()
     first = torch.full((n_rays,), len(t), dtype=torch.long, device=t.device)
     first = first.scatter_reduce(0, ray[reached], reached, reduce="amin")
-    t_pad = torch.cat([t.detach(), torch.tensor([float("inf")], device=t.device, dtype=t.dtype)])
-    return t_pad[first]
+    hit = first < len(t)
+    i = first[hit]
+    before = (cum[i] - weights[i]).clamp(max=0.5)  # weight accumulated before the interval
+    # (1 - before) * (1 - exp(-sigma s)) = 0.5 - before  ->  s = ln(2 (1 - before)) / sigma
+    s = torch.log(2 * (1 - before)) / sigma[i].clamp_min(1e-12)
+    out = torch.full((n_rays,), float("inf"), dtype=t.dtype, device=t.device)
+    out[hit] = (t[i] - dt[i] / 2 + torch.minimum(s, dt[i])).to(t.dtype)
+    return out

@@ -36,8 +36,9 @@ def test_depths_match_the_twin(frames):
     both = hit & np.isfinite(n.depth)
     rel = np.abs(n.depth[both] - g.depth[both]) / g.depth[both]
     assert np.median(rel) < 0.002 and rel.mean() < 0.01, (np.median(rel), rel.mean())
+    # first-surface depth is solved inside the crossing sample: not quantised to the 1 cm step
     rel_med = np.abs(n.depth_median[both] - g.depth[both]) / g.depth[both]
-    assert np.median(rel_med) < 0.002
+    assert np.median(rel_med) < 0.0005 and np.percentile(rel_med, 90) < 0.0015, (np.median(rel_med), np.percentile(rel_med, 90))
     # z-depth = ray distance * cos(angle to the optical axis)
     d_cam, _ = PINHOLE.pixel_directions()
     assert np.allclose(n.depth[both], (n.ray_dist * d_cam[..., 2])[both], rtol=1e-5)

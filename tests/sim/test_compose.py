@@ -350,3 +350,18 @@ def test_ray_aabb_broadcasts_one_box_over_many_rays():
     assert float(t_far[0]) == pytest.approx(3.0) and float(t_near[0]) == pytest.approx(1.0)
     assert float(t_far[1]) <= float(t_near[1])  # y = 2 misses
     assert float(t_near[2]) == 0.0 and float(t_far[2]) == pytest.approx(1.0)
+
+
+def test_median_distance_is_exact_inside_a_constant_density_slab():
+    from sim.compose import median_distance
+    from sim.volume import render_weights
+
+    # two rays: a slab starting at 3.0 (sigma 2.5 per unit), and one that stays nearly transparent
+    dt = 0.05
+    t = torch.cat([3.0 + (torch.arange(60) + 0.5) * dt, 1.0 + (torch.arange(10) + 0.5) * dt])
+    sigma = torch.cat([torch.full((60,), 2.5), torch.full((10,), 0.01)])
+    ray = torch.cat([torch.zeros(60, dtype=torch.long), torch.ones(10, dtype=torch.long)])
+    w, _ = render_weights(sigma, torch.full_like(t, dt), ray, 2)
+    med = median_distance(w, t, torch.full_like(t, dt), sigma, ray, 2)
+    assert med[0].item() == pytest.approx(3.0 + math.log(2) / 2.5, abs=1e-5)  # not on the 5 cm sample grid
+    assert math.isinf(med[1].item())
