@@ -69,7 +69,9 @@ class Frame:
 
 def capture_camera(renderer, model: CameraModel, T_world_cam: np.ndarray, state: SceneState, time: float | None = None,
                    name: str = "camera", products: tuple[str, ...] = PRODUCTS) -> Frame:
-    """Render the requested ``products`` of a camera (``model`` at ``T_world_cam``) at ``state``.
+    """Render a camera (``model`` at ``T_world_cam``) at ``state``: rgb, depths, accumulation and
+    the instance and semantic masks always (one pass gives them), ``normals`` and ``boxes`` when
+    asked for in ``products``.
 
     ``renderer`` is a `sensors.renderers.NeuralRenderer` or `TwinRenderer`. Boxes need instance masks
     and render each visible actor alone once more (its amodal mask gives the occlusion ratio).
@@ -87,7 +89,7 @@ def capture_camera(renderer, model: CameraModel, T_world_cam: np.ndarray, state:
         out[sel] = values
         return out.reshape((H, W) + values.shape[1:])
 
-    z = d_cam[..., 2]
+    z = np.where(valid, d_cam[..., 2], 1.0)  # pixels outside the lens: inf depth, never NaN
     f = Frame(name, float(state.time if time is None else time), model, T, valid)
     f.rgb = image(r["rgb"], 0.0)
     f.accumulation = image(r["accumulation"], 0.0)
