@@ -169,3 +169,46 @@ def test_background_semantic_head_learns_from_the_labels(run):
     ce = np.array([c["semantic_ce"] for c in run["calls"]])
     # Measured: 1.78 over the first 5 steps -> ~1.0 over the last 8 (uniform over 6 classes: 1.79).
     assert ce[-8:].mean() < 0.75 * ce[:5].mean(), (ce[:5].mean(), ce[-8:].mean())
+
+
+def test_sensor_products_of_the_trained_tiny_world_against_its_twin(run, log):
+    """Camera products and a LiDAR sweep of the 30-step model against the mesh twin, on a view it
+    never saw (1 m up). Loose bounds for a 30-step model, each of which a broken product fails.
+    (Normals of so young a field are noise, ~70 deg off: they are checked exactly on the analytic
+    box world in tests/sensors and measured on the demo scene.)"""
+    from scenes.twin import Twin
+    from scenes.world import WorldConfig, build_world
+    from sensors.flow import correspondences
+    from sensors.frame import capture_camera
+    from sensors.lens import CameraModel
+    from sensors.lidar import capture_lidar
+    from sensors.renderers import NeuralRenderer, TwinRenderer
+    from sensors.rig import Rig
+    from tasks.sensor_report import mask_iou
+
+    neural, truth = NeuralRenderer(run["model"]), TwinRenderer(Twin(build_world(WorldConfig.tiny())))
+    frame = log.frames[len(log.frames) // 2]
+    cam = log.camera(frame, "front")
+    lens = CameraModel.from_intrinsics(cam.intrinsics)
+    state = log.scene.at(frame.time)
+    T_up = cam.T_world_cam.copy()
+    T_up[2, 3] += 1.0
+    frames = {}
+    for name, T in (("log", cam.T_world_cam), ("up", T_up)):
+        frames[name] = tuple(capture_camera(r, lens, T, state) for r in (neural, truth))
+    n, g = frames["up"]
+    both = np.isfinite(n.depth) & np.isfinite(g.depth)
+    abs_rel = np.mean(np.abs(n.depth[both] - g.depth[both]) / g.depth[both])
+    ious = [mask_iou(n.instance == b.instance_id, g.instance == b.instance_id) for b in g.boxes if b.visible_pixels >= 50]
+    flow_n = correspondences(frames["log"][0], state, n, state)
+    flow_g = correspondences(frames["log"][1], state, g, state)
+    err = np.linalg.norm(flow_n.flow - flow_g.flow, axis=-1)[flow_g.visible & flow_n.in_view]
+    lidar = Rig.from_capture_log(log).lidars[0]
+    ln, lg = (capture_lidar(r, lidar, frame.T_world_ego, state) for r in (neural, truth))
+    hit = ln.hit & lg.hit
+    lidar_err = np.median(np.abs(ln.range[hit] - lg.range[hit]))
+    measured = dict(abs_rel=abs_rel, ious=ious, flow=np.mean(err <= 2), lidar=lidar_err)
+    # Measured (30 steps): AbsRel 0.108, actor IoU 0.86, flow 98.9% within 2 px, LiDAR median 0.52 m
+    # (16 beams, many grazing the ground far away; a LiDAR in the wrong frame is off by metres).
+    assert abs_rel < 0.2 and len(ious) >= 1 and min(ious) > 0.6, measured
+    assert np.mean(err <= 2) > 0.7 and lidar_err < 1.0 and [b.actor_id for b in n.boxes] == [b.actor_id for b in g.boxes], measured
