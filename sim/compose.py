@@ -329,19 +329,19 @@ class NeuralScene(nn.Module):
 
     def render_rays(self, origins: Tensor, dirs: Tensor, actors: list[ActorRays] = (), jitter: bool = False,
                     far_rgb: Tensor | None = None, prune: bool = True, normals: bool = False,
-                    background: bool = True, semantics: bool = False) -> dict[str, Tensor]:
+                    background: bool = True, semantics: bool = False, median: bool = False) -> dict[str, Tensor]:
         """Render rays ``[R, 3]`` (world) through background + actors.
 
         Returns a dict: ``rgb [R,3]``, ``depth [R]`` (expected ray distance of the visible surface,
-        normalised by accumulation), ``depth_median [R]`` (distance where the accumulated weight
-        reaches 0.5; inf where it never does), ``accumulation [R]``, ``owner_weights [R, 1 + len(actors)]``
+        normalised by accumulation), ``accumulation [R]``, ``owner_weights [R, 1 + len(actors)]``
         (column 0 = background, then one per actor), ``n_samples`` (scalar, after pruning), and the
         packed samples ``weights``, ``ray_indices``, ``t``, ``owner`` (slot of each sample).
         ``far_rgb`` overrides the colour beyond the scene (e.g. random backgrounds in training).
         ``prune`` skips samples behind opaque surfaces or in near-empty space (see `_prune`).
         ``normals`` adds ``normals [R, 3]``: weight-averaged outward world normals (unit; zero
         where nothing was hit). ``background=False`` renders the actors alone (amodal masks).
-        ``semantics`` (background field with a semantic head) adds ``semantic_probs [R, C]``, the
+        ``median`` adds ``depth_median [R]`` (distance where the accumulated weight reaches 0.5;
+        inf where it never does). ``semantics`` (background field with a semantic head) adds ``semantic_probs [R, C]``, the
         class distribution of the background's share of the ray, and ``background_weight [R]``.
         """
         n_rays = len(origins)
@@ -365,9 +365,10 @@ class NeuralScene(nn.Module):
         n_owner = 1 + len(actors)
         owner_w = torch.zeros(n_rays * n_owner, dtype=weights.dtype, device=weights.device)
         owner_w = owner_w.index_add(0, ray * n_owner + owner, weights).view(n_rays, n_owner)
-        out = {"rgb": out_rgb, "depth": depth, "depth_median": median_distance(weights.detach(), t, dt, sigma.detach(), ray, n_rays),
-               "accumulation": acc, "owner_weights": owner_w, "n_samples": torch.tensor(len(ray)), "weights": weights,
+        out = {"rgb": out_rgb, "depth": depth, "accumulation": acc, "owner_weights": owner_w, "n_samples": torch.tensor(len(ray)), "weights": weights,
                "ray_indices": ray, "t": t, "owner": owner}
+        if median:  # not needed by training: kept off its hot path
+            out["depth_median"] = median_distance(weights.detach(), t, dt, sigma.detach(), ray, n_rays)
         if semantics:
             n_cls = len(self.background.cfg.semantic_classes)
             logits = torch.cat([s[2] if len(s) == 3 else s[0].new_zeros(len(s[0]), n_cls) for s in shaded])[order]

@@ -34,24 +34,25 @@ def actor_rays_for_state(model: NeuralScene, state: SceneState, device="cpu") ->
 
 @torch.no_grad()
 def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: SceneState, chunk: int = 1 << 14,
-                     normals: bool = False, background: bool = True) -> dict[str, Tensor]:
+                     normals: bool = False, background: bool = True, semantics: bool = True) -> dict[str, Tensor]:
     """Per-ray products of world rays ``[N, 3]`` at ``state``: ``rgb [N,3]``, ``ray_dist`` (expected)
     and ``ray_dist_median [N]`` (both inf where accumulation < 0.5), ``accumulation [N]``,
     ``instance [N]`` (the actor holding most of the ray's weight, 0 = background / sky), and with
     ``normals`` the outward world-frame ``normals [N, 3]`` (zero where nothing was hit).
     ``background=False`` renders the actors alone (e.g. amodal masks). A background field with a
-    semantic head adds ``background_class [N]``: the class id (`scenes.classes`) it gives the ray."""
+    semantic head adds ``background_class [N]``: the class id (`scenes.classes`) it gives the ray
+    (unless ``semantics`` is False)."""
     model.eval()
     actors, states = actor_rays_for_state(model, state, origins.device)
     ids = torch.tensor([0] + [a.instance_id for a in states], device=origins.device)
-    head = getattr(model.background, "semantic_head", None) is not None and background
+    head = semantics and background and getattr(model.background, "semantic_head", None) is not None
     keys = ("rgb", "depth", "depth_median", "accumulation", "instance") + (("normals",) if normals else ()) + (("background_class",) if head else ())
     class_ids = torch.tensor([CLASS_IDS[c] for c in model.background.cfg.semantic_classes]) if head else None
     parts: dict[str, list[Tensor]] = {k: [] for k in keys}
     n_samples = 0
     for s in range(0, len(origins), chunk):
         out = model.render_rays(origins[s : s + chunk], dirs[s : s + chunk], actors, normals=normals, background=background,
-                                semantics=head)
+                                semantics=head, median=True)
         if head:
             out["background_class"] = class_ids[out["semantic_probs"].argmax(-1)]
         # An actor owns a ray when it holds most of the ray's weight.
@@ -74,7 +75,7 @@ def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: S
 def render_camera(model: NeuralScene, camera: Camera, state: SceneState, chunk: int = 1 << 14) -> dict[str, np.ndarray]:
     """RGB ``[H,W,3]``, depth / ray_dist / accumulation ``[H,W]`` and instance ids ``[H,W]`` of one view."""
     origins, dirs, z_per_dist = camera_rays(camera, model.aabb.device)
-    r = render_ray_batch(model, origins, dirs, state, chunk)
+    r = render_ray_batch(model, origins, dirs, state, chunk, semantics=False)
     H, W = camera.intrinsics.height, camera.intrinsics.width
     img = lambda x: x.reshape(H, W, *x.shape[1:]).cpu().numpy()
     return {

@@ -119,8 +119,10 @@ def write_frame(out: Path, name: str, f: Frame, outputs: tuple[str, ...]) -> Non
 
 
 def render_views(renderer, views: list[View], graph: SceneGraph, out: Path, outputs: tuple[str, ...] = DEFAULT_OUTPUTS,
-                 lidar: LidarConfig | None = None, progress: bool = True) -> list[Frame]:
-    """Render ``outputs`` of every view at ``graph.at(view.time)`` into ``out`` (see `README`)."""
+                 lidar: LidarConfig | None = None, progress: bool = True) -> list[str]:
+    """Render ``outputs`` of every view at ``graph.at(view.time)`` into ``out`` (see `README`).
+    Returns the file stem of each view. Frames are not kept (only the previous one, for flow), so
+    long camera paths render in constant memory."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from scenes.classes import CLASS_NAMES
@@ -129,7 +131,6 @@ def render_views(renderer, views: list[View], graph: SceneGraph, out: Path, outp
     _atomic_text(out / "README.md", README.format(classes=", ".join(f"{i} {n}" for i, n in enumerate(CLASS_NAMES))))
     names = [v.name for v in views]
     unique = [v.name if names.count(v.name) == 1 else f"{v.name}_{i:05d}" for i, v in enumerate(views)]
-    frames: list[Frame] = []
     prev = None
     columns = (TextColumn("render"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn())
     with Progress(*columns, disable=not progress) as bar:
@@ -144,6 +145,5 @@ def render_views(renderer, views: list[View], graph: SceneGraph, out: Path, outp
             if "flow" in outputs and prev is not None:
                 correspondences(prev[0], prev[1], f, state).save(out / f"{unique[i - 1]}_flow.npz")
             prev = (f, state)
-            frames.append(f)
             bar.advance(task)
-    return frames
+    return unique

@@ -128,9 +128,10 @@ def edited_graph(graph: SceneGraph, edits: list[Edit] | Path | None, source: str
 
 
 def render_to_folder(scene_path: Path, views: list, out: Path, edits: Path | None = None, use_twin: bool = False,
-                     outputs: tuple[str, ...] = DEFAULT_OUTPUTS, progress: bool = True) -> list:
+                     outputs: tuple[str, ...] = DEFAULT_OUTPUTS, progress: bool = True) -> list[str]:
     """Render ``outputs`` (see `tasks.outputs`) of ``views`` (`tasks.outputs.View` or pinhole
-    `Camera`) from a trained scene, or from its mesh twin, after optional edits. Returns the Frames."""
+    `Camera`) from a trained scene, or from its mesh twin, after optional edits. Returns the file
+    stem of each view."""
     from sensors.renderers import NeuralRenderer, TwinRenderer
     from tasks.cameras import view_of
 

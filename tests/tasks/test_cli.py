@@ -104,7 +104,7 @@ def test_render_writes_one_set_of_files_per_camera_even_with_repeated_names(tmp_
     cam = Camera(Intrinsics.from_fov(16, 12, 80), look_at([0, -1, 2], [10, 0, 1]), 0.0, "front")
     results = render_to_folder(tmp_path / "scene", [cam, cam], tmp_path / "out", progress=False)
     rgb = sorted(p.name for p in (tmp_path / "out").glob("*_rgb.png"))
-    assert rgb == ["front_00000_rgb.png", "front_00001_rgb.png"] and len(results) == 2
+    assert rgb == ["front_00000_rgb.png", "front_00001_rgb.png"] and results == ["front_00000", "front_00001"]
     depth = np.load(tmp_path / "out" / "front_00000_depth.npy")
     assert depth.shape == (12, 16) and depth.dtype == np.float32
 
