@@ -135,6 +135,16 @@ class Twin:
             self._fill(out, hit & use_act, hits_act, o, d, lambda gid: actor_index[gid])
         return out
 
+    def distance_to_surface(self, points: np.ndarray, state: SceneState) -> np.ndarray:
+        """Unsigned distance ``[N]`` (metres) from world points ``[N, 3]`` to the nearest surface of the
+        background or of an actor of ``state``."""
+        pts = o3d.core.Tensor(np.asarray(points, dtype=np.float32).reshape(-1, 3))
+        dist = self._bg_scene.compute_distance(pts).numpy().astype(np.float64)
+        actor_scene, actor_index = self._actor_scene(state)
+        if actor_index:
+            dist = np.minimum(dist, actor_scene.compute_distance(pts).numpy())
+        return dist
+
     def _fill(self, out: dict, mask: np.ndarray, hits: dict, o, d, lookup) -> None:
         """Write normals, albedo-shaded rgb, instance and semantic ids of the hits selected by ``mask``."""
         idx = np.flatnonzero(mask)

@@ -81,6 +81,11 @@ class FieldConfig:
     """Added to the raw density before exp: starts the field nearly transparent."""
     semantic_classes: tuple[str, ...] = ()
     """Class names of a semantic head on the geometry features (empty = no head)."""
+    mirror_y: bool = False
+    """Left-right symmetric object (a car in its box frame: x forward, y left): both halves of the
+    cube (y < 0.5 and y > 0.5) share one set of features, so a side seen in the log gives the shape
+    and texture of the side never seen. The colour MLP is told which half a point is in (lighting
+    differs between the sides)."""
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -106,12 +111,19 @@ class RadianceField(nn.Module):
         n_enc = cfg.grid.n_levels * cfg.grid.n_features
         self.density_mlp = mlp([n_enc, cfg.hidden_dim, 1 + cfg.geo_feat_dim])
         n_dir = cfg.sh_degree**2 if cfg.sh_degree > 0 else 0
-        self.color_mlp = mlp([cfg.geo_feat_dim + n_dir, cfg.color_hidden_dim, cfg.color_hidden_dim, 3], nn.Sigmoid())
+        n_side = 1 if cfg.mirror_y else 0
+        self.color_mlp = mlp([cfg.geo_feat_dim + n_dir + n_side, cfg.color_hidden_dim, cfg.color_hidden_dim, 3], nn.Sigmoid())
         # Semantic-NeRF style: class logits from the geometry features, view independent.
         self.semantic_head = nn.Linear(cfg.geo_feat_dim, len(cfg.semantic_classes)) if cfg.semantic_classes else None
 
+    def _fold(self, x01: Tensor) -> Tensor:
+        """Points of the y < 0.5 half reflected onto the y > 0.5 half (``mirror_y`` fields)."""
+        if not self.cfg.mirror_y:
+            return x01
+        return torch.cat([x01[:, :1], 0.5 + (x01[:, 1:2] - 0.5).abs(), x01[:, 2:]], 1)
+
     def _geometry(self, x01: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.density_mlp(self.encoding(x01))
+        h = self.density_mlp(self.encoding(self._fold(x01)))
         return trunc_exp(h[:, 0] + self.cfg.density_bias), h[:, 1:]
 
     def density(self, x01: Tensor) -> Tensor:
@@ -123,6 +135,11 @@ class RadianceField(nn.Module):
         frame. With ``semantics`` (and a semantic head) also class logits ``[N, C]``."""
         sigma, geo = self._geometry(x01)
         feats = [geo]
+        if self.cfg.mirror_y:
+            # The reflected half sees reflected directions; its side is an input of the colour MLP.
+            side = torch.where(x01[:, 1:2] < 0.5, -1.0, 1.0).to(geo.dtype)
+            dirs = torch.cat([dirs[:, :1], dirs[:, 1:2] * side, dirs[:, 2:]], 1)
+            feats.append(side)
         if self.cfg.sh_degree > 0:
             feats.append(sh_encode(dirs, self.cfg.sh_degree))
         rgb = self.color_mlp(torch.cat(feats, -1))

@@ -168,3 +168,17 @@ def test_render_speed_tiny(world, twin):
     t0 = time.perf_counter()
     twin.render(cam, world.graph.at(0.6))
     assert time.perf_counter() - t0 < 1.0
+
+
+def test_distance_to_surface_is_height_above_road_and_sees_actors(world, twin):
+    """Points 1 m above the open road are 1 m from a surface; a point just above a car's roof is
+    close to it only while the car is there."""
+    p_road = np.array([[8.0, -1.0, 1.0], [12.0, -1.5, 0.5]])
+    d = twin.distance_to_surface(p_road, SceneState(0.0))
+    assert np.allclose(d, [1.0, 0.5], atol=2e-3)
+    car = _car(world)
+    top = car.T_world_actor[:3, :3] @ np.array([0, 0, car.size[2] / 2]) + car.T_world_actor[:3, 3]
+    probe = (top + np.array([0, 0, 0.05]))[None]
+    with_car = twin.distance_to_surface(probe, world.graph.at(0.0))
+    without = twin.distance_to_surface(probe, SceneState(0.0))
+    assert with_car[0] < 0.1 and without[0] > 1.0
