@@ -278,14 +278,15 @@ def pedestrian_asset(shirt, trousers, skin, margin: float = 0.01) -> tuple[list[
 
 
 # ------------------------------------------------------------------------------- tracks + overlap
-def _footprints(track: ActorTrack, times) -> tuple[np.ndarray, np.ndarray]:
+def footprints(track: ActorTrack, times) -> tuple[np.ndarray, np.ndarray]:
     """Box centres ``[T, 2]`` and ground-plane axes ``[T, 2, 2]`` (rows: box x, y axes) at ``times``."""
     poses = np.stack([track.pose_at(t) for t in times])
     return poses[:, :2, 3], np.swapaxes(poses[:, :2, :2], 1, 2)
 
 
-def _footprints_overlap(fa, size_a, fb, size_b, margin: float) -> bool:
-    """Ground-plane SAT test of two yawed boxes at each sampled time (footprints grown by ``margin``)."""
+def footprint_overlaps(fa, size_a, fb, size_b, margin: float = 0.0) -> np.ndarray:
+    """Ground-plane SAT test of two yawed boxes at each sampled time (footprints grown by ``margin``):
+    ``[T]`` True where they overlap. ``fa``/``fb`` come from `footprints`."""
     (ca, Aa), (cb, Ab) = fa, fb
     ha = np.array(size_a[:2]) / 2 + margin
     hb = np.array(size_b[:2]) / 2 + margin
@@ -294,7 +295,7 @@ def _footprints_overlap(fa, size_a, fb, size_b, margin: float) -> bool:
         ra = np.abs(np.einsum("tij,tj->ti", Aa, axes)) @ ha
         rb = np.abs(np.einsum("tij,tj->ti", Ab, axes)) @ hb
         separated |= np.abs(np.einsum("ti,ti->t", cb - ca, axes)) > ra + rb
-    return bool((~separated).any())
+    return ~separated
 
 
 def _linear_track(cfg: WorldConfig, start, heading_yaw: float, v0: float, accel: float, z: float) -> ActorTrack:
@@ -344,8 +345,8 @@ def _ego_track(cfg: WorldConfig) -> ActorTrack:
 def _place_actors(cfg: WorldConfig, rng, ego_track, ego_size, obstacles):
     """Rejection-sample actor tracks so that no two boxes (nor ego, poles, trunks) overlap over time."""
     times = np.arange(0.0, cfg.duration + 1e-9, 0.1)
-    placed = [(_footprints(ego_track, times), ego_size)]
-    placed += [(_footprints(ActorTrack.static(T), times), s) for T, s in obstacles]
+    placed = [(footprints(ego_track, times), ego_size)]
+    placed += [(footprints(ActorTrack.static(T), times), s) for T, s in obstacles]
     actors, assets = [], {}
     kinds = ["parked"] * cfg.n_parked_cars + ["moving"] * cfg.n_moving_cars + [
         "crossing" if i % 2 == 1 else "walking" for i in range(cfg.n_pedestrians)]
@@ -359,8 +360,8 @@ def _place_actors(cfg: WorldConfig, rng, ego_track, ego_size, obstacles):
         for attempt in range(60):
             k = "walking" if (kind == "crossing" and attempt >= 30) else kind
             track = (_car_candidate(cfg, rng, k == "moving", size) if is_car else _ped_candidate(cfg, rng, k == "crossing", size))
-            fp = _footprints(track, times)
-            if not any(_footprints_overlap(fp, size, f, s, 0.3 if is_car else 0.15) for f, s in placed):
+            fp = footprints(track, times)
+            if not any(footprint_overlaps(fp, size, f, s, 0.3 if is_car else 0.15).any() for f, s in placed):
                 break
         else:
             continue  # no free spot: skip this actor (deterministic for the seed)

@@ -133,7 +133,61 @@ def demo(out: Path = Path("demo_out"), train_seconds: float = 240.0, tiny: bool 
     run_demo(out, train_seconds, tiny)
 
 
-COMMANDS = {"world": world, "train": train, "render": render, "eval": evaluate, "export-mesh": export_mesh, "demo": demo}
+def generate(scenario: Positional[str], out: Path = Path("dataset"), variants: int = 1, scene: Optional[Path] = None,
+             seed: Optional[int] = None, workers: int = 1, ray_address: Optional[str] = None, max_attempts: int = 20,
+             max_frames: Optional[int] = None, preview: bool = True) -> None:
+    """Render a labelled dataset of scenario variants: RGB, depth, instance and semantic masks, boxes,
+    KITTI object + tracking, COCO, poses, a preview.mp4 per variant and a manifest with hashes.
+    Resumes after a kill (frames on disk are kept).
+
+    Args:
+        scenario: Scenario YAML, or a template name (`nerfsim scenarios` lists them).
+        out: Dataset folder (its README.md documents the layout).
+        variants: Variants to draw from the scenario's distributions.
+        scene: Trained scene folder (default: the scenario's `scene`).
+        seed: Seed of the draws (default: the scenario's).
+        workers: Ray workers on this machine (0 = no Ray: one variant after another in this process).
+        ray_address: A running Ray cluster to use instead of a local Ray (e.g. ray://head:10001).
+        max_attempts: Redraws of a variant whose world fails the sanity checks.
+        max_frames: Only the first frames of each variant (quick looks).
+        preview: Write preview.mp4 per variant.
+    """
+    from tasks.generate import GenerateConfig, generate as run
+
+    manifest = run(GenerateConfig(scenario, out, variants, scene, seed, workers, ray_address, max_attempts, max_frames, preview))
+    for v, entry in sorted(manifest["variants"].items(), key=lambda kv: int(kv[0])):
+        flags = f", {len(entry['violations'])} sanity findings" if entry["violations"] else ""
+        print(f"variant {v}: {entry['frames']} frames x {len(entry['cameras'])} cameras, draw {entry['attempt']}{flags}")
+    print(out / "manifest.json")
+
+
+def scenarios(check: Optional[Path] = None, variants: int = 3) -> None:
+    """List the corner-case templates; with --check SCENE, simulate each (no rendering) and report
+    the sanity findings of its first variants.
+
+    Args:
+        check: A trained scene of the built-in world to check the templates on.
+        variants: Variants per template to check.
+    """
+    from tasks.scenario import list_templates, load_scenario_text
+
+    for name in list_templates():
+        text = load_scenario_text(name)
+        line = f"{name:>22}  {' '.join(str(text.tree.get('description', '')).split())}"
+        if check is not None:
+            from scenes.roadmap import RoadMap
+            from tasks.generate import draw_variant
+            from tasks.pipeline import load_scene
+
+            sc = load_scene(check)
+            road = RoadMap.from_world_config(sc.world_config)
+            kept = [draw_variant(text, sc.graph, road, v, None, 20)[2:] for v in range(variants)]
+            line += f"\n{'':>24}redraws per variant: {[attempt for attempt, _ in kept]}"
+        print(line)
+
+
+COMMANDS = {"world": world, "train": train, "render": render, "eval": evaluate, "export-mesh": export_mesh, "demo": demo,
+            "generate": generate, "scenarios": scenarios}
 
 
 def main(argv: list[str] | None = None) -> int:

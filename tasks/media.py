@@ -17,6 +17,12 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def depth_mm(depth: np.ndarray) -> np.ndarray:
+    """Metric depth as uint16 millimetres (0 = no return, not positive, or beyond 65.535 m)."""
+    ok = np.isfinite(depth) & (depth > 0) & (depth * 1000 < 65535.5)
+    return np.where(ok, np.round(np.where(ok, depth, 0) * 1000), 0).astype(np.uint16)
+
+
 def colorize_depth(depth: np.ndarray, near: float = 2.0, far: float = 60.0) -> np.ndarray:
     """Log-depth through the turbo colour map (near = red, far = blue), sky (inf) black."""
     from matplotlib import colormaps

@@ -19,13 +19,12 @@ from sensors.frame import Frame, capture_camera
 from sensors.lens import CameraModel
 from sensors.lidar import capture_lidar
 from sensors.rig import LidarSensor
-from tasks.media import colorize_depth, colorize_ids, write_png
+from tasks.labels import T_CAM_LIDAR_DEFAULT as T_CAM_LIDAR  # LiDAR axes (x forward, y left, z up) in an OpenCV camera
+from tasks.media import colorize_depth, colorize_ids, depth_mm, write_png
 
 OUTPUTS = ("rgb", "depth", "normals", "semantics", "instances", "boxes", "lidar", "flow")
 DEFAULT_OUTPUTS = ("rgb", "depth", "instances")
 
-# LiDAR frame (x forward, y left, z up) expressed in an OpenCV camera (x right, y down, z forward).
-T_CAM_LIDAR = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 
 README = """# nerfsim render output
 
@@ -100,8 +99,7 @@ def write_frame(out: Path, name: str, f: Frame, outputs: tuple[str, ...]) -> Non
         _atomic_npy(out / f"{name}_depth_median.npy", f.depth_median.astype(np.float32))
         _atomic_npy(out / f"{name}_ray_dist.npy", f.ray_dist.astype(np.float32))
         _atomic_npy(out / f"{name}_accumulation.npy", f.accumulation.astype(np.float32))
-        mm = np.where(np.isfinite(f.depth) & (f.depth > 0) & (f.depth * 1000 < 65535.5), np.round(f.depth * 1000), 0)
-        write_png(out / f"{name}_depth_mm.png", mm.astype(np.uint16))
+        write_png(out / f"{name}_depth_mm.png", depth_mm(f.depth))
         write_png(out / f"{name}_depth_vis.png", colorize_depth(f.depth))
     if "normals" in outputs:
         _atomic_npy(out / f"{name}_normals.npy", f.normals.astype(np.float32))
