@@ -4,7 +4,10 @@ Measured in one process on whatever machine runs it (the entry records CPU, thre
 - hash-grid encoding ns/sample, numba vs torch reference, beside a bandwidth bound;
 - built-in world: capture log -> train for a time budget -> eval against the twin (novel views 1 m
   up / 1 m left, same views after standard edits), and render rays/s of a 640x360 frame (RGB + depth);
-- lego-200 (../shared/data/lego-200): train for a time budget -> test PSNR (25 test views, on white).
+- lego-200 (../shared/data/lego-200): train for a time budget -> test PSNR (25 test views, on white);
+- scenario datasets (`nerfsim generate`): camera frames per minute at 640x360 with every label
+  (RGB, depth, instance + semantic masks, boxes, KITTI, COCO, poses, preview), and the speed-up of 2
+  Ray workers over 1 (the world scene of this bench, or ``--scene``).
 Run pieces with ``python -m bench.run --only world`` etc. Heavy: ~25 min with the defaults.
 """
 
@@ -96,9 +99,41 @@ def machine() -> dict:
             "date": datetime.date.today().isoformat()}
 
 
+def bench_generate(work: Path, scene_dir: Path, frames: int = 3) -> dict:
+    import ray
+    import yaml
+
+    from tasks.generate import GenerateConfig, generate
+    from tasks.scenario import TEMPLATES_DIR
+
+    tree = yaml.safe_load((TEMPLATES_DIR / "cut_in.yaml").read_text())
+    tree["duration"] = frames / tree["rate_hz"]
+    tree["ego"]["rig"] = {"cameras": ["front"], "width": 640, "height": 360}
+    scenario = work / "bench_cut_in.yaml"
+    scenario.write_text(yaml.safe_dump(tree))
+
+    def timed(name: str, variants: int, workers: int) -> float:
+        shutil.rmtree(work / name, ignore_errors=True)
+        if workers:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        t = time.perf_counter()
+        generate(GenerateConfig(str(scenario), work / name, variants, scene_dir, workers=workers, progress=False))
+        dt = time.perf_counter() - t
+        if workers:
+            ray.shutdown()
+        return dt
+
+    in_process = timed("gen_in_process", 1, 0)
+    one, two = timed("gen_ray_1", 2, 1), timed("gen_ray_2", 2, 2)
+    return {"generate_frames_per_min_640x360": frames / in_process * 60, "generate_ray_1_worker_seconds": one,
+            "generate_ray_2_workers_seconds": two, "generate_ray_speedup_2_vs_1": one / two,
+            "generate_frames_per_min_ray_2": 2 * frames / two * 60}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["encoding", "world", "lego"], action="append")
+    ap.add_argument("--only", choices=["encoding", "world", "lego", "generate"], action="append")
+    ap.add_argument("--scene", type=Path, help="trained scene for the generate bench (default: the world bench's)")
     ap.add_argument("--world-seconds", type=float, default=300.0)
     ap.add_argument("--lego-seconds", type=float, default=600.0)
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "out")
@@ -107,7 +142,7 @@ def main(argv=None) -> dict:
     if args.fresh:
         shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    parts = args.only or ["encoding", "world", "lego"]
+    parts = args.only or ["encoding", "world", "lego", "generate"]
     res = machine()
     if "encoding" in parts:
         res.update(bench_encoding())
@@ -115,6 +150,8 @@ def main(argv=None) -> dict:
         res.update(bench_world(args.work, args.world_seconds))
     if "lego" in parts:
         res.update(bench_lego(args.work, args.lego_seconds))
+    if "generate" in parts:
+        res.update(bench_generate(args.work, args.scene or args.work / "world_scene"))
     line = json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()})
     print(line)
     with open(ROOT / "bench" / "RESULTS.md", "a") as f:

@@ -139,6 +139,12 @@ class NeuralScene(nn.Module):
     def actor_grid(self, asset_id: str) -> OccupancyGrid:
         return self.actor_grids[_key(asset_id)]
 
+    def import_asset(self, asset_id: str, other: "NeuralScene", other_id: str) -> None:
+        """Render ``other``'s actor asset ``other_id`` in this scene as ``asset_id`` (its field and
+        occupancy grid are shared, not copied): actors of one trained scene inserted into another."""
+        self.actor_fields[_key(asset_id)] = other.actor_field(other_id)
+        self.actor_grids[_key(asset_id)] = other.actor_grid(other_id)
+
     def world_to_unit(self, x: Tensor) -> Tensor:
         return (x - self.aabb[0]) / (self.aabb[1] - self.aabb[0])
 
@@ -310,6 +316,19 @@ class NeuralScene(nn.Module):
             out.append({key: (v[k] if torch.is_tensor(v) else v) for key, v in p.items()})
         return out
 
+    def _positions_with_pose_grad(self, part: dict, origins: Tensor, dirs: Tensor) -> dict:
+        """A part's sample positions and directions recomputed from the rays (and the actor's pose)
+        with autograd: where samples fall is piecewise constant in the poses, what they see is not,
+        so gradients reach camera and actor poses (pose inversion, `tasks.inversion`)."""
+        ray = part["ray"]
+        x, d = origins[ray] + dirs[ray] * part["t"][:, None], dirs[ray]
+        actor = part.get("actor")
+        if actor is None:
+            return {**part, "x01": self.world_to_unit(x), "dirs": d}
+        T = actor.T_actor_world if actor.T_actor_world.shape[0] == 1 else actor.T_actor_world[ray]
+        x_actor = (T[:, :3, :3] @ x[..., None])[..., 0] + T[:, :3, 3]
+        return {**part, "x01": x_actor / actor.size + 0.5, "dirs": (T[:, :3, :3] @ d[..., None])[..., 0]}
+
     @torch.no_grad()
     def _normals_world(self, part: dict) -> Tensor:
         """Outward unit normals ``[S, 3]`` (world frame) at a part's samples: minus the density
@@ -351,6 +370,8 @@ class NeuralScene(nn.Module):
         parts = self._collect_samples(origins, dirs, list(actors), jitter, terminate=prune, background=background)
         if prune:
             parts = self._prune(parts, n_rays)
+        if torch.is_grad_enabled() and (origins.requires_grad or dirs.requires_grad or any(a.T_actor_world.requires_grad for a in actors)):
+            parts = [self._positions_with_pose_grad(p, origins, dirs) for p in parts]
         semantics = semantics and getattr(self.background, "semantic_head", None) is not None
         shaded = [p["field"](p["x01"], p["dirs"], semantics=True) if semantics and p["slot"] == 0 else p["field"](p["x01"], p["dirs"])
                   for p in parts]

@@ -115,6 +115,12 @@ class RadianceField(nn.Module):
         self.color_mlp = mlp([cfg.geo_feat_dim + n_dir + n_side, cfg.color_hidden_dim, cfg.color_hidden_dim, 3], nn.Sigmoid())
         # Semantic-NeRF style: class logits from the geometry features, view independent.
         self.semantic_head = nn.Linear(cfg.geo_feat_dim, len(cfg.semantic_classes)) if cfg.semantic_classes else None
+        self.level_weights: Tensor | None = None
+        """Per-level weights ``[n_levels]`` of the encoding (None = all 1): coarse-to-fine pose
+        optimisation fades the fine levels in (BARF), see `set_level_weights`."""
+
+    def set_level_weights(self, weights: Tensor | None) -> None:
+        self.level_weights = None if weights is None else weights.repeat_interleave(self.cfg.grid.n_features)
 
     def _fold(self, x01: Tensor) -> Tensor:
         """Points of the y < 0.5 half reflected onto the y > 0.5 half (``mirror_y`` fields)."""
@@ -123,7 +129,10 @@ class RadianceField(nn.Module):
         return torch.cat([x01[:, :1], 0.5 + (x01[:, 1:2] - 0.5).abs(), x01[:, 2:]], 1)
 
     def _geometry(self, x01: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.density_mlp(self.encoding(self._fold(x01)))
+        enc = self.encoding(self._fold(x01))
+        if self.level_weights is not None:
+            enc = enc * self.level_weights
+        h = self.density_mlp(enc)
         return trunc_exp(h[:, 0] + self.cfg.density_bias), h[:, 1:]
 
     def density(self, x01: Tensor) -> Tensor:

@@ -33,7 +33,7 @@ from sensors.rig import CameraSensor, Rig
 from tasks.labels import CocoBuilder, kitti_calib_text, kitti_object_lines, kitti_tracking_lines
 from tasks.media import colorize_depth, depth_mm, write_png, write_video
 from tasks.scenario import ScenarioText, expand, load_scenario_text, resolve_seed, scenario_from_tree
-from tasks.traffic import ScenarioWorld, build_scenario_world, check_scenario_world
+from tasks.traffic import AssetInfo, ScenarioWorld, actor_library, build_scenario_world, check_scenario_world
 
 MANIFEST = "manifest.json"
 LAYOUT_VERSION = 1
@@ -91,15 +91,17 @@ class GenerateConfig:
 
 
 # ----------------------------------------------------------------------------------- planning
-def draw_variant(text: ScenarioText, graph, road: RoadMap, variant: int, seed: int | None, max_attempts: int):
+def draw_variant(text: ScenarioText, graph, road: RoadMap, variant: int, seed: int | None, max_attempts: int,
+                 library: dict | None = None):
     """Draw variant ``variant`` until its world passes the sanity checks: ``(world, drawn values,
-    attempt, rejected draws)``. Attempt ``a`` draws from ``default_rng([seed, variant, a])``."""
+    attempt, rejected draws)``. Attempt ``a`` draws from ``default_rng([seed, variant, a])``.
+    ``library``: assets to insert from (default: the scene's own)."""
     seed = resolve_seed(text, seed)
     rejected = []
     for attempt in range(max(1, max_attempts)):
         tree, drawn = expand(text, variant, seed, attempt)
         sc = scenario_from_tree(text, tree)
-        world = build_scenario_world(sc, graph, road, (seed, variant, attempt))
+        world = build_scenario_world(sc, graph, road, (seed, variant, attempt), library)
         problems = check_scenario_world(world, road)
         if not problems:
             return world, drawn, attempt, rejected
@@ -255,6 +257,23 @@ def _scene(path: Path):
     return _SCENES[key]
 
 
+def scene_with_library(scene_path: str, library: tuple[str, ...], source: str):
+    """The scene, with the actor assets of the ``library`` scenes imported as ``<folder>/<asset>``;
+    returns ``(scene, assets)`` (`tasks.traffic.AssetInfo` by asset id)."""
+    scene = _scene(Path(scene_path))
+    assets = actor_library(scene.graph)
+    for i, lib in enumerate(library):
+        if not (Path(lib) / "scene.json").is_file():
+            raise InputError(source, f"library[{i}]", f"'{lib}' is not a trained scene folder (no scene.json)")
+        other = _scene(Path(lib))
+        for aid, info in actor_library(other.graph).items():
+            name = f"{Path(lib).name}/{aid}"
+            if not scene.model.has_asset(name):
+                scene.model.import_asset(name, other.model, aid)
+            assets[name] = AssetInfo(name, info.class_name, info.size)
+    return scene, assets
+
+
 def generate_variant(scene_path: str, scenario: str, variant: int, out: str, seed: int | None = None, max_attempts: int = 20,
                      max_frames: int | None = None, preview: bool = True, threads: int | None = None, on_frame=None) -> dict:
     """Draw, render and label one variant into ``out/variant_NNNN``; returns its manifest entry."""
@@ -262,12 +281,16 @@ def generate_variant(scene_path: str, scenario: str, variant: int, out: str, see
 
     from sensors.renderers import NeuralRenderer
 
-    if threads:
+    if threads:  # a share of the machine's cores per worker: torch's and numba's pools both
+        import numba
+
         torch.set_num_threads(threads)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     text = load_scenario_text(scenario)
-    scene = _scene(Path(scene_path))
+    library = scenario_from_tree(text, expand(text, variant, seed)[0]).library
+    scene, assets = scene_with_library(scene_path, library, text.source)
     road = RoadMap.from_world_config(_world_config(scene))
-    world, drawn, attempt, rejected = draw_variant(text, scene.graph, road, variant, seed, max_attempts)
+    world, drawn, attempt, rejected = draw_variant(text, scene.graph, road, variant, seed, max_attempts, assets)
     folder = Path(out) / f"variant_{variant:04d}"
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.rglob("*.tmp-*"):  # half-written files of a killed run

@@ -144,6 +144,9 @@ class Scenario:
     seed: int = 0
     scene: str | None = None
     """Trained scene folder (relative paths: to the scenario file); the CLI may override it."""
+    library: tuple[str, ...] = ()
+    """Other trained scenes whose actors may be inserted, as ``<folder name>/<asset id>`` (or by
+    class); relative paths: to the scenario file."""
     description: str = ""
     ego: EgoSpec = field(default_factory=EgoSpec)
     existing: str = "static"
@@ -385,7 +388,7 @@ class _Fields:
         return tuple(float(c) for c in v)
 
 
-_TOP = ("name", "description", "scene", "duration", "rate_hz", "seed", "ego", "actors")
+_TOP = ("name", "description", "scene", "library", "duration", "rate_hz", "seed", "ego", "actors")
 _EGO = ("lane", "x", "speed", "speed_profile", "route", "size", "rig", "behaviours")
 _RIG = ("cameras", "width", "height")
 _ACTORS = ("existing", "remove", "replace", "insert")
@@ -421,7 +424,8 @@ def scenario_from_tree(text: ScenarioText, tree) -> Scenario:
     description = top.tree.get("description", "")
     if not isinstance(description, str):
         raise top.error("description", "expected text")
-    sc = Scenario(name=name, duration=duration, rate_hz=rate, seed=top.integer("seed", 0), scene=scene,
+    library = tuple(_resolve(text, p) for p in _name_list(top, "library", "a list of trained scene folders"))
+    sc = Scenario(name=name, duration=duration, rate_hz=rate, seed=top.integer("seed", 0), scene=scene, library=library,
                   description=description, ego=_ego_spec(text, top.sub("ego", _EGO)), existing=existing, remove=remove,
                   replace=tuple(sorted(replace.items())), insert=inserted, source=text.source)
     if len(sc.frame_times) < 1:
@@ -429,11 +433,17 @@ def scenario_from_tree(text: ScenarioText, tree) -> Scenario:
     return sc
 
 
-def _name_list(f: _Fields, key: str) -> list[str]:
+def _name_list(f: _Fields, key: str, expected: str = "a list of actor ids") -> list[str]:
     v = f.items(key)
     if not all(isinstance(s, str) and s for s in v):
-        raise f.error(key, "expected a list of actor ids")
+        raise f.error(key, f"expected {expected}")
     return v
+
+
+def _resolve(text: ScenarioText, path: str) -> str:
+    """A path of the file, relative to the file's folder."""
+    p = Path(path)
+    return str(p if p.is_absolute() or not Path(text.source).exists() else Path(text.source).parent / p)
 
 
 def _ego_spec(text: ScenarioText, f: _Fields) -> EgoSpec:

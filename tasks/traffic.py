@@ -275,10 +275,12 @@ class _Simulation:
 
 
 # ------------------------------------------------------------------------------------------ build
-def build_scenario_world(sc: Scenario, graph: SceneGraph, road: RoadMap, variant_seed=(0, 0)) -> ScenarioWorld:
+def build_scenario_world(sc: Scenario, graph: SceneGraph, road: RoadMap, variant_seed=(0, 0),
+                         library: dict[str, AssetInfo] | None = None) -> ScenarioWorld:
     """Make ``sc`` concrete on a trained scene's ``graph``: existing actors kept / removed / re-skinned,
-    inserted actors placed and simulated with their behaviours, the ego driven along its route."""
-    library = actor_library(graph)
+    inserted actors placed and simulated with their behaviours, the ego driven along its route.
+    ``library``: the assets actors may be drawn from (default: the scene's own, `actor_library`)."""
+    library = library if library is not None else actor_library(graph)
     kept = _existing_actors(sc, graph, library)
     rng = np.random.default_rng([*variant_seed, 7])  # asset draws: a stream of their own
     ego = _ego_agent(sc, road)

@@ -187,3 +187,27 @@ def test_ray_workers_make_the_same_dataset(reference, scenario, scene, tmp_path)
         ray.shutdown()
     for v in ("0", "1"):
         assert on_ray["variants"][v]["files"] == manifest["variants"][v]["files"]
+
+
+def test_actors_of_another_trained_scene_can_be_inserted(scene, tmp_path):
+    import shutil
+
+    other = tmp_path / "other_street"
+    shutil.copytree(scene, other)
+    tree = {"name": "guest", "duration": 0.2, "library": [str(other)],
+            "ego": {"rig": {"cameras": ["front"], "width": 48, "height": 27}},
+            "actors": {"existing": "none", "insert": [{"id": "guest", "asset": "other_street/car_001", "lane": "right", "gap": 9.0}]}}
+    path = tmp_path / "guest.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    manifest = generate(GenerateConfig(str(path), tmp_path / "out", 1, scene, workers=0, progress=False))
+    poses = json.loads((tmp_path / "out" / "variant_0000" / "poses.json").read_text())
+    guest = poses["frames"][0]["actors"][0]
+    assert guest["asset_id"] == "other_street/car_001" and manifest["variants"]["0"]["violations"] == []
+    host, lib = gen._scene(scene), gen._scene(other)
+    assert host.model.actor_field("other_street/car_001") is lib.model.actor_field("car_001")
+    boxes = json.loads((tmp_path / "out" / "variant_0000" / "boxes" / "front" / "000000.json").read_text())["boxes"]
+    assert boxes[0]["actor_id"] == "guest" and boxes[0]["visible_pixels"] > 0
+    tree["library"] = [str(tmp_path / "nowhere")]
+    path.write_text(yaml.safe_dump(tree))
+    with pytest.raises(InputError, match=r"library\[0\].*not a trained scene"):
+        generate(GenerateConfig(str(path), tmp_path / "out2", 1, scene, workers=0, progress=False))
