@@ -168,7 +168,8 @@ class NeuralScene(nn.Module):
         value = 1.0 if self.cfg.far_field == "white" else 0.0
         return torch.full_like(dirs, value)
 
-    # ---- sampling ---------------------------------------------------------------------------
+    # ---- sampling (where samples fall is not differentiated: see `_positions_with_pose_grad`) --
+    @torch.no_grad()
     def _background_samples(self, origins: Tensor, dirs: Tensor, jitter: bool, terminate: bool = False) -> dict:
         t_near, t_far = ray_aabb(origins, dirs, self.aabb[0], self.aabb[1])
         t_exit = t_far[t_far > t_near]  # rays that miss may carry huge t_far (parallel slabs)
@@ -214,6 +215,7 @@ class NeuralScene(nn.Module):
         order = torch.argsort(out["ray"].double() * 1e6 + out["t"].double())
         return {key: v[order] for key, v in out.items()}
 
+    @torch.no_grad()
     def _actor_samples(self, actor: ActorRays, origins: Tensor, dirs: Tensor, jitter: bool) -> dict:
         T = actor.T_actor_world
         R = T[:, :3, :3]

@@ -186,8 +186,51 @@ def scenarios(check: Optional[Path] = None, variants: int = 3) -> None:
         print(line)
 
 
+def localize(scene: Positional[Path], image: Path, init: Path, out: Path = Path("localized"), iterations: int = 200,
+             rays: int = 1024, sampling: str = "interest_regions", hypotheses: int = 3, edits: Optional[Path] = None) -> None:
+    """iNeRF: find the camera pose of an image in a trained scene, from a rough initial pose.
+    Writes result.json (pose, PSNR, convergence, iterations, seconds, loss curve), cameras.json of
+    the estimated pose (renderable with `nerfsim render`) and loss.png.
+
+    Args:
+        scene: Checkpoint folder.
+        image: The image (PNG/JPEG, the initial camera's size).
+        init: cameras.json whose first camera gives the lens, the time and the initial T_world_cam.
+        out: Output folder.
+        iterations: Adam steps per hypothesis.
+        rays: Pixels rendered per step.
+        sampling: random, interest_points or interest_regions.
+        hypotheses: Starts tried while the photometric check fails.
+        edits: Edits file: the scene as edited when the image was taken.
+    """
+    import imageio.v3 as iio
+    import numpy as np
+
+    from tasks.cameras import load_views
+    from tasks.inversion import InversionConfig, invert_camera_pose, write_localization
+    from tasks.pipeline import edited_graph, load_scene
+
+    view = load_views(init)[0]
+    if not image.is_file():
+        raise InputError(image, None, "no such image file")
+    try:
+        img = np.asarray(iio.imread(image), dtype=np.float32)[..., :3] / 255.0
+    except Exception as e:  # imageio raises many types for unreadable files
+        raise InputError(image, None, f"unreadable image ({e})") from None
+    if img.shape[:2] != (view.model.height, view.model.width):
+        raise InputError(image, None, f"image is {img.shape[1]}x{img.shape[0]}, the camera in {init} is {view.model.width}x{view.model.height}")
+    if sampling not in ("random", "interest_points", "interest_regions"):
+        raise InputError("--sampling", None, f"expected random, interest_points or interest_regions, got '{sampling}'")
+    sc = load_scene(scene)
+    state = edited_graph(sc.graph, edits).at(view.time)
+    res = invert_camera_pose(sc.model, img, view.model, view.T_world_cam, state,
+                             InversionConfig(iterations=iterations, rays=rays, sampling=sampling, hypotheses=hypotheses))
+    write_localization(out, res, view)
+    print(json.dumps({"converged": res.converged, "psnr": round(res.psnr, 2), "seconds": round(res.seconds, 1), "out": str(out)}))
+
+
 COMMANDS = {"world": world, "train": train, "render": render, "eval": evaluate, "export-mesh": export_mesh, "demo": demo,
-            "generate": generate, "scenarios": scenarios}
+            "generate": generate, "scenarios": scenarios, "localize": localize}
 
 
 def main(argv: list[str] | None = None) -> int:

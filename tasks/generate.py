@@ -88,6 +88,7 @@ class GenerateConfig:
     preview: bool = True
     """Write ``preview.mp4`` per variant."""
     progress: bool = True
+    """Show a progress bar (frames/s, ETA)."""
 
 
 # ----------------------------------------------------------------------------------- planning
@@ -320,16 +321,25 @@ def generate(cfg: GenerateConfig) -> dict:
     """Generate (or finish) every variant; returns the manifest."""
     text = load_scenario_text(cfg.scenario)
     scene_path = _scene_path(cfg, text)
+    _validate(text, scene_path, cfg.seed)
     out = Path(cfg.out)
+    manifest = _open_manifest(out, cfg, text, scene_path)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_text(out / "README.md", README.format(classes=", ".join(f"{i} {n}" for i, n in enumerate(CLASS_NAMES))))
-    manifest = _open_manifest(out, cfg, text, scene_path)
     todo = [v for v in range(cfg.variants) if not _variant_complete(out, manifest["variants"].get(str(v)))]
     run = _run_in_process if cfg.workers <= 0 else _run_on_ray
     for entry in run(cfg, scene_path, todo):
         manifest["variants"][str(entry["variant"])] = entry
         _atomic_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
+
+
+def _validate(text: ScenarioText, scene_path: str, seed: int | None) -> None:
+    """Draw and simulate variant 0 here, before any worker starts: a bad file (unknown key, actor,
+    asset, lane...) stops the run with its one-line error instead of failing inside a Ray task."""
+    library = scenario_from_tree(text, expand(text, 0, seed)[0]).library
+    scene, assets = scene_with_library(scene_path, library, text.source)
+    draw_variant(text, scene.graph, RoadMap.from_world_config(_world_config(scene)), 0, seed, 1, assets)
 
 
 def _scene_path(cfg: GenerateConfig, text: ScenarioText) -> str:
@@ -406,7 +416,13 @@ def _run_on_ray(cfg: GenerateConfig, scene_path: str, todo: list[int]):
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             bar.advance(t)
-            yield ray.get(done[0])
+            try:
+                entry = ray.get(done[0])
+            except ray.exceptions.RayTaskError as e:
+                if isinstance(e.cause, InputError):  # bad input found by a worker: one line, not a remote traceback
+                    raise e.cause from None
+                raise
+            yield entry
 
 
 # ---------------------------------------------------------------------------------------- files

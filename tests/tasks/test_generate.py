@@ -211,3 +211,17 @@ def test_actors_of_another_trained_scene_can_be_inserted(scene, tmp_path):
     path.write_text(yaml.safe_dump(tree))
     with pytest.raises(InputError, match=r"library\[0\].*not a trained scene"):
         generate(GenerateConfig(str(path), tmp_path / "out2", 1, scene, workers=0, progress=False))
+
+
+def test_a_bad_scenario_stops_before_anything_is_written(scene, tmp_path, capsys):
+    from tasks.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nactors:\n  insert:\n    - id: a\n      class: car\n      lane: middle\n")
+    assert main(["generate", str(bad), "--scene", str(scene), "--out", str(tmp_path / "out"), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml:6" in err and "actors.insert[0].lane" in err and "Traceback" not in err
+    bad.write_text("name: bad\nactors:\n  insert:\n    - {id: a, asset: truck_9}\n")
+    assert main(["generate", str(bad), "--scene", str(scene), "--out", str(tmp_path / "out"), "--workers", "2"]) == 2
+    assert "truck_9" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

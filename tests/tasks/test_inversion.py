@@ -3,6 +3,8 @@ car): a known camera pose and a known car pose are recovered from perturbed star
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -94,7 +96,7 @@ def test_camera_pose_is_recovered_from_a_perturbed_start(sampling):
     delta[:3, :3] = _random_rotation(rng, 6.0)
     delta[:3, 3] = rng.uniform(-0.15, 0.15, 3)
     T_start = T_true @ delta
-    cfg = InversionConfig(iterations=100, rays=512, sampling=sampling, hypotheses=1, converged_psnr=30.0, lr=0.02, lr_final=0.004)
+    cfg = InversionConfig(iterations=100, rays=512, sampling=sampling, hypotheses=1, converged_psnr=30.0, lr=0.02, lr_translation=0.02, lr_final=0.2)
     flags = [p.requires_grad for p in model.parameters()]
     res = invert_camera_pose(model, image, LENS, T_start, graph.at(0.0), cfg)
     assert [p.requires_grad for p in model.parameters()] == flags  # frozen only while optimising
@@ -112,7 +114,7 @@ def test_car_pose_is_recovered_with_the_camera_known():
     image = _render(model, graph, T_cam)
     T_true = graph.actors[0].track.pose_at(0.0)
     T_start = T_true @ make_pose(rot_z(np.radians(5.0)), (0.15, -0.1, 0.0))
-    cfg = InversionConfig(iterations=120, rays=512, sampling="random", hypotheses=1, converged_psnr=30.0, lr=0.04, lr_final=0.004)
+    cfg = InversionConfig(iterations=120, rays=512, sampling="random", hypotheses=1, converged_psnr=30.0, lr=0.04, lr_translation=0.04, lr_final=0.1)
     res = invert_actor_pose(model, image, LENS, T_cam, graph.at(0.0), "car", T_start, cfg)
     rot0, trans0 = pose_errors(T_start, T_true)
     rot, trans = pose_errors(res.T, T_true)
@@ -128,3 +130,33 @@ def test_a_failed_start_tries_more_hypotheses():
     res = invert_camera_pose(model, image, LENS, T_true @ make_pose(rot_z(0.5), (0, 0, 0)), graph.at(0.0), cfg)
     assert res.hypotheses == 3 and len(res.all_psnr) == 3 and not res.converged
     assert res.psnr == max(res.all_psnr)
+
+
+def test_localize_command_writes_the_pose_and_rejects_bad_input(tmp_path, capsys):
+    import imageio.v3 as iio
+
+    from scenes.camera import Camera, Intrinsics
+    from sim.checkpoint import save_checkpoint
+    from tasks.cameras import load_views, save_cameras
+    from tasks.cli import main
+
+    small = FieldConfig(grid=HashGridConfig(n_levels=4, log2_table_size=10, base_resolution=4, max_resolution=32),
+                        hidden_dim=16, color_hidden_dim=16, sh_degree=0)
+    graph = SceneGraph((), aabb=AABB)
+    torch.manual_seed(0)
+    model = NeuralScene(SceneModelConfig(background=small, actor=small, far_field="black", step_min=0.2), AABB, [])
+    save_checkpoint(tmp_path / "scene", model, graph)
+    T = look_at([0.0, -1.0, 1.8], [9.0, 0.5, 0.5])
+    save_cameras([Camera(Intrinsics(32, 24, 25.0, 25.0, 16.0, 12.0), T, 0.0, "probe")], tmp_path / "init.json")
+    iio.imwrite(tmp_path / "image.png", np.full((24, 32, 3), 128, np.uint8))
+    args = ["localize", str(tmp_path / "scene"), "--image", str(tmp_path / "image.png"), "--init", str(tmp_path / "init.json"),
+            "--out", str(tmp_path / "out"), "--iterations", "3", "--rays", "64", "--hypotheses", "1"]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert len(result["losses"]) == 3 and result["iterations"] == 3
+    view = load_views(tmp_path / "out" / "cameras.json")[0]
+    assert np.allclose(view.T_world_cam, result["T_world_cam"]) and view.model.width == 32
+    assert (tmp_path / "out" / "loss.png").stat().st_size > 0
+    iio.imwrite(tmp_path / "small.png", np.zeros((10, 10, 3), np.uint8))
+    assert main(args[:3] + [str(tmp_path / "small.png")] + args[4:]) == 2
+    assert "small.png" in capsys.readouterr().err
