@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from scenes.errors import InputError
 from scenes.graph import SceneState
 from scenes.transforms import invert_pose
 from sensors.lens import CameraModel
@@ -148,13 +149,16 @@ def _random_rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
 class _Problem:
     """What one pose optimisation renders: rays of the image's pixels for a pose, and the loss."""
 
-    def __init__(self, model, image, lens: CameraModel, state: SceneState, far_rgb, cfg: InversionConfig, pixel_mask):
+    def __init__(self, model, image, lens: CameraModel, state: SceneState, far_rgb, cfg: InversionConfig,
+                 region: np.ndarray | None = None):
+        """``region``: pixels to draw most rays from (default: the ``cfg.sampling`` interest mask)."""
         self.model, self.cfg, self.lens = model, cfg, lens
         self.target = torch.as_tensor(image.reshape(-1, 3), dtype=torch.float32)
         d_cam, valid = lens.pixel_directions()
         self.d_cam = torch.as_tensor(d_cam.reshape(-1, 3), dtype=torch.float32)
         self.valid_idx = np.flatnonzero(valid.reshape(-1))
-        self.mask_idx = np.flatnonzero((interest_mask(image, cfg.sampling) & valid & pixel_mask).reshape(-1))
+        region = interest_mask(image, cfg.sampling) if region is None else region
+        self.mask_idx = np.flatnonzero((region & valid).reshape(-1))
         self.actors, _ = actor_rays_for_state(model, state)
         self.far = None if far_rgb is None else torch.as_tensor(far_rgb, dtype=torch.float32)
 
@@ -237,7 +241,7 @@ def invert_camera_pose(model: NeuralScene, image: np.ndarray, lens: CameraModel,
     """Localise a camera: the ``T_world_cam`` whose render of ``state`` matches ``image``
     (float ``[H, W, 3]`` in [0, 1], the lens' size), starting from ``T_init``. ``far_rgb``: colour
     beyond the scene (e.g. the white background of Blender data) when the model has no sky."""
-    problem = _Problem(model, image, lens, state, far_rgb, cfg, np.ones(image.shape[:2], bool))
+    problem = _Problem(model, image, lens, state, far_rgb, cfg)
     return _run(problem, lambda T: (T, problem.actors), T_init, cfg)
 
 
@@ -246,9 +250,11 @@ def invert_actor_pose(model: NeuralScene, image: np.ndarray, lens: CameraModel, 
                       far_rgb=None) -> InversionResult:
     """Object pose: the ``T_world_actor`` of ``actor_id`` that explains ``image`` seen from the
     known camera, the rest of ``state`` fixed. Rays are drawn around the actor's initial box."""
-    problem = _Problem(model, image, lens, state, far_rgb, cfg, np.ones(image.shape[:2], bool))
-    slot = next(i for i, a in enumerate(state.actors) if a.actor_id == actor_id)
-    problem.mask_idx = np.flatnonzero(_box_region(lens, T_world_cam, state.actors[slot].size, T_init).reshape(-1))
+    slot = next((i for i, a in enumerate(state.actors) if a.actor_id == actor_id), None)
+    if slot is None:
+        raise InputError("invert_actor_pose", "actor_id", f"no actor '{actor_id}' at this time; known: {[a.actor_id for a in state.actors]}")
+    region = _box_region(lens, T_world_cam, state.actors[slot].size, T_init)
+    problem = _Problem(model, image, lens, state, far_rgb, cfg, region)
     T_cam = torch.as_tensor(T_world_cam, dtype=torch.float32)
     base = problem.actors
 

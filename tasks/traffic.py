@@ -16,6 +16,7 @@ to the ego's front); ``distance_to_ego`` = centre to centre.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,7 +134,7 @@ class _Agent:
     lateral: tuple | None = None
     """(t0, duration, d0, d1) of a lane change."""
     follow: dict | None = None
-    scripted_speed: object = None
+    scripted_speed: Callable[[float], float] | None = None
     """``t -> speed``: the ego follows its speed profile exactly."""
     pending: list = field(default_factory=list)
     xy: np.ndarray = field(default_factory=lambda: np.zeros(2))
