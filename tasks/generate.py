@@ -110,20 +110,22 @@ def draw_variant(text: ScenarioText, graph, road: RoadMap, variant: int, seed: i
     return world, drawn, attempt, rejected[:-1]
 
 
-def scenario_rig(scene, spec) -> Rig:
+def scenario_rig(scene, spec, source: str = "scenario") -> Rig:
     """The ego's cameras: the scene's capture rig (or the built-in default rig), at the scenario's
     resolution (intrinsics scaled), restricted to the cameras it names."""
     from scenes.capture import CaptureConfig, read_capture_log
 
-    source = scene.meta.get("extra", {}).get("source", {})
+    log_source = scene.meta.get("extra", {}).get("source", {})
     try:
-        rig = Rig.from_capture_log(read_capture_log(source["path"]))
+        rig = Rig.from_capture_log(read_capture_log(log_source["path"]))
     except (KeyError, InputError):
         cfg = CaptureConfig()
         rig = Rig(tuple(CameraSensor(c.name, CameraModel.from_intrinsics(cfg.intrinsics(c)), c.T_ego_cam()) for c in cfg.cameras))
-    cams = rig.cameras
-    if spec.cameras:
-        cams = tuple(rig.camera(n) for n in spec.cameras)
+    by_name = {c.name: c for c in rig.cameras}
+    unknown = [n for n in spec.cameras if n not in by_name]
+    if unknown:
+        raise InputError(source, "ego.rig.cameras", f"no camera {unknown[0]!r} in the scene's rig; known: {list(by_name)}")
+    cams = tuple(by_name[n] for n in spec.cameras) if spec.cameras else rig.cameras
     return Rig(tuple(replace(c, model=_scaled(c.model, spec.width, spec.height)) for c in cams), rig.lidars)
 
 
@@ -296,7 +298,7 @@ def generate_variant(scene_path: str, scenario: str, variant: int, out: str, see
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.rglob("*.tmp-*"):  # half-written files of a killed run
         stale.unlink()
-    rig = scenario_rig(scene, world.scenario.ego.rig)
+    rig = scenario_rig(scene, world.scenario.ego.rig, text.source)
     tree, _ = expand(text, variant, seed, attempt)
     _atomic_text(folder / "scenario.yaml", yaml.safe_dump(tree, sort_keys=False))
     t0 = time.perf_counter()
@@ -339,7 +341,8 @@ def _validate(text: ScenarioText, scene_path: str, seed: int | None) -> None:
     asset, lane...) stops the run with its one-line error instead of failing inside a Ray task."""
     library = scenario_from_tree(text, expand(text, 0, seed)[0]).library
     scene, assets = scene_with_library(scene_path, library, text.source)
-    draw_variant(text, scene.graph, RoadMap.from_world_config(_world_config(scene)), 0, seed, 1, assets)
+    world = draw_variant(text, scene.graph, RoadMap.from_world_config(_world_config(scene)), 0, seed, 1, assets)[0]
+    scenario_rig(scene, world.scenario.ego.rig, text.source)
 
 
 def _scene_path(cfg: GenerateConfig, text: ScenarioText) -> str:

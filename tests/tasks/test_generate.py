@@ -224,4 +224,7 @@ def test_a_bad_scenario_stops_before_anything_is_written(scene, tmp_path, capsys
     bad.write_text("name: bad\nactors:\n  insert:\n    - {id: a, asset: truck_9}\n")
     assert main(["generate", str(bad), "--scene", str(scene), "--out", str(tmp_path / "out"), "--workers", "2"]) == 2
     assert "truck_9" in capsys.readouterr().err
+    bad.write_text("name: bad\nego: {rig: {cameras: [roof]}}\n")
+    assert main(["generate", str(bad), "--scene", str(scene), "--out", str(tmp_path / "out"), "--workers", "0"]) == 2
+    assert "bad.yaml" in (err := capsys.readouterr().err) and "ego.rig.cameras" in err and "roof" in err
     assert not (tmp_path / "out").exists()
