@@ -229,8 +229,40 @@ def localize(scene: Positional[Path], image: Path, init: Path, out: Path = Path(
     print(json.dumps({"converged": res.converged, "psnr": round(res.psnr, 2), "seconds": round(res.seconds, 1), "out": str(out)}))
 
 
+def pose_data(scene: Positional[Path], actor: str, out: Path = Path("pose_data"), views: int = 50, width: int = 320,
+              height: int = 240, time: float = 0.0, seed: int = 0, mesh: bool = True) -> None:
+    """Object pose-estimation data of one actor in BOP format: views sampled around it in its scene,
+    with 6-DoF pose, camera, full and visible masks, boxes and model-frame coordinates per pixel.
+
+    Args:
+        scene: Checkpoint folder.
+        actor: Actor id (see the scene's graph, e.g. car_003).
+        out: BOP dataset folder.
+        views: Number of viewpoints.
+        width: Image width, pixels.
+        height: Image height, pixels.
+        time: Scene time of the views.
+        seed: Seed of the viewpoints.
+        mesh: Also write the actor's mesh as models/obj_000001.ply.
+    """
+    from sensors.mesh import actor_mesh
+    from sensors.renderers import NeuralRenderer
+    from tasks.pipeline import load_scene
+    from tasks.pose_data import PoseDataConfig, write_pose_data
+
+    sc = load_scene(scene)
+    state = sc.graph.at(time)
+    target = next((a for a in state.actors if a.actor_id == actor), None)
+    model_mesh = actor_mesh(sc.model, target.asset_id, target.size) if mesh and target is not None else None
+    cfg = PoseDataConfig(views=views, width=width, height=height, time=time, seed=seed)
+    infos = write_pose_data(NeuralRenderer(sc.model), sc.model, state, actor, out, cfg, model_mesh)
+    fractions = [v[0]["visib_fract"] for v in infos.values()]
+    print(json.dumps({"views": len(infos), "mean_visib_fract": round(float(sum(fractions) / len(fractions)), 3), "out": str(out)}))
+
+
 COMMANDS = {"world": world, "train": train, "render": render, "eval": evaluate, "export-mesh": export_mesh, "demo": demo,
-            "generate": generate, "scenarios": scenarios, "localize": localize}
+            "generate": generate, "scenarios": scenarios, "localize": localize,
+            "pose-data": pose_data}
 
 
 def main(argv: list[str] | None = None) -> int:
