@@ -10,12 +10,12 @@ Conventions: LiDAR frame x forward, y left, z up; the scan pattern is a `scenes.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from scenes.files import atomic_write
 from scenes.graph import SceneState
 from sensors.rig import LidarSensor
 
@@ -77,11 +77,7 @@ def capture_lidar(renderer, sensor: LidarSensor, T_world_ego: np.ndarray, state:
                       np.where(hit, r["semantic"], 0).astype(np.uint8))
 
 
-def _atomic(path: Path, write) -> Path:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
+_atomic = atomic_write
 
 
 def _point_records(xyz: np.ndarray, instance: np.ndarray, semantic: np.ndarray) -> np.ndarray:

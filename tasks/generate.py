@@ -26,6 +26,7 @@ import yaml
 
 from scenes.classes import CLASS_NAMES
 from scenes.errors import InputError
+from scenes.files import atomic_write_text as _atomic_text
 from scenes.roadmap import RoadMap
 from sensors.boxes import BoxLabel
 from sensors.lens import CameraModel
@@ -429,13 +430,6 @@ def _run_on_ray(cfg: GenerateConfig, scene_path: str, todo: list[int]):
 
 
 # ---------------------------------------------------------------------------------------- files
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _link(src: Path, dst: Path) -> None:
     """``dst`` the same file as ``src`` (a hard link; a copy where links are not possible)."""
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")

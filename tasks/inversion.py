@@ -295,8 +295,9 @@ def pose_errors(T_est: np.ndarray, T_true: np.ndarray) -> tuple[float, float]:
 def write_localization(out, res: InversionResult, view) -> None:
     """``result.json``, ``cameras.json`` (the estimated pose, `tasks.cameras` format) and ``loss.png``."""
     import json
-    import os
     from pathlib import Path
+
+    from scenes.files import atomic_write, atomic_write_text
 
     import matplotlib
 
@@ -309,16 +310,12 @@ def write_localization(out, res: InversionResult, view) -> None:
               "hypotheses": res.hypotheses, "hypothesis_psnr": res.all_psnr, "seconds": res.seconds, "losses": res.losses}
     camera = {"cameras": [{"name": view.name, "time": view.time, "model": view.model.to_dict(), "T_world_cam": res.T.tolist()}]}
     for name, doc in (("result.json", result), ("cameras.json", camera)):
-        tmp = out / f".{name}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(doc, indent=1))
-        os.replace(tmp, out / name)
+        atomic_write_text(out / name, json.dumps(doc, indent=1))
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.semilogy(res.losses)
     ax.set_xlabel("iteration")
     ax.set_ylabel("Huber loss")
     ax.set_title(f"final PSNR {res.psnr:.1f} dB, {'converged' if res.converged else 'not converged'}")
     fig.tight_layout()
-    tmp = out / f".loss.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110)
+    atomic_write(out / "loss.png", lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
-    os.replace(tmp, out / "loss.png")

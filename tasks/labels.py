@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import numpy as np
 
 from scenes.classes import ACTOR_CLASSES, CLASS_NAMES
 from scenes.errors import InputError
+from scenes.files import atomic_write_text
 from sensors.boxes import BoxLabel, modal_box
 from sensors.lens import CameraModel
 
@@ -295,8 +295,4 @@ class CocoBuilder:
 
     def write(self, path: str | Path) -> Path:
         """Write the dataset as JSON atomically (temporary file, then rename). Returns the path."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_dict(), separators=(",", ":")))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), separators=(",", ":")))

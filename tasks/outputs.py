@@ -5,13 +5,13 @@ whose README documents each file. Metric values stay metric (float32 .npy, 16-bi
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from scenes.errors import InputError
+from scenes.files import atomic_write, atomic_write_text as _atomic_text
 from scenes.graph import SceneGraph
 from scenes.twin import LidarConfig
 from sensors.flow import correspondences
@@ -79,16 +79,8 @@ def _frame_products(outputs: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(need)
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _atomic_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: np.save(tmp, arr))
 
 
 def write_frame(out: Path, name: str, f: Frame, outputs: tuple[str, ...]) -> None:

@@ -7,8 +7,7 @@ static dataset (Blender ``transforms_*.json``, nerfstudio or instant-ngp ``trans
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +18,12 @@ from scenes.classes import BACKGROUND_CLASSES
 from scenes.capture import CaptureConfig, generate_capture_log, read_capture_log
 from scenes.edits import Edit, apply_edits, edits_to_dict, load_edits
 from scenes.errors import InputError
+from scenes.files import atomic_write_text
 from scenes.graph import SceneGraph
 from scenes.world import WorldConfig, build_world
 from sensors.mesh import MeshConfig
 from sensors.rig import Rig
-from sim.checkpoint import load_checkpoint, read_checkpoint_meta
+from sim.checkpoint import load_checkpoint
 from sim.compose import NeuralScene, SceneModelConfig
 from sim.data import bank_from_capture_log, bank_from_static
 from sim.train import TrainConfig, train
@@ -182,6 +182,4 @@ def write_edits(edits: list[Edit], path: Path) -> None:
 
 
 def atomic_write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1))

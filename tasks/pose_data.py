@@ -23,13 +23,13 @@ the box centre), obj_id 1::
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from scenes.errors import InputError
+from scenes.files import atomic_write as _atomic
 from scenes.graph import SceneState
 from scenes.transforms import invert_pose, look_at
 from sensors.boxes import amodal_box
@@ -153,9 +153,3 @@ def _write_model(folder: Path, mesh, size) -> None:
     info = {"1": {"diameter": float(np.linalg.norm(ext)), "min_x": -ext[0] / 2, "min_y": -ext[1] / 2, "min_z": -ext[2] / 2,
                   "size_x": ext[0], "size_y": ext[1], "size_z": ext[2]}}
     _atomic(folder / "models_info.json", lambda p: Path(p).write_text(json.dumps(info, indent=1)))
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
