@@ -48,8 +48,3 @@ def se3_exp(xi: Tensor) -> Tensor:
     T[..., 3, 3] = 1.0
     return T
 
-
-def rotation_angle_deg(R_a: Tensor, R_b: Tensor) -> Tensor:
-    """Geodesic angle (degrees) between rotations ``[..., 3, 3]``."""
-    cos = ((R_a.transpose(-1, -2) @ R_b).diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
-    return torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0)))

@@ -24,7 +24,7 @@ import torch
 
 from scenes.errors import InputError
 from scenes.graph import SceneState
-from scenes.transforms import invert_pose
+from scenes.transforms import invert_pose, rotation_angle_deg
 from sensors.lens import CameraModel
 from sim.compose import ActorRays, NeuralScene
 from sim.field import RadianceField
@@ -287,9 +287,7 @@ def _box_region(lens: CameraModel, T_world_cam: np.ndarray, size, T_world_actor:
 
 def pose_errors(T_est: np.ndarray, T_true: np.ndarray) -> tuple[float, float]:
     """Rotation error (degrees) and translation error (scene units) between two poses."""
-    R = T_est[:3, :3].T @ T_true[:3, :3]
-    angle = float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
-    return angle, float(np.linalg.norm(T_est[:3, 3] - T_true[:3, 3]))
+    return rotation_angle_deg(T_est[:3, :3], T_true[:3, :3]), float(np.linalg.norm(T_est[:3, 3] - T_true[:3, 3]))
 
 
 def write_localization(out, res: InversionResult, view) -> None:
