@@ -123,7 +123,7 @@ class NeuralScene(nn.Module):
         self.actor_fields = nn.ModuleDict({_key(a): RadianceField(cfg.actor) for a in asset_ids})
         r = cfg.actor_occupancy_resolution
         self.actor_grids = nn.ModuleDict({_key(a): OccupancyGrid((r, r, r)) for a in asset_ids})
-        self._schedule = self._step_schedule()
+        self._schedules: dict[float, tuple[Tensor, Tensor]] = {}
 
     # ---- helpers --------------------------------------------------------------------------
     @property
@@ -148,19 +148,26 @@ class NeuralScene(nn.Module):
     def world_to_unit(self, x: Tensor) -> Tensor:
         return (x - self.aabb[0]) / (self.aabb[1] - self.aabb[0])
 
-    def _step_schedule(self, t_max: float | None = None) -> tuple[Tensor, Tensor]:
-        """Global marching distances t_k and steps dt_k, shared by every ray (cone stepping), covering
-        ``[0, t_max]`` (default: the AABB diagonal, enough for origins inside the AABB)."""
+    def _step_schedule(self, t_max: float, cone: float) -> tuple[Tensor, Tensor]:
+        """Global marching distances t_k and steps dt_k, shared by every ray (cone stepping: the step
+        grows as ``t * cone``), covering ``[0, t_max]``."""
         cfg = self.cfg
-        if t_max is None:
-            t_max = float((self.aabb[1] - self.aabb[0]).norm())
         ts, dts, t = [], [], 0.0
         while t < t_max:
-            dt = min(max(t * cfg.step_cone, cfg.step_min), cfg.step_max)
+            dt = min(max(t * cone, cfg.step_min), cfg.step_max)
             ts.append(t)
             dts.append(dt)
             t += dt
         return torch.tensor(ts), torch.tensor(dts)
+
+    def _schedule_for(self, cone: float, t_exit_max: float) -> tuple[Tensor, Tensor]:
+        """The step schedule of ``cone`` reaching at least ``t_exit_max`` (kept per cone; the first
+        covers the AABB diagonal, enough for origins inside the AABB; farther origins extend it)."""
+        sched = self._schedules.get(cone)
+        if sched is None or t_exit_max > float(sched[0][-1] + sched[1][-1]):
+            diag = float((self.aabb[1] - self.aabb[0]).norm())
+            sched = self._schedules[cone] = self._step_schedule(max(diag, t_exit_max * 1.5), cone)
+        return sched
 
     def far_color(self, dirs: Tensor) -> Tensor:
         if self.sky is not None:
@@ -170,27 +177,29 @@ class NeuralScene(nn.Module):
 
     # ---- sampling (where samples fall is not differentiated: see `_positions_with_pose_grad`) --
     @torch.no_grad()
-    def _background_samples(self, origins: Tensor, dirs: Tensor, jitter: bool, terminate: bool = False) -> dict:
+    def _background_samples(self, origins: Tensor, dirs: Tensor, jitter: bool, terminate: bool = False,
+                            step_cone: float | None = None, keep_features: bool = False) -> dict:
         t_near, t_far = ray_aabb(origins, dirs, self.aabb[0], self.aabb[1])
         t_exit = t_far[t_far > t_near]  # rays that miss may carry huge t_far (parallel slabs)
-        if len(t_exit) and float(t_exit.max()) > float(self._schedule[0][-1] + self._schedule[1][-1]):
-            # Origins outside the AABB see it farther than its diagonal: extend (and keep) the schedule.
-            self._schedule = self._step_schedule(float(t_exit.max()) * 1.5)
-        ts, dts = (s.to(origins.device) for s in self._schedule)
+        cone = self.cfg.step_cone if step_cone is None else float(step_cone)
+        ts, dts = (s.to(origins.device) for s in self._schedule_for(cone, float(t_exit.max()) if len(t_exit) else 0.0))
         u = torch.rand(len(origins), device=origins.device) if jitter else torch.full((len(origins),), 0.5, device=origins.device)
         if terminate:
-            return self._march_terminated(origins, dirs, t_near, t_far, ts, dts, u)
+            return self._march_terminated(origins, dirs, t_near, t_far, ts, dts, u, keep_features)
         s = march(origins, dirs, t_near, t_far, ts, dts, u, self.background_grid.occupied, self.aabb[0], self.aabb[1] - self.aabb[0])
         s.pop("k_next")
         return s
 
     @torch.no_grad()
-    def _march_terminated(self, origins, dirs, t_near, t_far, ts, dts, u) -> dict:
+    def _march_terminated(self, origins, dirs, t_near, t_far, ts, dts, u, keep_features: bool = False) -> dict:
         """March in chunks of ``march_chunk`` occupied samples per ray, evaluating background density
         as we go, and stop a ray once its transmittance is negligible (early termination): samples
         behind opaque surfaces are never generated, let alone evaluated. Keeps only samples that
-        can matter (transmittance > min_transmittance, optical depth > min_alpha)."""
+        can matter (transmittance > min_transmittance, optical depth > min_alpha). With
+        ``keep_features`` (inference) the kept samples also keep their geometry features
+        (``geo_nograd``), so colour is computed without encoding them again."""
         cfg, R = self.cfg, len(origins)
+        geometry = getattr(self.background, "_geometry", None) if keep_features else None
         k = (torch.searchsorted(ts + dts, t_near) - 1).clamp_min(0)
         log_T = torch.zeros(R, device=origins.device)
         alive = t_far > t_near
@@ -200,17 +209,22 @@ class NeuralScene(nn.Module):
             s = march(origins[idx], dirs[idx], t_near[idx], t_far[idx], ts, dts, u[idx], self.background_grid.occupied,
                       self.aabb[0], self.aabb[1] - self.aabb[0], k_start=k[idx], max_per_ray=cfg.march_chunk)
             if len(s["ray"]):
-                sigma = self.background.density(s["x01"])
+                sigma, geo = geometry(s["x01"]) if geometry is not None else (self.background.density(s["x01"]), None)
                 tau = sigma * s["dt"]
                 keep = self._worth_keeping(tau, s["ray"], len(idx), log_T[idx][s["ray"]])
                 log_T.index_add_(0, idx[s["ray"]], tau)
-                keep_parts.append({"ray": idx[s["ray"][keep]], "t": s["t"][keep], "dt": s["dt"][keep], "x01": s["x01"][keep],
-                                   "sigma_nograd": sigma[keep]})
+                kept = {"ray": idx[s["ray"][keep]], "t": s["t"][keep], "dt": s["dt"][keep], "x01": s["x01"][keep], "sigma_nograd": sigma[keep]}
+                if geo is not None:
+                    kept["geo_nograd"] = geo[keep]
+                keep_parts.append(kept)
             k[idx] = s["k_next"]
             alive[idx] = (s["k_next"] < len(ts)) & (torch.exp(-log_T[idx]) > cfg.min_transmittance)
         if not keep_parts:
             empty = torch.zeros(0, device=origins.device)
-            return {"ray": empty.long(), "t": empty, "dt": empty, "x01": empty.reshape(0, 3), "sigma_nograd": empty}
+            out = {"ray": empty.long(), "t": empty, "dt": empty, "x01": empty.reshape(0, 3), "sigma_nograd": empty}
+            if geometry is not None:
+                out["geo_nograd"] = empty.reshape(0, self.background.cfg.geo_feat_dim)
+            return out
         out = {key: torch.cat([p[key] for p in keep_parts]) for key in keep_parts[0]}
         order = torch.argsort(out["ray"].double() * 1e6 + out["t"].double())
         return {key: v[order] for key, v in out.items()}
@@ -263,11 +277,11 @@ class NeuralScene(nn.Module):
 
     # ---- rendering --------------------------------------------------------------------------
     def _collect_samples(self, origins: Tensor, dirs: Tensor, actors: list[ActorRays], jitter: bool, terminate: bool,
-                         background: bool = True) -> list[dict]:
+                         background: bool = True, step_cone: float | None = None, keep_features: bool = False) -> list[dict]:
         """Samples of every field, one dict per field ("part"), each with its owner slot
         (0 = background, 1 + i = ``actors[i]``)."""
         if background:
-            bg = self._background_samples(origins, dirs, jitter, terminate)
+            bg = self._background_samples(origins, dirs, jitter, terminate, step_cone, keep_features)
         else:
             empty = torch.zeros(0, device=origins.device)
             bg = {"ray": empty.long(), "t": empty, "dt": empty, "x01": empty.reshape(0, 3)}
@@ -351,9 +365,19 @@ class NeuralScene(nn.Module):
             grad = (R.transpose(1, 2) @ grad[..., None])[..., 0]
         return -torch.nn.functional.normalize(grad, dim=-1)
 
+    @staticmethod
+    def _shade(part: dict, semantics: bool) -> tuple[Tensor, ...]:
+        """Density and colour (and class logits) of a part's samples; samples that kept their
+        geometry features from marching (inference) only run the colour MLP."""
+        field = part["field"]
+        if "geo_nograd" in part:
+            return (part["sigma_nograd"],) + field.appearance(part["geo_nograd"], part["x01"], part["dirs"], semantics)
+        return field(part["x01"], part["dirs"], semantics=True) if semantics else field(part["x01"], part["dirs"])
+
     def render_rays(self, origins: Tensor, dirs: Tensor, actors: list[ActorRays] = (), jitter: bool = False,
                     far_rgb: Tensor | None = None, prune: bool = True, normals: bool = False,
-                    background: bool = True, semantics: bool = False, median: bool = False) -> dict[str, Tensor]:
+                    background: bool = True, semantics: bool = False, median: bool = False,
+                    step_cone: float | None = None) -> dict[str, Tensor]:
         """Render rays ``[R, 3]`` (world) through background + actors.
 
         Returns a dict: ``rgb [R,3]``, ``depth [R]`` (expected ray distance of the visible surface,
@@ -367,16 +391,19 @@ class NeuralScene(nn.Module):
         ``median`` adds ``depth_median [R]`` (distance where the accumulated weight reaches 0.5;
         inf where it never does). ``semantics`` (background field with a semantic head) adds ``semantic_probs [R, C]``, the
         class distribution of the background's share of the ray, and ``background_weight [R]``.
+        ``step_cone`` overrides the background's cone step (``cfg.step_cone``): a coarse image's pixels
+        are wider, so its samples may be sparser (e.g. the pixel angle of a 128-pixel-wide camera).
         """
         n_rays = len(origins)
-        parts = self._collect_samples(origins, dirs, list(actors), jitter, terminate=prune, background=background)
+        inference = not torch.is_grad_enabled()
+        parts = self._collect_samples(origins, dirs, list(actors), jitter, terminate=prune, background=background,
+                                      step_cone=step_cone, keep_features=inference)
         if prune:
             parts = self._prune(parts, n_rays)
         if torch.is_grad_enabled() and (origins.requires_grad or dirs.requires_grad or any(a.T_actor_world.requires_grad for a in actors)):
             parts = [self._positions_with_pose_grad(p, origins, dirs) for p in parts]
         semantics = semantics and getattr(self.background, "semantic_head", None) is not None
-        shaded = [p["field"](p["x01"], p["dirs"], semantics=True) if semantics and p["slot"] == 0 else p["field"](p["x01"], p["dirs"])
-                  for p in parts]
+        shaded = [self._shade(p, semantics and p["slot"] == 0) for p in parts]
         ray, t, order = self._ray_order(parts)
         ray, t = ray[order], t[order]
         dt = torch.cat([p["dt"] for p in parts])[order]

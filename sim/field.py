@@ -143,6 +143,11 @@ class RadianceField(nn.Module):
         """Density ``[N]`` and colour ``[N, 3]``; ``dirs`` are unit view directions in the field's
         frame. With ``semantics`` (and a semantic head) also class logits ``[N, C]``."""
         sigma, geo = self._geometry(x01)
+        return (sigma,) + self.appearance(geo, x01, dirs, semantics)
+
+    def appearance(self, geo: Tensor, x01: Tensor, dirs: Tensor, semantics: bool = False) -> tuple[Tensor, ...]:
+        """Colour ``[N, 3]`` (and class logits with ``semantics``) from geometry features ``geo``
+        (the density MLP's other outputs at ``x01``)."""
         feats = [geo]
         if self.cfg.mirror_y:
             # The reflected half sees reflected directions; its side is an input of the colour MLP.
@@ -153,8 +158,8 @@ class RadianceField(nn.Module):
             feats.append(sh_encode(dirs, self.cfg.sh_degree))
         rgb = self.color_mlp(torch.cat(feats, -1))
         if semantics and self.semantic_head is not None:
-            return sigma, rgb, self.semantic_head(geo)
-        return sigma, rgb
+            return rgb, self.semantic_head(geo)
+        return (rgb,)
 
 
 class SkyField(nn.Module):

@@ -34,14 +34,16 @@ def actor_rays_for_state(model: NeuralScene, state: SceneState, device="cpu") ->
 
 @torch.no_grad()
 def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: SceneState, chunk: int = 1 << 14,
-                     normals: bool = False, background: bool = True, semantics: bool = True) -> dict[str, Tensor]:
+                     normals: bool = False, background: bool = True, semantics: bool = True,
+                     step_cone: float | None = None) -> dict[str, Tensor]:
     """Per-ray products of world rays ``[N, 3]`` at ``state``: ``rgb [N,3]``, ``ray_dist`` (expected)
     and ``ray_dist_median [N]`` (both inf where accumulation < 0.5), ``accumulation [N]``,
     ``instance [N]`` (the actor holding most of the ray's weight, 0 = background / sky), and with
     ``normals`` the outward world-frame ``normals [N, 3]`` (zero where nothing was hit).
     ``background=False`` renders the actors alone (e.g. amodal masks). A background field with a
     semantic head adds ``background_class [N]``: the class id (`scenes.classes`) it gives the ray
-    (unless ``semantics`` is False)."""
+    (unless ``semantics`` is False). ``step_cone`` overrides the model's cone step (coarse images:
+    see `NeuralScene.render_rays`)."""
     model.eval()
     actors, states = actor_rays_for_state(model, state, origins.device)
     ids = torch.tensor([0] + [a.instance_id for a in states], device=origins.device)
@@ -52,7 +54,7 @@ def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: S
     n_samples = 0
     for s in range(0, len(origins), chunk):
         out = model.render_rays(origins[s : s + chunk], dirs[s : s + chunk], actors, normals=normals, background=background,
-                                semantics=head, median=True)
+                                semantics=head, median=True, step_cone=step_cone)
         if head:
             out["background_class"] = class_ids[out["semantic_probs"].argmax(-1)]
         # An actor owns a ray when it holds most of the ray's weight.
