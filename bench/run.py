@@ -7,7 +7,9 @@ Measured in one process on whatever machine runs it (the entry records CPU, thre
 - lego-200 (../shared/data/lego-200): train for a time budget -> test PSNR (25 test views, on white);
 - scenario datasets (`nerfsim generate`): camera frames per minute at 640x360 with every label
   (RGB, depth, instance + semantic masks, boxes, KITTI, COCO, poses, preview), and the speed-up of 2
-  Ray workers over 1 (the world scene of this bench, or ``--scene``).
+  Ray workers over 1 (the world scene of this bench, or ``--scene``);
+- closed-loop navigation (`nerfsim nav-eval`): env steps/s at 128x72 RGB-D, the planner's and the
+  reactive controller's collision rate, success and path-length ratio (same scene).
 Run pieces with ``python -m bench.run --only world`` etc. Heavy: ~25 min with the defaults.
 """
 
@@ -130,10 +132,41 @@ def bench_generate(work: Path, scene_dir: Path, frames: int = 3) -> dict:
             "generate_frames_per_min_ray_2": 2 * frames / two * 60}
 
 
+def bench_nav(work: Path, scene_dir: Path, pairs: int = 50, reactive_pairs: int = 10) -> dict:
+    """Closed-loop navigation: env step rate at 128x72 RGB-D (rendering + collisions + metrics; the
+    controller excluded), and the NeRF-Nav-style planner and the reactive depth controller over
+    sampled start-goal pairs with the unicycle robot (moving actors on)."""
+    from tasks.nav.env import NavConfig, NavEnv
+    from tasks.nav.evaluate import NavEvalConfig, evaluate
+    from tasks.nav.planner import NerfNavPlanner
+
+    env = NavEnv(str(scene_dir), NavConfig(observations=("rgb", "depth")))
+    obs, info = env.reset(seed=0)
+    planner = NerfNavPlanner()
+    planner.reset(env)
+    steps, t_env = 0, 0.0
+    while steps < 100:
+        action = planner.act(obs, info)
+        t = time.perf_counter()
+        obs, _, terminated, truncated, info = env.step(action)
+        t_env += time.perf_counter() - t
+        steps += 1
+        if terminated or truncated:
+            obs, info = env.reset(seed=steps)
+            planner.reset(env)
+    out = {"nav_step_hz_128x72_rgbd": steps / t_env}
+    for name, n, obs_names in (("planner", pairs, ()), ("reactive", reactive_pairs, ("depth",))):
+        res = evaluate(NavEvalConfig(scene_dir, work / f"nav_{name}", name, n, videos=1, env=NavConfig(observations=obs_names)))
+        out.update({f"nav_{name}_{k}": v for k, v in res.items() if k in (
+            "episodes", "collision_rate", "collision_rate_truth", "success_rate", "path_length_ratio_mean",
+            "path_length_ratio_median", "route_completion_mean", "step_hz_mean")})
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["encoding", "world", "lego", "generate"], action="append")
-    ap.add_argument("--scene", type=Path, help="trained scene for the generate bench (default: the world bench's)")
+    ap.add_argument("--only", choices=["encoding", "world", "lego", "generate", "nav"], action="append")
+    ap.add_argument("--scene", type=Path, help="trained scene for the generate and nav benches (default: the world bench's)")
     ap.add_argument("--world-seconds", type=float, default=300.0)
     ap.add_argument("--lego-seconds", type=float, default=600.0)
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "out")
@@ -142,7 +175,7 @@ def main(argv=None) -> dict:
     if args.fresh:
         shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    parts = args.only or ["encoding", "world", "lego", "generate"]
+    parts = args.only or ["encoding", "world", "lego", "generate", "nav"]
     res = machine()
     if "encoding" in parts:
         res.update(bench_encoding())
@@ -152,6 +185,8 @@ def main(argv=None) -> dict:
         res.update(bench_lego(args.work, args.lego_seconds))
     if "generate" in parts:
         res.update(bench_generate(args.work, args.scene or args.work / "world_scene"))
+    if "nav" in parts:
+        res.update(bench_nav(args.work, args.scene or args.work / "world_scene"))
     line = json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()})
     print(line)
     with open(ROOT / "bench" / "RESULTS.md", "a") as f:
