@@ -104,6 +104,11 @@ class NavConfig:
     """Reward for a collision or for leaving the scene."""
     map_cell: float = 0.1
     """Cell size of the density map used for clearance and start/goal sampling, metres."""
+    scenario: str = ""
+    """A scenario (template name or YAML file) whose actors replace the scene's; the agent takes the
+    scripted ego's place: it starts where and as fast as the ego starts, its goal is where the ego ends."""
+    scenario_variant: int = 0
+    """Which variant of the scenario (its random draws)."""
 
     def __post_init__(self):
         unknown = set(self.observations) - set(OBSERVATIONS)
@@ -144,6 +149,8 @@ class NavEnv(gymnasium.Env):
             raise InputError("navigation environment", ", ".join(sorted(bad)), f"unknown option; known: {sorted(known)}")
         self.cfg = replace(cfg, **overrides)
         self.scene = _scene_for(scene if scene is not None else self.cfg.scene)
+        if self.cfg.scenario:
+            self.scene = self.scene.with_scenario(self.cfg.scenario, self.cfg.scenario_variant)
         self.dynamics: Dynamics = make_dynamics(self.cfg.dynamics)
         if render_mode not in (None, "rgb_array"):
             raise InputError("navigation environment", "render_mode", f"expected None or 'rgb_array', got {render_mode!r}")
@@ -192,11 +199,15 @@ class NavEnv(gymnasium.Env):
         super().reset(seed=seed)
         options = options or {}
         self.t = float(options.get("start_time", self.cfg.start_time))
+        speed = 0.0
         if "start" in options and "goal" in options:
             start, yaw, goal = _start_goal_from_options(options, self.scene.ground_z, self.dynamics.ground)
+        elif self.scene.scenario_ego is not None:
+            start, yaw, goal, speed = self._scenario_start_goal()
         else:
             start, yaw, goal = sample_start_goal(self, self.np_random)
         self.state, self.goal = still(start, yaw), np.asarray(goal, dtype=np.float64)
+        self.state = replace(self.state, velocity=speed * np.array([np.cos(yaw), np.sin(yaw), 0.0]))
         self.steps, self.trajectory = 0, [self.state.position.copy()]
         obs = self._observe()
         return obs, self._info(None, None)
@@ -225,6 +236,17 @@ class NavEnv(gymnasium.Env):
         terminated = bool(reached or collision)
         truncated = bool(not terminated and self.steps >= self.cfg.max_steps)
         return self._observe(), float(reward), terminated, truncated, self._info(collision, truth)
+
+    def _scenario_start_goal(self):
+        """The scripted ego's start (pose, speed) and end, for this agent's ego origin (the body's
+        centre sits where the scripted ego's centre was)."""
+        ego, t0 = self.scene.scenario_ego, self.t
+        centre = np.mean(np.asarray(self.dynamics.body_spheres)[:, :2], axis=0)
+        T0, T1 = ego.pose_at(t0), ego.pose_at(float(ego.times[-1]))
+        yaw = float(np.arctan2(T0[1, 0], T0[0, 0]))
+        back = lambda T: T[:3, 3] - T[:3, :2] @ centre  # noqa: E731
+        speed = float(np.linalg.norm(ego.pose_at(t0 + 0.1)[:2, 3] - T0[:2, 3]) / 0.1)
+        return back(T0), yaw, back(T1), speed
 
     def render(self):
         if self.render_mode != "rgb_array":

@@ -16,7 +16,7 @@ Conventions: world z up, metres; actor boxes centred on the actor frame (x forwa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from scenes.graph import SceneGraph, SceneState
+from scenes.errors import InputError
+from scenes.graph import ActorTrack, SceneGraph, SceneState
 from scenes.roadmap import RoadMap
 from sim.compose import NeuralScene
 
@@ -47,6 +48,8 @@ class NavScene:
     name: str = "scene"
     maps: dict = field(default_factory=dict, repr=False)
     """Density maps built so far, keyed by their parameters (shared by the environments of a process)."""
+    scenario_ego: ActorTrack | None = None
+    """The scripted ego of a scenario (`with_scenario`): its start and end are the default start and goal."""
 
     @staticmethod
     def load(path: Path | str, with_twin: bool = True) -> "NavScene":
@@ -58,6 +61,19 @@ class NavScene:
         twin = twin_for(scene) if (wcfg is not None and with_twin) else None
         roadmap = RoadMap.from_world_config(wcfg) if wcfg is not None else None
         return NavScene(scene.model.eval(), scene.graph, twin, roadmap, name=str(path))
+
+    def with_scenario(self, scenario: str, variant: int = 0, seed: int | None = None) -> "NavScene":
+        """This scene with the actors of variant ``variant`` of a scenario (template name or YAML
+        file, `tasks.scenario`). The actors replay the scenario's simulation: their behaviours
+        reacted to the scripted ego, not to the agent that replaces it."""
+        from tasks.generate import draw_variant
+        from tasks.scenario import load_scenario_text
+        from tasks.traffic import actor_library
+
+        if self.roadmap is None:
+            raise InputError(self.name, "scenario", "scenarios need a scene of the built-in world (its road map)")
+        world, *_ = draw_variant(load_scenario_text(scenario), self.graph, self.roadmap, variant, seed, 20, actor_library(self.graph))
+        return replace(self, graph=world.graph, scenario_ego=world.ego, name=f"{self.name} + {scenario} #{variant}")
 
     @property
     def aabb(self) -> np.ndarray:

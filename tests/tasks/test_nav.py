@@ -194,3 +194,48 @@ def test_evaluation_writes_consistent_results_and_resumes(nav_scene, tmp_path):
     again = evaluate(cfg, scene=nav_scene)
     assert {k: v for k, v in again.items() if k != "step_hz_mean"} == {k: v for k, v in summary.items() if k != "step_hz_mean"}
     assert summarise([])["episodes"] == 0
+
+
+def test_scenario_actors_replace_the_scene_and_the_agent_takes_the_ego_start():
+    """A corner-case scenario in the loop: its actors (simulated as in `nerfsim generate`) populate
+    the environment and the car starts where, and as fast as, the scripted ego started."""
+    import torch
+
+    from scenes.roadmap import RoadMap
+    from scenes.world import WorldConfig, build_world
+    from sim.compose import NeuralScene, SceneModelConfig
+    from sim.encoding import HashGridConfig
+    from sim.field import FieldConfig
+    from tasks.generate import draw_variant
+    from tasks.scenario import load_scenario_text
+    from tasks.traffic import actor_library
+
+    world = build_world(WorldConfig())
+    small = FieldConfig(grid=HashGridConfig(n_levels=2, log2_table_size=8, base_resolution=4, max_resolution=16), hidden_dim=8,
+                        color_hidden_dim=8, sh_degree=0)
+    model = NeuralScene(SceneModelConfig(background=small, actor=small, far_field="black"), world.graph.aabb, world.graph.asset_ids)
+    with torch.no_grad():
+        model.background.density_mlp[-1].bias[0] = -20.0  # empty background: only the actors are obstacles
+    road = RoadMap.from_world_config(world.config)
+    scene = NavScene(model, world.graph, None, road, name="world")
+    env = NavEnv(scene, scenario="cut_in", dynamics="bicycle", observations=(), map_cell=0.25)
+    env.reset()
+    expected, *_ = draw_variant(load_scenario_text("cut_in"), world.graph, road, 0, None, 20, actor_library(world.graph))
+    assert {a.actor_id for a in env.scene.graph.actors} == {a.actor_id for a in expected.graph.actors}
+    T0 = expected.ego.pose_at(0.0)
+    centre = env.state.position + (env.state.T_world_ego[:3, :3] @ [1.3, 0.0, 0.0])  # rear axle -> body centre
+    np.testing.assert_allclose(centre[:2], T0[:2, 3], atol=1e-6)
+    assert env.state.speed == pytest.approx(np.linalg.norm(expected.ego.pose_at(0.1)[:2, 3] - T0[:2, 3]) / 0.1, rel=1e-6)
+    np.testing.assert_allclose(env.goal[:2], (expected.ego.pose_at(expected.ego.times[-1]) @ [-1.3, 0, 0, 1])[:2], atol=1e-6)
+
+
+@pytest.mark.parametrize("dynamics, options", [
+    ("quadrotor", {"start": (0.0, 0.0, 1.5, 0.0), "goal": (10.0, -1.0, 2.5)}),  # over the car, past the pole and the pedestrian
+    ("bicycle", {"start": (-2.5, -5.0, 0.0), "goal": (6.0, -5.5)}),
+])
+def test_planner_drives_a_car_and_flies_a_drone(nav_scene, dynamics, options):
+    env = small_env(nav_scene, dynamics=dynamics, observations=(), moving_actors=False, start_time=1.0, max_steps=200)
+    info, traj = _drive(env, NerfNavPlanner(), options)
+    assert info["reached"] and info["collision"] is None and not info["collision_truth"]
+    if dynamics == "quadrotor":
+        assert np.array(traj)[-1, 2] == pytest.approx(2.5, abs=env.cfg.goal_radius)
