@@ -84,12 +84,15 @@ class NerfNavPlanner:
         self.mcp = MCP_Geometric(cost)
         self.to_goal, _ = self.mcp.find_costs([tuple(dmap.index(env.goal[:2]))])
 
-    def _route(self, xy: np.ndarray) -> np.ndarray:
-        """Shortest route over the map from ``xy`` to the goal (world points ``[K, 2]``)."""
+    def _route(self, xy: np.ndarray) -> np.ndarray | None:
+        """Shortest route over the map from ``xy`` to the goal (world points ``[K, 2]``); None when
+        the goal cannot be reached now (e.g. a car stands on it)."""
         dmap = self.env.map
         start = tuple(dmap.index(xy))
-        if not np.isfinite(self.to_goal[start]):  # started in a blocked cell (e.g. brushing an obstacle): nearest reachable
+        if not np.isfinite(self.to_goal[start]):  # in a blocked cell (e.g. brushing an obstacle): nearest reachable one
             ok = np.argwhere(np.isfinite(self.to_goal))
+            if len(ok) <= 1:  # only the goal cell itself: it is blocked
+                return None
             start = tuple(ok[np.argmin(np.linalg.norm(ok - np.array(start), axis=1))])
         cells = np.array(self.mcp.traceback(start))[::-1]
         return dmap.world(cells)
@@ -149,6 +152,9 @@ class NerfNavPlanner:
         if self.moving or self.plan is None:
             self._update_costs()
         route = self._route(xy)
+        if route is None:  # wait where we are; the next replan looks again
+            self.plan = xy[None].copy()
+            return
         plan = self._optimise(xy, route, env.t)
         if not self._body_clear(plan):
             plan = np.concatenate([xy[None], route])
@@ -175,7 +181,7 @@ class NerfNavPlanner:
 def track(dyn, state, target: np.ndarray, speed: float) -> np.ndarray:
     """Normalised action that steers the agent towards world point ``target`` at ``speed`` (fraction of top speed)."""
     d = target[:2] - state.position[:2]
-    err = _wrap(np.arctan2(d[1], d[0]) - state.yaw)
+    err = _wrap(np.arctan2(d[1], d[0]) - state.yaw) if np.linalg.norm(d) > 1e-6 else 0.0  # at the target: hold the heading
     fwd = float(np.dot(state.velocity[:2], [np.cos(state.yaw), np.sin(state.yaw)]))
     if dyn.name == "unicycle":
         v = speed * max(np.cos(err), 0.0) if abs(err) < 1.2 else 0.0  # turn on the spot when facing away

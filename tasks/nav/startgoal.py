@@ -2,8 +2,8 @@
 
 A pair is drawn from the cells where the agent's footprint fits (the density map's clearance exceeds
 its radius plus a margin, no actor box within that margin at the start time; for the start also
-during the next ``SPAWN_LOOKAHEAD`` seconds), on the street when the
-scene has a road map, with goal and start in one connected piece of free space and
+during the next ``SPAWN_LOOKAHEAD`` seconds, for the goal as long as actors move), on the street when
+the scene has a road map, with goal and start in one connected piece of free space and
 ``min_distance <= |goal - start| <= max_distance``. The agent starts facing roughly towards the goal.
 
 Conventions: world z up, metres; cell indices of `tasks.nav.scene.DensityMap`.
@@ -57,17 +57,25 @@ def free_space(env, grow: float, lookahead: float = 0.0) -> np.ndarray:
     return free
 
 
+def _motion_span(env) -> float:
+    """Seconds from the start time until the moving actors stop for good (their tracks end) or the
+    episode does: no goal where an actor will stand."""
+    ends = [float(a.track.times[-1]) for a in env.scene.graph.actors if a.actor_id in moving_actor_ids(env.scene.graph)]
+    return float(np.clip(max(ends, default=0.0) - env.cfg.start_time, 0.0, env.cfg.max_steps * env.cfg.dt))
+
+
 def sample_start_goal(env, rng: np.random.Generator, tries: int = 200):
     """``(start [3], yaw, goal [3])`` for a new episode of ``env`` (see the module docstring)."""
     cfg, dmap = env.cfg, env.map
     free = free_space(env, START_MARGIN)
     labels, _ = ndimage.label(free, structure=np.ones((3, 3)))
     cells = np.argwhere(free & free_space(env, START_MARGIN, SPAWN_LOOKAHEAD))
+    goals = free & free_space(env, START_MARGIN, _motion_span(env))
     if len(cells) < 2:
         raise InputError(env.scene.name, "density map", "no free space for the agent: is the scene trained, the threshold right?")
     for _ in range(tries):
         s = cells[rng.integers(len(cells))]
-        same = cells[labels[cells[:, 0], cells[:, 1]] == labels[s[0], s[1]]]
+        same = np.argwhere(goals & (labels == labels[s[0], s[1]]))
         d = np.linalg.norm((same - s) * dmap.cell, axis=1)
         ok = same[(d >= cfg.min_distance) & (d <= cfg.max_distance)]
         if len(ok):
