@@ -262,7 +262,7 @@ def pose_data(scene: Positional[Path], actor: str, out: Path = Path("pose_data")
 
 def nav_eval(scene: Positional[Path], out: Path = Path("nav_eval"), controller: str = "planner", dynamics: str = "unicycle",
              pairs: int = 50, seed: int = 0, observations: str = "depth", width: int = 128, height: int = 72,
-             moving_actors: bool = True, max_steps: int = 600, videos: int = 2) -> None:
+             moving_actors: bool = True, max_steps: int = 600, videos: int = 2, scenario: str = "") -> None:
     """Closed-loop navigation test: drive a controller through the neural scene between sampled
     start-goal pairs; report collision rate, success, path-length ratio (summary.json), with an
     overview map of all trajectories and videos of the first episodes. Resumes after a kill.
@@ -280,13 +280,15 @@ def nav_eval(scene: Positional[Path], out: Path = Path("nav_eval"), controller: 
         moving_actors: Actors follow their tracks (False: the scene is frozen at time 0).
         max_steps: Steps (0.1 s each) before an episode times out.
         videos: MP4s of the first this many episodes.
+        scenario: A scenario (template name or YAML file): its actors populate the scene and the agent
+            takes the scripted ego's place; episode i runs variant seed + i.
     """
     from tasks.nav.env import NavConfig
     from tasks.nav.evaluate import NavEvalConfig, evaluate as run
 
     obs = tuple(o.strip() for o in observations.split(",") if o.strip())
     env = NavConfig(scene=str(scene), dynamics=dynamics, observations=obs, width=width, height=height,
-                    moving_actors=moving_actors, max_steps=max_steps)
+                    moving_actors=moving_actors, max_steps=max_steps, scenario=scenario, scenario_variant=seed)
     run(NavEvalConfig(scene, out, controller, pairs, seed, videos, env))
 
 

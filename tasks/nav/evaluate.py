@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,8 @@ class NavEvalConfig:
     controller: str = "planner"
     """'planner' (NeRF-Nav-style, density map) or 'reactive' (depth image only)."""
     pairs: int = 50
-    """Number of start-goal pairs (episode i is seeded with seed + i)."""
+    """Number of start-goal pairs (episode i is seeded with seed + i; with a scenario in the
+    environment config, episode i is that scenario's variant seed + i)."""
     seed: int = 0
     """Seed of the first pair."""
     videos: int = 2
@@ -163,6 +164,8 @@ def evaluate(cfg: NavEvalConfig, scene=None) -> dict:
         for i, seed in enumerate(seeds):
             if seed in done:
                 continue
+            if cfg.env.scenario:  # one variant of the scenario per episode; the density map is shared
+                env = NavEnv(scene if scene is not None else str(cfg.scene), replace(cfg.env, scenario_variant=seed))
             m, frames = run_episode(env, controller, seed, record=i < cfg.videos)
             if frames:
                 write_video(out / f"episode_{seed:03d}.mp4", frames, fps=1.0 / cfg.env.dt)

@@ -196,7 +196,7 @@ def test_evaluation_writes_consistent_results_and_resumes(nav_scene, tmp_path):
     assert summarise([])["episodes"] == 0
 
 
-def test_scenario_actors_replace_the_scene_and_the_agent_takes_the_ego_start():
+def test_scenario_actors_replace_the_scene_and_the_agent_takes_the_ego_start(tmp_path):
     """A corner-case scenario in the loop: its actors (simulated as in `nerfsim generate`) populate
     the environment and the car starts where, and as fast as, the scripted ego started."""
     import torch
@@ -227,6 +227,14 @@ def test_scenario_actors_replace_the_scene_and_the_agent_takes_the_ego_start():
     np.testing.assert_allclose(centre[:2], T0[:2, 3], atol=1e-6)
     assert env.state.speed == pytest.approx(np.linalg.norm(expected.ego.pose_at(0.1)[:2, 3] - T0[:2, 3]) / 0.1, rel=1e-6)
     np.testing.assert_allclose(env.goal[:2], (expected.ego.pose_at(expected.ego.times[-1]) @ [-1.3, 0, 0, 1])[:2], atol=1e-6)
+    # nav-eval runs one variant per episode.
+    cfg = NavEvalConfig(scene="world", out=tmp_path, pairs=2, videos=0,
+                        env=NavConfig(scenario="cut_in", dynamics="bicycle", observations=(), map_cell=0.25, max_steps=20))
+    evaluate(cfg, scene=scene)
+    episodes = [json.loads(x) for x in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    for e in episodes:
+        variant, *_ = draw_variant(load_scenario_text("cut_in"), world.graph, road, e["seed"], None, 20, actor_library(world.graph))
+        np.testing.assert_allclose(e["start"][:2], (variant.ego.pose_at(0.0) @ [-1.3, 0, 0, 1])[:2], atol=1e-3)
 
 
 @pytest.mark.parametrize("dynamics, options", [
