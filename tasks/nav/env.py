@@ -286,13 +286,13 @@ class NavEnv(gymnasium.Env):
         gaps, _ = sphere_box_distance(centres, radii, self.scene_state(t))
         return min(gap_bg, float(gaps.min()) if gaps.size else np.inf)
 
-    def time_to_collision(self, state: AgentState, t: float, horizon: float = 5.0) -> float:
+    def time_to_collision(self, state: AgentState, t: float, horizon: float = 5.0, background: bool = True) -> float:
         """Seconds until the body reaches an obstacle if everything keeps its velocity (actors: their
-        track velocity now; background: along the agent's velocity in the density map); inf beyond
-        ``horizon``."""
+        track velocity now; background, unless ``background`` is False: along the agent's velocity
+        in the density map); inf beyond ``horizon``."""
         v = state.velocity
         ttc = np.inf
-        if np.linalg.norm(v[:2]) > 1e-3:
+        if background and np.linalg.norm(v[:2]) > 1e-3:
             free = self.map.ray_distance(state.position[:2], v[:2], max_dist=horizon * np.linalg.norm(v[:2]) + 1.0)
             ttc = max(free - self.dynamics.footprint_radius, 0.0) / np.linalg.norm(v[:2])
         actors = self.nearby_actors(state, t)

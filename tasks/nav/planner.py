@@ -7,7 +7,7 @@ over the density map's free cells (footprint-inflated, soft cost near obstacles)
 it is optimised as a trajectory (smoothness + a collision cost from the density-derived clearance +
 predicted boxes of moving actors), checked against the field's density at the body's probe points
 and replanned every ``replan_every`` steps from where the agent is. The agent tracks it with pure
-pursuit and brakes when its time-to-collision drops and standing still would keep it clear.
+pursuit; when its time-to-collision drops it stops if standing still keeps it clear, else it hurries on.
 
 `DepthReactiveController`: no map; each step it back-projects the depth image, finds the heading in
 the camera's view with the most free space near the goal's bearing, and sets speed by the free
@@ -52,8 +52,9 @@ class PlannerConfig:
     """Cruise speed as a fraction of the agent's top speed."""
     lookahead: float = 1.2
     """Pure-pursuit lookahead distance, metres (cars: twice this)."""
-    brake_ttc: float = 1.0
-    """Stop when the time-to-collision with an actor falls below this, seconds."""
+    brake_ttc: float = 2.5
+    """Time-to-collision (seconds) below which the agent reacts: it stops if standing still keeps it
+    clear (a car about to cross its path), otherwise it hurries on at top speed (it is in the car's way)."""
 
 
 class NerfNavPlanner:
@@ -173,8 +174,9 @@ class NerfNavPlanner:
         goal_dist = env._distance_to_goal(state)
         look = self.cfg.lookahead * (2.0 if dyn.name == "bicycle" else 1.0)
         target = _lookahead_point(self.plan, state.position[:2], look)
-        brake = info.get("ttc", np.inf) < self.cfg.brake_ttc and _stopping_helps(env, 2 * self.cfg.brake_ttc)
-        speed = 0.0 if brake else self.cfg.cruise * min(1.0, goal_dist / 2.0 + 0.3)
+        speed = self.cfg.cruise * min(1.0, goal_dist / 2.0 + 0.3)
+        if env.time_to_collision(state, env.t, self.cfg.brake_ttc, background=False) < self.cfg.brake_ttc:
+            speed = 0.0 if _stopping_helps(env, 2 * self.cfg.brake_ttc) else 1.0
         return track(dyn, state, np.r_[target, env.goal[2]], speed)
 
 
@@ -241,7 +243,7 @@ def _stopping_helps(env, horizon: float) -> bool:
     """Whether standing still keeps the agent clear for ``horizon`` seconds (an actor crossing ahead);
     if an actor comes at the agent anyway, stopping would not help and the plan should dodge."""
     s = env.state
-    return env.time_to_collision(replace(s, velocity=np.zeros(3)), env.t, horizon) > horizon
+    return env.time_to_collision(replace(s, velocity=np.zeros(3)), env.t, horizon, background=False) > horizon
 
 
 @dataclass
