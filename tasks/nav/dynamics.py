@@ -63,6 +63,11 @@ class Dynamics:
         return len(self.action_names)
 
     @property
+    def top_speed(self) -> float:
+        """Fastest the agent goes, m/s."""
+        return float(getattr(self, "max_speed"))
+
+    @property
     def footprint_radius(self) -> float:
         """Radius of the body's ground-plane footprint around the ego origin (for planning maps)."""
         return max(float(np.hypot(x, y) + r) for x, y, _, r in self.body_spheres)
@@ -172,6 +177,10 @@ class PointMassQuadrotor(Dynamics):
     """Linear drag, 1/s (top speed = max_accel / drag)."""
     body_spheres: tuple = ((0.0, 0.0, 0.0, 0.35),)
     camera_height: float = 0.0
+
+    @property
+    def top_speed(self) -> float:
+        return self.max_accel / self.drag
 
     def _derivative_step(self, state, a, h):
         yaw = state.yaw + a[3] * self.max_yaw_rate * h

@@ -286,16 +286,17 @@ class NavEnv(gymnasium.Env):
         gaps, _ = sphere_box_distance(centres, radii, self.scene_state(t))
         return min(gap_bg, float(gaps.min()) if gaps.size else np.inf)
 
-    def time_to_collision(self, state: AgentState, t: float, horizon: float = 5.0, background: bool = True) -> float:
+    def time_to_collision(self, state: AgentState, t: float, horizon: float = 5.0, background: bool = True,
+                          moving_only: bool = False) -> float:
         """Seconds until the body reaches an obstacle if everything keeps its velocity (actors: their
-        track velocity now; background, unless ``background`` is False: along the agent's velocity
-        in the density map); inf beyond ``horizon``."""
+        track velocity now, only those moving with ``moving_only``; background, unless ``background``
+        is False: along the agent's velocity in the density map); inf beyond ``horizon``."""
         v = state.velocity
         ttc = np.inf
         if background and np.linalg.norm(v[:2]) > 1e-3:
             free = self.map.ray_distance(state.position[:2], v[:2], max_dist=horizon * np.linalg.norm(v[:2]) + 1.0)
             ttc = max(free - self.dynamics.footprint_radius, 0.0) / np.linalg.norm(v[:2])
-        actors = self.nearby_actors(state, t)
+        actors = [a for a in self.nearby_actors(state, t) if not moving_only or np.linalg.norm(a["velocity"]) > 0.1]
         if actors:
             centres, radii = self.dynamics.body_points(state)
             for tau in np.arange(0.0, min(ttc, horizon), 0.1):

@@ -111,7 +111,7 @@ class NerfNavPlanner:
         p = torch.tensor(init[1:], dtype=torch.float32, requires_grad=True)
         p0, end = torch.tensor(init[:1], dtype=torch.float32), torch.tensor(init[-1], dtype=torch.float32)
         clear = _ClearanceField(self.clear, env.map.origin, env.map.cell)
-        speed = max(cfg.cruise * getattr(env.dynamics, "max_speed", 2.0), 0.3)
+        speed = max(cfg.cruise * env.dynamics.top_speed, 0.3)
         times = t0 + torch.tensor(q[1:], dtype=torch.float32) / speed
         actors = [a for a in env.nearby_actors(env.state, t0) if a["actor_id"] in self.moving]  # the rest are in the map
         r = env.dynamics.footprint_radius + cfg.margin
@@ -175,7 +175,10 @@ class NerfNavPlanner:
         look = self.cfg.lookahead * (2.0 if dyn.name == "bicycle" else 1.0)
         target = _lookahead_point(self.plan, state.position[:2], look)
         speed = self.cfg.cruise * min(1.0, goal_dist / 2.0 + 0.3)
-        if env.time_to_collision(state, env.t, self.cfg.brake_ttc, background=False) < self.cfg.brake_ttc:
+        # Judged on the motion it intends (not the current one: a waiting agent would creep on).
+        heading = np.r_[target - state.position[:2], 0.0]
+        intended = replace(state, velocity=heading / max(np.linalg.norm(heading), 1e-6) * speed * dyn.top_speed)
+        if env.time_to_collision(intended, env.t, self.cfg.brake_ttc, background=False, moving_only=True) < self.cfg.brake_ttc:
             speed = 0.0 if _stopping_helps(env, 2 * self.cfg.brake_ttc) else 1.0
         return track(dyn, state, np.r_[target, env.goal[2]], speed)
 
@@ -243,7 +246,7 @@ def _stopping_helps(env, horizon: float) -> bool:
     """Whether standing still keeps the agent clear for ``horizon`` seconds (an actor crossing ahead);
     if an actor comes at the agent anyway, stopping would not help and the plan should dodge."""
     s = env.state
-    return env.time_to_collision(replace(s, velocity=np.zeros(3)), env.t, horizon, background=False) > horizon
+    return env.time_to_collision(replace(s, velocity=np.zeros(3)), env.t, horizon, background=False, moving_only=True) > horizon
 
 
 @dataclass
