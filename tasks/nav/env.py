@@ -215,7 +215,7 @@ class NavEnv(gymnasium.Env):
     def step(self, action):
         if self.state is None:
             raise RuntimeError("call reset() before step()")
-        before = self._distance_to_goal(self.state)
+        before = self.distance_to_goal(self.state)
         collision, truth = None, None
         h = self.cfg.dt / self.dynamics.substeps
         for k, s in enumerate(self.dynamics.step(self.state, action, self.cfg.dt)):
@@ -228,7 +228,7 @@ class NavEnv(gymnasium.Env):
         self.trajectory.append(self.state.position.copy())
         if self.scene.twin is not None:
             truth = self.collision_truth(self.state, self.t)
-        dist = self._distance_to_goal(self.state)
+        dist = self.distance_to_goal(self.state)
         reached = collision is None and dist <= self.cfg.goal_radius
         reward = (before - dist) - self.cfg.step_cost
         reward += self.cfg.goal_reward if reached else 0.0
@@ -318,7 +318,7 @@ class NavEnv(gymnasium.Env):
         return out
 
     # ---- observation / info --------------------------------------------------------------------
-    def _distance_to_goal(self, state: AgentState) -> float:
+    def distance_to_goal(self, state: AgentState) -> float:
         d = self.goal - state.position
         return float(np.linalg.norm(d if not self.dynamics.ground else d[:2]))
 
@@ -370,9 +370,9 @@ class NavEnv(gymnasium.Env):
 
     def _info(self, collision: str | None, truth: bool | None) -> dict:
         s, t = self.state, self.t
-        return {"time": t, "position": s.position.copy(), "distance_to_goal": self._distance_to_goal(s),
+        return {"time": t, "position": s.position.copy(), "distance_to_goal": self.distance_to_goal(s),
                 "collision": collision, "collision_truth": truth, "clearance": self.clearance(s, t),
-                "ttc": self.time_to_collision(s, t), "reached": collision is None and self._distance_to_goal(s) <= self.cfg.goal_radius,
+                "ttc": self.time_to_collision(s, t), "reached": collision is None and self.distance_to_goal(s) <= self.cfg.goal_radius,
                 "nearby_actors": self.nearby_actors(s, t)}
 
 

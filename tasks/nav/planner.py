@@ -171,7 +171,7 @@ class NerfNavPlanner:
             self.replan()
         self.steps += 1
         state, dyn = env.state, env.dynamics
-        goal_dist = env._distance_to_goal(state)
+        goal_dist = env.distance_to_goal(state)
         look = self.cfg.lookahead * (2.0 if dyn.name == "bicycle" else 1.0)
         target = _lookahead_point(self.plan, state.position[:2], look)
         speed = self.cfg.cruise * min(1.0, goal_dist / 2.0 + 0.3)

@@ -60,7 +60,8 @@ def free_space(env, grow: float, lookahead: float = 0.0) -> np.ndarray:
 def _motion_span(env) -> float:
     """Seconds from the start time until the moving actors stop for good (their tracks end) or the
     episode does: no goal where an actor will stand."""
-    ends = [float(a.track.times[-1]) for a in env.scene.graph.actors if a.actor_id in moving_actor_ids(env.scene.graph)]
+    moving = moving_actor_ids(env.scene.graph)
+    ends = [float(a.track.times[-1]) for a in env.scene.graph.actors if a.actor_id in moving]
     return float(np.clip(max(ends, default=0.0) - env.cfg.start_time, 0.0, env.cfg.max_steps * env.cfg.dt))
 
 

@@ -75,6 +75,6 @@ def episode_frame(env, plan: np.ndarray | None = None) -> np.ndarray:
     else:
         view = env.render_sensors(("rgb",))["rgb"].reshape(env.cfg.height, env.cfg.width, 3).astype(np.float32)
     view = _fit_height(view, m.shape[0])
-    text = f"t={env.t:.1f}s  goal {env._distance_to_goal(env.state):.1f} m"
+    text = f"t={env.t:.1f}s  goal {env.distance_to_goal(env.state):.1f} m"
     pad = np.ones((m.shape[0], 4, 3), np.float32)
     return np.concatenate([label(view, text), pad, m], axis=1)
