@@ -154,7 +154,10 @@ def bench_nav(work: Path, scene_dir: Path, pairs: int = 50, reactive_pairs: int 
         if terminated or truncated:
             obs, info = env.reset(seed=steps)
             planner.reset(env)
-    out = {"nav_step_hz_128x72_rgbd": steps / t_env}
+    t = time.perf_counter()
+    for _ in range(5):
+        env.render_sensors(("rgb", "depth"))
+    out = {"nav_step_hz_128x72_rgbd": steps / t_env, "nav_render_s_128x72_rgbd": (time.perf_counter() - t) / 5}
     for name, n, obs_names in (("planner", pairs, ()), ("reactive", reactive_pairs, ("depth",))):
         res = evaluate(NavEvalConfig(scene_dir, work / f"nav_{name}", name, n, videos=1, env=NavConfig(observations=obs_names)))
         out.update({f"nav_{name}_{k}": v for k, v in res.items() if k in (

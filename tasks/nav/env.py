@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from scenes.camera import Intrinsics
 from scenes.errors import InputError
 from scenes.transforms import make_pose, rot_z
 from scenes.twin import LidarConfig
@@ -171,6 +172,7 @@ class NavEnv(gymnasium.Env):
         self.steps = 0
         self.trajectory: list[np.ndarray] = []
         self._last_obs: dict | None = None
+        self._states: dict = {}
 
     # ---- spaces --------------------------------------------------------------------------------
     def _observation_space(self) -> spaces.Dict:
@@ -257,8 +259,15 @@ class NavEnv(gymnasium.Env):
 
     # ---- scene queries -------------------------------------------------------------------------
     def scene_state(self, t: float | None = None):
+        """The scene at time ``t`` (default: now). Memoised: collisions, clearance, time-to-collision
+        and the nearby actors all ask for the same few instants each step."""
         t = self.t if t is None else t
-        return self.scene.graph.at(t if self.cfg.moving_actors else self.cfg.start_time)
+        key = round(t if self.cfg.moving_actors else self.cfg.start_time, 9)
+        if key not in self._states:
+            if len(self._states) > 64:
+                self._states.clear()
+            self._states[key] = self.scene.graph.at(key)
+        return self._states[key]
 
     def collision(self, state: AgentState, t: float) -> str | None:
         """What the body hits at ``state`` and time ``t``: None, 'out_of_bounds', 'actor:<id>' or 'background'."""
@@ -376,9 +385,7 @@ class NavEnv(gymnasium.Env):
                 "nearby_actors": self.nearby_actors(s, t)}
 
 
-def _intrinsics(cfg: NavConfig):
-    from scenes.camera import Intrinsics
-
+def _intrinsics(cfg: NavConfig) -> Intrinsics:
     return Intrinsics.from_fov(cfg.width, cfg.height, cfg.hfov_deg)
 
 

@@ -102,17 +102,16 @@ class NerfNavPlanner:
         """Optimise the first ``horizon`` metres of ``route`` (waypoints; the first is fixed at ``xy``)."""
         cfg, env = self.cfg, self.env
         seg = np.concatenate([xy[None], route])
-        s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(seg, axis=0), axis=1))])
-        length = min(cfg.horizon, s[-1])
+        length = min(cfg.horizon, _arc_length(seg)[-1])
         if length < 0.3:
             return seg
         q = np.linspace(0, length, cfg.waypoints)
-        init = np.stack([np.interp(q, s, seg[:, 0]), np.interp(q, s, seg[:, 1])], 1)
+        init = _at_arc_length(seg, q)
         p = torch.tensor(init[1:], dtype=torch.float32, requires_grad=True)
         p0, end = torch.tensor(init[:1], dtype=torch.float32), torch.tensor(init[-1], dtype=torch.float32)
         clear = _ClearanceField(self.clear, env.map.origin, env.map.cell)
         speed = max(cfg.cruise * env.dynamics.top_speed, 0.3)
-        times = t0 + torch.tensor(q[1:], dtype=torch.float32) / speed
+        ahead = torch.tensor(q[1:], dtype=torch.float32) / speed  # seconds until each waypoint is reached
         actors = [a for a in env.nearby_actors(env.state, t0) if a["actor_id"] in self.moving]  # the rest are in the map
         r = env.dynamics.footprint_radius + cfg.margin
         opt = torch.optim.Adam([p], lr=0.05)
@@ -122,7 +121,7 @@ class NerfNavPlanner:
             stretch = ((pts[1:] - pts[:-1]).norm(dim=1) - length / (cfg.waypoints - 1)).pow(2).sum()
             collide = torch.relu(r - clear(p)).pow(2).sum()
             for a in actors:
-                collide = collide + torch.relu(r - _box_distance(p, a, times - t0)).pow(2).sum()
+                collide = collide + torch.relu(r - _box_distance(p, a, ahead)).pow(2).sum()
             loss = 10.0 * smooth + stretch + 50.0 * collide + (p[-1] - end).pow(2).sum()
             opt.zero_grad()
             loss.backward()
@@ -133,7 +132,7 @@ class NerfNavPlanner:
         """NeRF-Nav's check: the field's density at the body's probe points along ``path`` (heading
         along the path) stays below the threshold."""
         env = self.env
-        dense = _resample(path, env.map.cell * 2)
+        dense = _at_arc_length(path, np.arange(0.0, _arc_length(path)[-1] + 1e-9, env.map.cell * 2))
         if len(dense) < 2:
             return True
         yaw = np.arctan2(*np.diff(dense, axis=0).T[::-1])
@@ -160,8 +159,7 @@ class NerfNavPlanner:
         if not self._body_clear(plan):
             plan = np.concatenate([xy[None], route])
         # Beyond the optimised stretch the route continues to the goal.
-        rest = route[np.searchsorted(np.cumsum(np.linalg.norm(np.diff(np.concatenate([xy[None], route]), axis=0), axis=1)),
-                                     self.cfg.horizon):]
+        rest = route[np.searchsorted(_arc_length(np.concatenate([xy[None], route]))[1:], self.cfg.horizon):]
         self.plan = np.concatenate([plan, rest]) if len(rest) else plan
 
     # ---- control -------------------------------------------------------------------------------
@@ -229,9 +227,14 @@ def _box_distance(p: torch.Tensor, actor: dict, dt: torch.Tensor) -> torch.Tenso
     return torch.relu(excess).norm(dim=1) + torch.clamp(excess.max(dim=1).values, max=0.0)
 
 
-def _resample(path: np.ndarray, step: float) -> np.ndarray:
-    s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
-    q = np.arange(0.0, s[-1] + 1e-9, step)
+def _arc_length(path: np.ndarray) -> np.ndarray:
+    """Distance along a polyline ``[K, 2]`` at each of its points ``[K]``."""
+    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
+
+
+def _at_arc_length(path: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Points ``[len(q), 2]`` of a polyline at distances ``q`` along it."""
+    s = _arc_length(path)
     return np.stack([np.interp(q, s, path[:, 0]), np.interp(q, s, path[:, 1])], 1)
 
 
