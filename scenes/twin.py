@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import open3d as o3d
 
 from scenes.camera import Camera, pixel_rays
 from scenes.classes import CLASS_IDS
@@ -28,7 +27,21 @@ from scenes.graph import SceneState
 from scenes.materials import shade, sky_color
 from scenes.transforms import transform_points
 
-_INVALID = o3d.t.geometry.RaycastingScene.INVALID_ID
+# open3d is imported on first use, not with this module: reading a capture log or training needs no
+# ray caster (and a GPU machine without open3d can still train from a log), and the import costs ~1 s.
+_O3D = None
+
+
+def _o3d():
+    global _O3D
+    if _O3D is None:
+        try:
+            import open3d
+        except ImportError as e:  # pragma: no cover - open3d is a declared dependency
+            raise ImportError(f"the ground-truth twin needs open3d ({e}); `pip install open3d` "
+                              "(Linux also needs the system library libusb-1.0-0)") from None
+        _O3D = open3d
+    return _O3D
 
 
 @dataclass(frozen=True)
@@ -67,8 +80,8 @@ class LidarConfig:
 
 
 def _mesh_tensors(vertices: np.ndarray, faces: np.ndarray):
-    return (o3d.core.Tensor(np.ascontiguousarray(vertices, dtype=np.float32)),
-            o3d.core.Tensor(np.ascontiguousarray(faces, dtype=np.uint32)))
+    return (_o3d().core.Tensor(np.ascontiguousarray(vertices, dtype=np.float32)),
+            _o3d().core.Tensor(np.ascontiguousarray(faces, dtype=np.uint32)))
 
 
 class Twin:
@@ -79,7 +92,7 @@ class Twin:
         self.world = world
         cfg = world.config
         self.sun_dir, self.ambient, self.diffuse = np.asarray(cfg.sun_dir, float), cfg.ambient, cfg.diffuse
-        self._bg_scene = o3d.t.geometry.RaycastingScene()
+        self._bg_scene = _o3d().t.geometry.RaycastingScene()
         self._bg_parts = []  # geometry id -> MeshPart
         for part in world.background:
             gid = self._bg_scene.add_triangles(*_mesh_tensors(part.mesh.vertices, part.mesh.faces))
@@ -93,7 +106,7 @@ class Twin:
         key = tuple((a.asset_id, a.instance_id, a.class_name, np.asarray(a.T_world_actor).tobytes()) for a in state.actors)
         if self._actor_cache[0] == key:
             return self._actor_cache[1]
-        scene, index = o3d.t.geometry.RaycastingScene(), []
+        scene, index = _o3d().t.geometry.RaycastingScene(), []
         for actor in state.actors:
             if actor.asset_id not in self.world.actor_assets:
                 raise InputError(f"twin: actor {actor.actor_id}", "asset_id",
@@ -116,8 +129,8 @@ class Twin:
         """
         o = np.asarray(origins, dtype=np.float64).reshape(-1, 3)
         d = np.asarray(dirs, dtype=np.float64).reshape(-1, 3)
-        rays = o3d.core.Tensor(np.concatenate([o, d], axis=1).astype(np.float32))
-        hits_bg = self._bg_scene.cast_rays(rays) if background else {"t_hit": o3d.core.Tensor(np.full(len(o), np.inf, np.float32))}
+        rays = _o3d().core.Tensor(np.concatenate([o, d], axis=1).astype(np.float32))
+        hits_bg = self._bg_scene.cast_rays(rays) if background else {"t_hit": _o3d().core.Tensor(np.full(len(o), np.inf, np.float32))}
         actor_scene, actor_index = self._actor_scene(state)
         hits_act = actor_scene.cast_rays(rays) if actor_index else None
         t_bg = hits_bg["t_hit"].numpy().astype(np.float64)
@@ -138,7 +151,7 @@ class Twin:
     def distance_to_surface(self, points: np.ndarray, state: SceneState) -> np.ndarray:
         """Unsigned distance ``[N]`` (metres) from world points ``[N, 3]`` to the nearest surface of the
         background or of an actor of ``state``."""
-        pts = o3d.core.Tensor(np.asarray(points, dtype=np.float32).reshape(-1, 3))
+        pts = _o3d().core.Tensor(np.asarray(points, dtype=np.float32).reshape(-1, 3))
         dist = self._bg_scene.compute_distance(pts).numpy().astype(np.float64)
         actor_scene, actor_index = self._actor_scene(state)
         if actor_index:
