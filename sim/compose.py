@@ -69,6 +69,10 @@ class SceneModelConfig:
     """Background samples marched per ray between early-termination checks. Smaller chunks evaluate
     fewer densities behind surfaces but cost more passes (measured on the demo at 1024 rays/step:
     8 was slower overall than 32)."""
+    march_chunk_gpu: int = 128
+    """The same on a GPU, where each pass costs a fixed launch-and-sync overhead and extra density
+    evaluations are nearly free: fewer, longer passes (H200, default world, 8192 rays/step: 32 ->
+    218 ms/step, 128 -> 178, 256 -> 188, 4096 -> 211; 640x360 render 0.78 / 0.71 / 0.84 / 0.81 s)."""
     normal_step: float = 0.02
     """Central-difference step (scene units) of the density gradient that gives normals."""
 
@@ -98,6 +102,11 @@ class ActorRays:
     """Per-ray ``[R, 4, 4]`` or shared ``[1, 4, 4]`` world-to-actor pose."""
     T_distinct: Tensor | None = None
     """The distinct poses among ``T_actor_world`` ``[U, 4, 4]`` (for cheap culling); None = all of them."""
+
+    def to(self, device: torch.device | str) -> "ActorRays":
+        """The same actor with its tensors on ``device``."""
+        move = lambda t: None if t is None else t.to(device)
+        return ActorRays(self.asset_id, self.instance_id, self.size.to(device), self.T_actor_world.to(device), move(self.T_distinct))
 
 
 def _key(asset_id: str) -> str:
@@ -199,6 +208,7 @@ class NeuralScene(nn.Module):
         ``keep_features`` (inference) the kept samples also keep their geometry features
         (``geo_nograd``), so colour is computed without encoding them again."""
         cfg, R = self.cfg, len(origins)
+        chunk = cfg.march_chunk if origins.device.type == "cpu" else cfg.march_chunk_gpu
         geometry = getattr(self.background, "_geometry", None) if keep_features else None
         k = (torch.searchsorted(ts + dts, t_near) - 1).clamp_min(0)
         log_T = torch.zeros(R, device=origins.device)
@@ -207,7 +217,7 @@ class NeuralScene(nn.Module):
         while alive.any():
             idx = alive.nonzero().flatten()
             s = march(origins[idx], dirs[idx], t_near[idx], t_far[idx], ts, dts, u[idx], self.background_grid.occupied,
-                      self.aabb[0], self.aabb[1] - self.aabb[0], k_start=k[idx], max_per_ray=cfg.march_chunk)
+                      self.aabb[0], self.aabb[1] - self.aabb[0], k_start=k[idx], max_per_ray=chunk)
             if len(s["ray"]):
                 sigma, geo = geometry(s["x01"]) if geometry is not None else (self.background.density(s["x01"]), None)
                 tau = sigma * s["dt"]
@@ -304,7 +314,7 @@ class NeuralScene(nn.Module):
         """Concatenated ray indices and t of all parts, and the permutation sorting them by (ray, t)."""
         ray = torch.cat([p["ray"] for p in parts])
         t = torch.cat([p["t"] for p in parts])
-        order = torch.argsort(ray.double() * 1e6 + t.double()) if len(parts) > 1 else torch.arange(len(ray))
+        order = torch.argsort(ray.double() * 1e6 + t.double()) if len(parts) > 1 else torch.arange(len(ray), device=ray.device)
         return ray, t, order
 
     def _worth_keeping(self, tau: Tensor, ray: Tensor, n_rays: int, tau_before: Tensor | float = 0.0) -> Tensor:

@@ -36,18 +36,18 @@ def march_reference(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, 
     t = ts[None, :] + u[:, None] * dts[None, :]  # [R, K]
     valid = (t >= t_near[:, None]) & (t <= t_far[:, None])
     if k_start is not None:
-        valid &= torch.arange(K)[None, :] >= k_start[:, None]
+        valid &= torch.arange(K, device=t.device)[None, :] >= k_start[:, None]
     ray, k = valid.nonzero(as_tuple=True)
     t = t[ray, k]
     x01 = (origins[ray] + dirs[ray] * t[:, None] - box_min) / box_size
     inside = ((x01 >= 0) & (x01 <= 1)).all(-1)
     keep = inside & occupied.flatten()[_cell_flat(x01, tuple(occupied.shape))]
     ray, t, k, x01 = ray[keep], t[keep], k[keep], x01[keep]
-    k_next = torch.full((len(origins),), K, dtype=torch.long)
+    k_next = torch.full((len(origins),), K, dtype=torch.long, device=t.device)
     if max_per_ray > 0 and len(ray):
         counts = torch.bincount(ray, minlength=len(origins))
         first = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(len(ray)) - first[ray]
+        rank = torch.arange(len(ray), device=ray.device) - first[ray]
         full = rank == max_per_ray - 1
         k_next[ray[full]] = k[full] + 1  # resume right after the last sample emitted
         keep = rank < max_per_ray

@@ -49,7 +49,7 @@ def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: S
     ids = torch.tensor([0] + [a.instance_id for a in states], device=origins.device)
     head = semantics and background and getattr(model.background, "semantic_head", None) is not None
     keys = ("rgb", "depth", "depth_median", "accumulation", "instance") + (("normals",) if normals else ()) + (("background_class",) if head else ())
-    class_ids = torch.tensor([CLASS_IDS[c] for c in model.background.cfg.semantic_classes]) if head else None
+    class_ids = torch.tensor([CLASS_IDS[c] for c in model.background.cfg.semantic_classes], device=origins.device) if head else None
     parts: dict[str, list[Tensor]] = {k: [] for k in keys}
     n_samples = 0
     for s in range(0, len(origins), chunk):
@@ -102,12 +102,12 @@ def sample_ray_distances(model: NeuralScene, origins: Tensor, dirs: Tensor, stat
         o, d = origins[s : s + chunk], dirs[s : s + chunk]
         r = model.render_rays(o, d, actors)
         w, t, ray, n = r["weights"].double(), r["t"], r["ray_indices"], len(o)
-        total = torch.zeros(n, dtype=w.dtype).index_add_(0, ray, w)
+        total = torch.zeros(n, dtype=w.dtype, device=w.device).index_add_(0, ray, w)
         start = torch.cumsum(total, 0) - total
         cdf = torch.cumsum(w, 0)
-        u = torch.rand(n, n_draws, generator=gen, dtype=w.dtype)
+        u = torch.rand(n, n_draws, generator=gen, dtype=w.dtype).to(w.device)  # the CPU stream: same draws on any device
         target = start[:, None] + u * total[:, None]
         idx = torch.searchsorted(cdf, target.reshape(-1)).reshape(n, n_draws).clamp_(max=max(len(t) - 1, 0))
-        draws = t[idx] if len(t) else torch.full((n, n_draws), float("inf"))
+        draws = t[idx] if len(t) else torch.full((n, n_draws), float("inf"), device=o.device)
         out.append(torch.where((total >= 0.5)[:, None], draws, torch.full_like(draws, float("inf"))))
     return torch.cat(out)

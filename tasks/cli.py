@@ -35,7 +35,7 @@ def world(out: Path = Path("world_log"), tiny: bool = False, seed: int = 0, widt
 
 
 def train(data: Positional[Path], out: Path = Path("scene"), steps: int = 2000, max_seconds: Optional[float] = None,
-          rays_per_batch: int = 1024, holdout_every: int = 10, seed: int = 0) -> None:
+          rays_per_batch: Optional[int] = None, holdout_every: int = 10, seed: int = 0, device: str = "auto") -> None:
     """Train a compositional scene from a capture log or a static dataset (Blender / nerfstudio /
     instant-ngp). Resumes from the checkpoint in OUT after a kill.
 
@@ -44,14 +44,15 @@ def train(data: Positional[Path], out: Path = Path("scene"), steps: int = 2000, 
         out: Checkpoint folder.
         steps: Optimisation steps.
         max_seconds: Stop after this much training time.
-        rays_per_batch: Camera rays per step.
+        rays_per_batch: Camera rays per step (default: 1024 on a CPU, 8192 on a GPU).
         holdout_every: Capture logs: hold out every N-th frame for evaluation (0 = none).
         seed: Random seed.
+        device: auto (CUDA when a GPU is visible), cpu, cuda or cuda:N. The checkpoint is the same.
     """
     from sim.train import TrainConfig
     from tasks.pipeline import train_scene
 
-    stats = train_scene(data, out, TrainConfig(steps=steps, max_seconds=max_seconds, rays_per_batch=rays_per_batch, seed=seed), holdout_every)
+    stats = train_scene(data, out, TrainConfig(steps=steps, max_seconds=max_seconds, rays_per_batch=rays_per_batch, seed=seed, device=device), holdout_every)
     print(json.dumps(stats))
 
 

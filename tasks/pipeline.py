@@ -26,6 +26,7 @@ from sensors.rig import Rig
 from sim.checkpoint import load_checkpoint
 from sim.compose import NeuralScene, SceneModelConfig
 from sim.data import bank_from_capture_log, bank_from_static
+from sim.device import resolve_device
 from sim.train import TrainConfig, train
 from tasks.outputs import DEFAULT_OUTPUTS, render_views
 
@@ -104,8 +105,9 @@ class LoadedScene:
         return world_config_from_dict(world["config"]) if world else None
 
 
-def load_scene(path: Path) -> LoadedScene:
-    model, graph, meta = load_checkpoint(path)
+def load_scene(path: Path, device: str = "cpu") -> LoadedScene:
+    """A trained scene, its model on ``device`` (`sim.device.resolve_device` names)."""
+    model, graph, meta = load_checkpoint(path, str(resolve_device(device)))
     return LoadedScene(model, graph, meta, Path(path))
 
 

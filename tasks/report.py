@@ -48,8 +48,10 @@ def static_test_metrics(scene: LoadedScene, max_views: int) -> dict:
     return {"test_psnr": float(np.mean(ps)), "test_ssim": float(np.mean(ss)), "test_views": len(ps)}
 
 
-def evaluate_scene(path: Path, max_frames: int = 4) -> dict:
-    scene = load_scene(path)
+def evaluate_scene(path: Path, max_frames: int = 4, device: str = "cpu", twin: bool = True) -> dict:
+    """The report of a trained scene (module docstring). ``device`` renders on another device;
+    ``twin=False`` skips the twin comparisons (held-out log views only: no open3d needed)."""
+    scene = load_scene(path, device)
     source = scene.meta.get("extra", {}).get("source", {})
     metrics: dict = {"train_" + k: v for k, v in scene.meta.get("train_state", {}).get("stats", {}).items()
                      if k in ("steps", "train_seconds", "rays_per_s", "samples_per_ray")}
@@ -59,12 +61,14 @@ def evaluate_scene(path: Path, max_frames: int = 4) -> dict:
     log = read_capture_log(source["path"])
     every = int(source.get("holdout_every", 10))
     metrics.update(heldout_log_metrics(scene, log, every, max_frames))
-    twin = twin_for(scene)
+    if not twin:
+        return metrics
+    truth = twin_for(scene)
     cams = novel_cameras(log, every, max_frames)
-    novel = compare(scene.model, twin, cams, scene.graph)
+    novel = compare(scene.model, truth, cams, scene.graph)
     metrics.update({f"novel_{k}": v for k, v in novel.items()})
-    edits = standard_edits(scene.graph, (0.0, twin.world.config.street_length), log.frames[-1].time)
-    edited = compare(scene.model, twin, cams, apply_edits(scene.graph, edits))
+    edits = standard_edits(scene.graph, (0.0, truth.world.config.street_length), log.frames[-1].time)
+    edited = compare(scene.model, truth, cams, apply_edits(scene.graph, edits))
     metrics.update({f"edited_{k}": v for k, v in edited.items()})
     metrics["edit_psnr_drop"] = novel["psnr"] - edited["psnr"]
     metrics["edits"] = [type(e).__name__ for e in edits]

@@ -85,7 +85,9 @@ def _part(name, lo, hi, cls, color):
     return MeshPart(name, mesh, cls, Material("plain", {"color": color}))
 
 
-def build_box_world() -> BoxWorld:
+def build_box_world(with_twin: bool = True) -> BoxWorld:
+    """The box world; ``with_twin=False`` leaves out the mesh twin (no open3d needed: the neural
+    path alone, e.g. for device-agreement tests on a GPU machine)."""
     bg = [_part(f"bg{i}", lo, hi, cls, (0.3 + 0.2 * i, 0.4, 0.5)) for i, (lo, hi, cls) in enumerate(BG_BOXES)]
     assets = {"car": [_part("car", -np.array(CAR_SIZE) / 2, np.array(CAR_SIZE) / 2, "car", (0.8, 0.1, 0.1))],
               "ped": [_part("ped", -np.array(PED_SIZE) / 2, np.array(PED_SIZE) / 2, "pedestrian", (0.1, 0.1, 0.8))]}
@@ -95,7 +97,7 @@ def build_box_world() -> BoxWorld:
     graph = SceneGraph((Actor("car_0", "car", 1, CAR_SIZE, car_track, "car"), Actor("ped_0", "pedestrian", 2, PED_SIZE, ped_track, "ped")),
                        AABB)
     world = BoxWorld(_Config(), bg, assets, graph)
-    world.twin = Twin(world)
+    world.twin = Twin(world) if with_twin else None
     tiny = FieldConfig(grid=HashGridConfig(n_levels=2, log2_table_size=6, base_resolution=4, max_resolution=8),
                        hidden_dim=8, color_hidden_dim=8, sh_degree=1)
     cfg = SceneModelConfig(background=tiny, actor=tiny, far_field="black", step_min=0.01, step_cone=0.0, step_max=0.01,
