@@ -11,7 +11,8 @@ Semantics (shared exactly by every backend in this file):
 * Table: float32 ``[L, T, F]``; output float32 ``[N, L*F]``, level-major.
 
 Backends: ``"torch"`` (pure torch, autograd wrt table and x, the oracle), ``"numba"`` (parallel CPU
-kernels, forward + analytic backward), and a seam for tiny-cuda-nn on CUDA (:func:`make_cuda_encoding`).
+kernels, forward + analytic backward), ``"cuda"`` (the same kernels for the GPU in numba.cuda,
+`sim.encoding_cuda`), and a seam for tiny-cuda-nn on CUDA (:func:`make_cuda_encoding`).
 Nothing is compiled at import time; numba kernels compile (or load from the on-disk cache) on first use.
 """
 
@@ -463,12 +464,20 @@ def _tcnn():
     return tinycudann
 
 
+def _cuda_kernels_available() -> bool:
+    from sim.encoding_cuda import cuda_backend_available  # imported late: it imports this module
+
+    return cuda_backend_available()
+
+
 def available_backends() -> list[str]:
     """Backends usable in this process: always ``"torch"``; ``"numba"`` if numba imports;
     ``"tcnn"`` if tinycudann imports and CUDA is available."""
     out = ["torch"]
     if _HAVE_NUMBA:
         out.append("numba")
+    if torch.cuda.is_available() and _cuda_kernels_available():
+        out.append("cuda")
     if torch.cuda.is_available() and _tcnn() is not None:
         out.append("tcnn")
     return out
@@ -501,8 +510,9 @@ def make_cuda_encoding(cfg: HashGridConfig) -> torch.nn.Module:
 class HashGridEncoding(torch.nn.Module):
     """Multiresolution hash-grid encoding ``[N, 3] -> [N, L*F]`` with its table as a Parameter.
 
-    ``backend``: ``"auto"`` (default: numba for CPU float32 inputs when numba imports, the torch
-    reference otherwise, including CUDA tensors), ``"numba"`` or ``"torch"``. For tiny-cuda-nn use
+    ``backend``: ``"auto"`` (default: numba for CPU float32 inputs when numba imports, the numba.cuda
+    kernels for CUDA inputs when numba's CUDA target works, the torch reference otherwise),
+    ``"numba"``, ``"cuda"`` or ``"torch"`` (always the reference). For tiny-cuda-nn use
     :func:`make_cuda_encoding` (different parameter layout). ``self.backend`` holds the resolved
     CPU choice; :meth:`backend_for` tells what a given input would use.
     """
@@ -515,8 +525,8 @@ class HashGridEncoding(torch.nn.Module):
             self._auto = True
         else:
             self._auto = False
-        if backend not in ("numba", "torch"):
-            raise ValueError(f"unknown backend {backend!r}; use 'auto', 'numba' or 'torch'")
+        if backend not in ("numba", "cuda", "torch"):
+            raise ValueError(f"unknown backend {backend!r}; use 'auto', 'numba', 'cuda' or 'torch'")
         if backend == "numba" and not _HAVE_NUMBA:
             raise RuntimeError("numba backend requested but numba is not importable")
         self.backend = backend
@@ -531,15 +541,25 @@ class HashGridEncoding(torch.nn.Module):
 
     def backend_for(self, x: torch.Tensor) -> str:
         """Backend a call with input ``x`` dispatches to."""
-        if self.backend == "numba" and x.device.type == "cpu" and self.table.dtype == torch.float32:
+        if self.backend == "torch":
+            return "torch"
+        f32 = self.table.dtype == torch.float32
+        if x.device.type == "cpu" and f32 and self.backend == "numba":
             return "numba"
-        if self.backend == "numba" and not self._auto:
-            raise ValueError("numba backend needs CPU tensors and a float32 table")
+        if x.device.type == "cuda" and f32 and (self._auto or self.backend == "cuda") and _cuda_kernels_available():
+            return "cuda"
+        if not self._auto:
+            raise ValueError(f"{self.backend} backend cannot run on {x.device.type} with a {self.table.dtype} table")
         return "torch"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.backend_for(x) == "numba":
+        backend = self.backend_for(x)
+        if backend == "numba":
             return hash_grid_encode_numba(x, self.table, self.cfg)
+        if backend == "cuda":
+            from sim.encoding_cuda import hash_grid_encode_cuda
+
+            return hash_grid_encode_cuda(x, self.table, self.cfg)
         return hash_grid_encode_reference(x.to(self.table.dtype), self.table, self.cfg)
 
     def extra_repr(self) -> str:

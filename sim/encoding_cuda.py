@@ -1,0 +1,207 @@
+"""CUDA twin of the numba CPU hash-grid kernels (`sim.encoding`), written with numba.cuda.
+
+The same semantics and the same corner arithmetic (`sim.encoding._corners`, compiled here as a CUDA
+device function), so the three backends agree: the torch reference, the numba CPU kernels and these.
+Why not the torch reference on the GPU: it launches ~15 kernels per level per call, forward and
+backward; a training step of a street scene (a background and a dozen actor fields) launched ~10k
+kernels and was bound by launch overhead (H200: 40 ms of GPU work in a 220 ms step). Here a call is
+one kernel forward and two backward.
+
+Threads: forward and table-gradient run one thread per (point, level), levels adjacent so a point's
+coordinates are loaded once per warp; the table gradient scatters with float atomics (instant-ngp
+does the same). The x-gradient runs one thread per point over all levels (no atomics).
+
+Nothing compiles at import time: the kernels compile on first use and numba caches them on disk.
+Tested on a CPU through numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which runs these same
+Python kernels thread by thread, and on a GPU against the reference (tests/sim/test_cuda.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+import torch
+
+from sim.encoding import HashGridConfig, _corners, _level_arrays
+
+try:
+    from numba import cuda
+
+    _corners_device = cuda.jit(device=True)(getattr(_corners, "py_func", _corners))
+    _HAVE_NUMBA_CUDA = True
+except Exception:  # pragma: no cover - numba without its CUDA target
+    _HAVE_NUMBA_CUDA = False
+
+_THREADS = 256
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_backend_available() -> bool:
+    """True when numba's CUDA target sees a GPU (or runs its simulator) and the kernels pass a
+    self-test: compiled (or loaded from numba's cache) and run forward + backward on a few points
+    against the torch reference. Otherwise the GPU falls back to the torch reference, with a warning
+    saying why (a driver or toolkit numba cannot use must not stop training)."""
+    if not _HAVE_NUMBA_CUDA:
+        return False
+    try:
+        if not cuda.is_available():
+            return False
+        _self_test()
+    except Exception as e:  # pragma: no cover - depends on the GPU machine
+        warnings.warn(f"numba.cuda hash-grid kernels unusable ({type(e).__name__}: {e}); using the torch reference on the GPU")
+        return False
+    return True
+
+
+def _self_test() -> None:
+    from sim.encoding import hash_grid_encode_reference
+
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")  # cpu: simulator
+    cfg = HashGridConfig(n_levels=2, log2_table_size=6, base_resolution=4, max_resolution=16)  # dense + hashed
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 3, generator=gen).to(device)
+    table = torch.randn(cfg.n_levels, cfg.table_size, cfg.n_features, generator=gen).to(device)
+    got, want = [], []
+    for fn, acc in ((hash_grid_encode_cuda, got), (hash_grid_encode_reference, want)):
+        xr, tr = x.clone().requires_grad_(), table.clone().requires_grad_()
+        out = fn(xr, tr, cfg)
+        out.square().sum().backward()
+        acc += [out.detach(), tr.grad, xr.grad]
+    for name, a, b in zip(("values", "table gradient", "x gradient"), got, want):
+        if not torch.allclose(a, b, atol=1e-3, rtol=1e-3):
+            raise RuntimeError(f"self-test {name} differ from the reference by {float((a - b).abs().max()):.3g}")
+
+
+if _HAVE_NUMBA_CUDA:
+
+    @cuda.jit(cache=True)
+    def _forward(x, table, res, dense, out):
+        i = cuda.grid(1)
+        L, T, F = table.shape[0], table.shape[1], table.shape[2]
+        if i >= x.shape[0] * L:
+            return
+        p = i // L
+        l = i - p * L
+        k, w, f0, f1, f2 = _corners_device(x[p, 0], x[p, 1], x[p, 2], res[l], dense[l], np.uint64(T - 1))
+        for f in range(F):
+            acc = np.float32(0.0)
+            for c in range(8):
+                acc += w[c] * table[l, k[c], f]
+            out[p, l * F + f] = acc
+
+    @cuda.jit(cache=True)
+    def _backward_table(x, gout, res, dense, grad):
+        i = cuda.grid(1)
+        L, T, F = grad.shape[0], grad.shape[1], grad.shape[2]
+        if i >= x.shape[0] * L:
+            return
+        p = i // L
+        l = i - p * L
+        k, w, f0, f1, f2 = _corners_device(x[p, 0], x[p, 1], x[p, 2], res[l], dense[l], np.uint64(T - 1))
+        for f in range(F):
+            g = gout[p, l * F + f]
+            for c in range(8):
+                cuda.atomic.add(grad, (l, k[c], f), w[c] * g)
+
+    @cuda.jit(cache=True)
+    def _backward_x(x, gout, table, res, dense, gx):
+        p = cuda.grid(1)
+        if p >= x.shape[0]:
+            return
+        L, T, F = table.shape[0], table.shape[1], table.shape[2]
+        one = np.float32(1.0)
+        e0 = np.float32(0.0)
+        e1 = np.float32(0.0)
+        e2 = np.float32(0.0)
+        for l in range(L):
+            k, w, f0, f1, f2 = _corners_device(x[p, 0], x[p, 1], x[p, 2], res[l], dense[l], np.uint64(T - 1))
+            v0 = v1 = v2 = v3 = v4 = v5 = v6 = v7 = np.float32(0.0)
+            for f in range(F):
+                g = gout[p, l * F + f]
+                v0 += g * table[l, k[0], f]
+                v1 += g * table[l, k[1], f]
+                v2 += g * table[l, k[2], f]
+                v3 += g * table[l, k[3], f]
+                v4 += g * table[l, k[4], f]
+                v5 += g * table[l, k[5], f]
+                v6 += g * table[l, k[6], f]
+                v7 += g * table[l, k[7], f]
+            g0 = one - f0
+            g1 = one - f1
+            g2 = one - f2
+            s = np.float32(res[l] - 1)
+            # d/dfrac per axis: corner pairs differing in that axis' bit, weighted by the other two
+            e0 += s * (g1 * g2 * (v1 - v0) + f1 * g2 * (v3 - v2) + g1 * f2 * (v5 - v4) + f1 * f2 * (v7 - v6))
+            e1 += s * (g0 * g2 * (v2 - v0) + f0 * g2 * (v3 - v1) + g0 * f2 * (v6 - v4) + f0 * f2 * (v7 - v5))
+            e2 += s * (g0 * g1 * (v4 - v0) + f0 * g1 * (v5 - v1) + g0 * f1 * (v6 - v2) + f0 * f1 * (v7 - v3))
+        gx[p, 0] = e0 if x[p, 0] >= 0 and x[p, 0] <= 1 else np.float32(0.0)
+        gx[p, 1] = e1 if x[p, 1] >= 0 and x[p, 1] <= 1 else np.float32(0.0)
+        gx[p, 2] = e2 if x[p, 2] >= 0 and x[p, 2] <= 1 else np.float32(0.0)
+
+
+def _arr(t: torch.Tensor):
+    """A numba view of a contiguous tensor: the GPU array itself, or (simulator) its numpy array."""
+    return cuda.as_cuda_array(t) if t.is_cuda else t.numpy()
+
+
+_LEVELS: dict = {}
+
+
+def _levels(cfg: HashGridConfig, device: torch.device):
+    """Per-level resolutions and dense flags on ``device`` (kept: they are read by every call)."""
+    key = (tuple(cfg.resolutions()), tuple(cfg.dense_levels()), str(device))
+    if key not in _LEVELS:
+        res, dense = _level_arrays(cfg)
+        _LEVELS[key] = (torch.from_numpy(res).to(device), torch.from_numpy(dense.astype(np.uint8)).to(device))
+    return tuple(_arr(t) for t in _LEVELS[key])
+
+
+def _launch(kernel, n_threads: int, *args) -> None:
+    if n_threads:
+        kernel[(n_threads + _THREADS - 1) // _THREADS, _THREADS](*args)
+
+
+class HashGridEncodingCudaFunction(torch.autograd.Function):
+    """Autograd wrapper of the numba.cuda kernels (float32). Once differentiable."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, table: torch.Tensor, cfg: HashGridConfig) -> torch.Tensor:  # type: ignore[override]
+        x32 = x.detach().to(torch.float32).contiguous()
+        tab = table.detach().contiguous()
+        out = torch.empty((len(x32), cfg.out_dim), dtype=torch.float32, device=x.device)
+        res, dense = _levels(cfg, x.device)
+        _launch(_forward, len(x32) * cfg.n_levels, _arr(x32), _arr(tab), res, dense, _arr(out))
+        ctx.save_for_backward(x32, tab)
+        ctx.cfg = cfg
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        x32, tab = ctx.saved_tensors
+        cfg: HashGridConfig = ctx.cfg
+        res, dense = _levels(cfg, x32.device)
+        g = grad_out.detach().to(torch.float32).contiguous()
+        gx = gt = None
+        if ctx.needs_input_grad[1]:
+            gt = torch.zeros_like(tab)
+            _launch(_backward_table, len(x32) * cfg.n_levels, _arr(x32), _arr(g), res, dense, _arr(gt))
+        if ctx.needs_input_grad[0]:
+            gx = torch.empty_like(x32)
+            _launch(_backward_x, len(x32), _arr(x32), _arr(g), _arr(tab), res, dense, _arr(gx))
+        return gx, gt, None
+
+
+def hash_grid_encode_cuda(x: torch.Tensor, table: torch.Tensor, cfg: HashGridConfig) -> torch.Tensor:
+    """numba.cuda encoding (float32); differentiable wrt ``table`` and ``x`` (first order)."""
+    if x.ndim != 2 or x.shape[1] != 3:
+        raise ValueError(f"x must be [N, 3], got {tuple(x.shape)}")
+    if tuple(table.shape) != (cfg.n_levels, cfg.table_size, cfg.n_features):
+        raise ValueError(f"table must be {(cfg.n_levels, cfg.table_size, cfg.n_features)}, got {tuple(table.shape)}")
+    if table.dtype != torch.float32:
+        raise ValueError("cuda backend needs a float32 table")
+    if x.device != table.device:
+        raise ValueError(f"x is on {x.device}, the table on {table.device}")
+    return HashGridEncodingCudaFunction.apply(x, table, cfg)
