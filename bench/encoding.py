@@ -19,24 +19,29 @@ import time
 import numpy as np
 import torch
 
+from sim.device import synchronize
 from sim.encoding import HashGridConfig, hash_grid_encode_numba, hash_grid_encode_reference
 
 
-def _best(fn, reps):
+def _best(fn, reps, device=torch.device("cpu")):
     fn()  # warm-up (JIT / first touch)
+    synchronize(device)
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
+        synchronize(device)
         ts.append(time.perf_counter() - t0)
     return min(ts)
 
 
-def bench_backend(fn, cfg, n, reps, seed=0):
+def bench_backend(fn, cfg, n, reps, seed=0, device="cpu"):
+    """ns/sample of ``fn(x, table, cfg)`` forward, backward (grad wrt table) and both, on ``device``."""
+    device = torch.device(device)
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, generator=g)
-    table = ((torch.rand(cfg.n_levels, cfg.table_size, cfg.n_features, generator=g) - 0.5) * 2e-4).requires_grad_()
-    up = torch.randn(n, cfg.out_dim, generator=g)
+    x = torch.rand(n, 3, generator=g).to(device)
+    table = ((torch.rand(cfg.n_levels, cfg.table_size, cfg.n_features, generator=g) - 0.5) * 2e-4).to(device).requires_grad_()
+    up = torch.randn(n, cfg.out_dim, generator=g).to(device)
 
     def fwd():
         with torch.no_grad():
@@ -46,16 +51,23 @@ def bench_backend(fn, cfg, n, reps, seed=0):
         table.grad = None
         fn(x, table, cfg).backward(up)
 
-    tf = _best(fwd, reps)
-    tfb = _best(fwdbwd, reps)
+    tf = _best(fwd, reps, device)
+    tfb = _best(fwdbwd, reps, device)
     return {"fwd": tf / n * 1e9, "bwd": (tfb - tf) / n * 1e9, "fwd_bwd": tfb / n * 1e9}
 
 
-def measure_bandwidth(nbytes=256 << 20, reps=5):
-    """Copy bandwidth (read + write bytes / s) of a numpy copy of a large array, single call."""
-    a = np.ones(nbytes // 4, np.float32)
-    b = np.empty_like(a)
-    t = _best(lambda: np.copyto(b, a), reps)
+def measure_bandwidth(nbytes=256 << 20, reps=5, device="cpu"):
+    """Copy bandwidth (read + write bytes / s) of one copy of a large array: numpy on the CPU,
+    a device-to-device copy on a GPU."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        a = np.ones(nbytes // 4, np.float32)
+        b = np.empty_like(a)
+        t = _best(lambda: np.copyto(b, a), reps)
+    else:
+        a = torch.ones(nbytes // 4, device=device)
+        b = torch.empty_like(a)
+        t = _best(lambda: b.copy_(a), reps, device)
     return 2 * nbytes / t
 
 

@@ -31,38 +31,59 @@ ROOT = Path(__file__).resolve().parents[1]
 LEGO = ROOT.parent / "shared" / "data" / "lego-200"
 
 
-def bench_encoding() -> dict:
+def bench_encoding(device: torch.device) -> dict:
+    """ns/sample of the encoding (fwd + bwd), T = 2^18, beside a streaming-bandwidth bound. On a
+    GPU: the numba.cuda kernels vs the torch reference at 2^18 points; on a CPU: numba vs the
+    torch reference at 2^16 points."""
     from bench.encoding import bench_backend, measure_bandwidth
     from sim.encoding import HashGridConfig, hash_grid_encode_numba, hash_grid_encode_reference
 
     cfg = HashGridConfig(log2_table_size=18)
+    bound_ns = 2 * cfg.n_levels * 8 * cfg.n_features * 4 / measure_bandwidth(device=device) * 1e9
+    if device.type == "cuda":
+        from sim.encoding_cuda import cuda_backend_available, hash_grid_encode_cuda
+
+        ref = bench_backend(hash_grid_encode_reference, cfg, 1 << 18, 5, device=device)
+        out = {"encoding_cuda_torch_fwd_bwd_ns": ref["fwd_bwd"], "encoding_cuda_bandwidth_bound_ns": bound_ns}
+        if cuda_backend_available():
+            kern = bench_backend(hash_grid_encode_cuda, cfg, 1 << 18, 5, device=device)
+            out.update({"encoding_cuda_numba_fwd_bwd_ns": kern["fwd_bwd"], "encoding_cuda_speedup_vs_torch": ref["fwd_bwd"] / kern["fwd_bwd"]})
+        return out
     n = 1 << 16
     numba = bench_backend(hash_grid_encode_numba, cfg, n, 3)
     ref = bench_backend(hash_grid_encode_reference, cfg, n, 1)
-    bound_ns = 2 * cfg.n_levels * 8 * cfg.n_features * 4 / measure_bandwidth() * 1e9
     return {"encoding_numba_fwd_bwd_ns": numba["fwd_bwd"], "encoding_torch_fwd_bwd_ns": ref["fwd_bwd"],
             "encoding_speedup_vs_torch": ref["fwd_bwd"] / numba["fwd_bwd"], "encoding_bandwidth_bound_ns": bound_ns}
 
 
-def bench_world(work: Path, seconds: float) -> dict:
+def bench_world(work: Path, seconds: float, device: torch.device, log_dir: Path | None = None) -> dict:
+    """Train the default world for ``seconds`` (its capture log written to ``work`` unless given),
+    evaluate it (against the twin where open3d imports) and time a 640x360 RGB + depth frame."""
     from scenes.camera import Camera
     from scenes.capture import read_capture_log
+    from sim.device import synchronize
     from sim.render import render_camera
     from sim.train import TrainConfig
     from tasks.pipeline import load_scene, make_world_log, train_scene
     from tasks.report import evaluate_scene
 
-    log_dir, scene_dir = work / "world_log", work / "world_scene"
+    log_dir, scene_dir = log_dir or work / "world_log", work / "world_scene"
     if not (log_dir / "log.json").exists():
         make_world_log(log_dir, overwrite=True)
     t0 = time.perf_counter()
-    stats = train_scene(log_dir, scene_dir, TrainConfig(steps=100_000, max_seconds=seconds))
-    m = evaluate_scene(scene_dir)
+    stats = train_scene(log_dir, scene_dir, TrainConfig(steps=100_000, max_seconds=seconds, device=str(device)))
+    try:  # the twin comparisons need open3d (a GPU image may lack it: then held-out views only)
+        import open3d  # noqa: F401
+        twin = True
+    except ImportError:
+        twin = False
+    m = evaluate_scene(scene_dir, device=str(device), twin=twin)
     out = {"world_train_seconds": stats.get("train_seconds", time.perf_counter() - t0),
            "world_train_rays_per_s": stats.get("rays_per_s"), "world_samples_per_ray": stats.get("samples_per_ray")}
     out.update({f"world_{k}": v for k, v in m.items() if isinstance(v, (int, float))})
+    out["world_twin_eval"] = twin
     # Render speed: one 640x360 frame from the front camera, RGB + depth.
-    scene = load_scene(scene_dir)
+    scene = load_scene(scene_dir, str(device))
     log = read_capture_log(log_dir)
     f = log.frames[len(log.frames) // 2]
     cam = log.camera(f, "front")
@@ -70,35 +91,41 @@ def bench_world(work: Path, seconds: float) -> dict:
     render_camera(scene.model, cam, scene.graph.at(cam.time))  # warm-up (JIT, caches)
     import resource
 
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    synchronize(device)
     t = time.perf_counter()
-    r = render_camera(scene.model, cam, scene.graph.at(cam.time))
+    r = render_camera(scene.model, cam, scene.graph.at(cam.time))  # returns numpy: synchronised
     dt = time.perf_counter() - t
     out.update({"render_640x360_seconds": dt, "render_rays_per_s": 640 * 360 / dt,
                 "render_samples_per_ray": r["samples_per_ray"],
                 "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20})
+    if device.type == "cuda":
+        out["render_peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return out
 
 
-def bench_lego(work: Path, seconds: float) -> dict:
+def bench_lego(work: Path, seconds: float, device: torch.device, lego: Path = LEGO) -> dict:
     from sim.train import TrainConfig
     from tasks.pipeline import train_scene
     from tasks.report import evaluate_scene
 
-    if not LEGO.exists():
-        return {"lego200_skipped": f"{LEGO} not found"}
+    if not lego.exists():
+        return {"lego200_skipped": f"{lego} not found"}
     scene_dir = work / "lego_scene"
-    stats = train_scene(LEGO, scene_dir, TrainConfig(steps=100_000, max_seconds=seconds))
-    m = evaluate_scene(scene_dir, max_frames=9)  # 25 test views
+    stats = train_scene(lego, scene_dir, TrainConfig(steps=100_000, max_seconds=seconds, device=str(device)))
+    m = evaluate_scene(scene_dir, max_frames=9, device=str(device))  # 25 test views
     return {"lego200_train_seconds": stats.get("train_seconds"), "lego200_train_rays_per_s": stats.get("rays_per_s"),
             "lego200_samples_per_ray": stats.get("samples_per_ray"), "lego200_test_psnr": m.get("test_psnr"),
             "lego200_test_ssim": m.get("test_ssim")}
 
 
-def machine() -> dict:
+def machine(device: torch.device) -> dict:
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": commit,
-            "date": datetime.date.today().isoformat()}
+            "date": datetime.date.today().isoformat(), "device": gpu or "cpu"}
 
 
 def bench_generate(work: Path, scene_dir: Path, frames: int = 3) -> dict:
@@ -174,18 +201,24 @@ def main(argv=None) -> dict:
     ap.add_argument("--lego-seconds", type=float, default=600.0)
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--fresh", action="store_true", help="delete previous bench outputs first")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when a GPU is visible), cpu, cuda or cuda:N")
+    ap.add_argument("--lego", type=Path, default=LEGO, help="lego-200 folder (Blender transforms)")
+    ap.add_argument("--world-log", type=Path, help="an existing capture log of the default world (else written to --work)")
     args = ap.parse_args(argv)
+    from sim.device import resolve_device
+
+    device = resolve_device(args.device)
     if args.fresh:
         shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True, exist_ok=True)
     parts = args.only or ["encoding", "world", "lego", "generate", "nav"]
-    res = machine()
+    res = machine(device)
     if "encoding" in parts:
-        res.update(bench_encoding())
+        res.update(bench_encoding(device))
     if "world" in parts:
-        res.update(bench_world(args.work, args.world_seconds))
+        res.update(bench_world(args.work, args.world_seconds, device, args.world_log))
     if "lego" in parts:
-        res.update(bench_lego(args.work, args.lego_seconds))
+        res.update(bench_lego(args.work, args.lego_seconds, device, args.lego))
     if "generate" in parts:
         res.update(bench_generate(args.work, args.scene or args.work / "world_scene"))
     if "nav" in parts:
@@ -193,7 +226,8 @@ def main(argv=None) -> dict:
     line = json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()})
     print(line)
     with open(ROOT / "bench" / "RESULTS.md", "a") as f:
-        f.write(f"\n### {res['date']} `make bench` ({', '.join(parts)}), commit {res['commit']}, {res['cpu']}, {res['threads']} threads\n\n```json\n{line}\n```\n")
+        where = f"{res['device']} + {res['cpu']}" if res["device"] != "cpu" else f"{res['cpu']}, {res['threads']} threads"
+        f.write(f"\n### {res['date']} `make bench` ({', '.join(parts)}), commit {res['commit']}, {where}\n\n```json\n{line}\n```\n")
     return res
 
 
