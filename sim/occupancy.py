@@ -51,13 +51,16 @@ class OccupancyGrid(nn.Module):
         inside = ((x01 >= 0) & (x01 <= 1)).all(-1)
         return inside & self.occupied.flatten()[self.cell_index(x01)]
 
-    def cell_centers_jittered(self, flat_idx: Tensor) -> Tensor:
+    def _cell_corner(self, flat_idx: Tensor) -> Tensor:
+        """Integer cell coordinates ``[N, 3]`` (float) of flat cell indices."""
         rx, ry, rz = self.resolution
-        i = flat_idx // (ry * rz)
-        j = (flat_idx // rz) % ry
-        k = flat_idx % rz
-        ijk = torch.stack([i, j, k], -1).float() + torch.rand(len(flat_idx), 3, device=flat_idx.device)
-        return ijk / torch.tensor(self.resolution, dtype=torch.float32, device=flat_idx.device)
+        return torch.stack([flat_idx // (ry * rz), (flat_idx // rz) % ry, flat_idx % rz], -1).float()
+
+    def _to_unit(self, ijk: Tensor) -> Tensor:
+        return ijk / torch.tensor(self.resolution, dtype=torch.float32, device=ijk.device)
+
+    def cell_centers_jittered(self, flat_idx: Tensor) -> Tensor:
+        return self._to_unit(self._cell_corner(flat_idx) + torch.rand(len(flat_idx), 3, device=flat_idx.device))
 
     @torch.no_grad()
     def update(self, density_fn: Callable[[Tensor], Tensor], n_samples: int | None = None, chunk: int = 1 << 17) -> None:
@@ -96,11 +99,8 @@ class OccupancyGrid(nn.Module):
     @torch.no_grad()
     def block(self, inside_fn: Callable[[Tensor], Tensor]) -> None:
         """Forbid cells whose centres satisfy ``inside_fn(x01 [N, 3]) -> bool [N]``."""
-        rx, ry, rz = self.resolution
         idx = torch.arange(self.n_cells, device=self.density.device)
-        centers = torch.stack([idx // (ry * rz), (idx // rz) % ry, idx % rz], -1).float() + 0.5
-        centers = centers / torch.tensor(self.resolution, dtype=torch.float32, device=idx.device)
-        self.blocked.view(-1).copy_(inside_fn(centers))
+        self.blocked.view(-1).copy_(inside_fn(self._to_unit(self._cell_corner(idx) + 0.5)))
         self.occupied &= ~self.blocked
 
     @torch.no_grad()
@@ -117,6 +117,30 @@ class OccupancyGrid(nn.Module):
         self.density.copy_(torch.where(mask, prior_density, 0.0))
         self.occupied.copy_(mask)
         self.seeded.fill_(True)
+
+    @torch.no_grad()
+    def refine(self, density_fn: Callable[[Tensor], Tensor], lattice: tuple[int, int, int] = (3, 3, 2),
+               chunk: int = 1 << 18) -> None:
+        """Re-measure every occupied cell against the field, then re-threshold as `update` does: the
+        cell's density memory becomes the field's maximum over a regular lattice of points inside
+        it. This is where the grid's decaying memory would converge if refreshed long enough, so it
+        drops the cells the trained field no longer supports (a LiDAR prior it never confirmed,
+        haze it has cleared), which rendering would otherwise march through. A lattice rather than
+        random points, so a structure narrower than a cell but wider than the lattice spacing (a
+        16 cm pole in a 25 cm cell: spacing 8 cm) is always found. Never adds cells. Meant for the
+        end of a training that has been refreshing the grid (past its warm-up)."""
+        before = self.occupied.clone()
+        idx = before.flatten().nonzero().flatten()
+        axes = [(torch.arange(n, device=idx.device, dtype=torch.float32) + 0.5) / n for n in lattice]
+        offsets = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)  # [K, 3] in cell units
+        per_chunk = max(1, chunk // len(offsets))
+        density = self.density.view(-1)
+        for s in range(0, len(idx), per_chunk):
+            part = idx[s : s + per_chunk]
+            pts = self._to_unit(self._cell_corner(part)[:, None, :] + offsets[None]).reshape(-1, 3)
+            density[part] = density_fn(pts).float().view(len(part), len(offsets)).amax(1)
+        self._refresh_mask()
+        self.occupied &= before
 
     def occupancy_fraction(self) -> float:
         return float(self.occupied.float().mean())

@@ -160,3 +160,34 @@ def test_partial_update_refreshes_every_occupied_cell_and_leaves_others():
     grid.update(lambda x: torch.zeros(len(x)), n_samples=10)
     n_decayed = int((grid.density == 1.5).sum())
     assert 1 <= n_decayed <= 10 and int((grid.density == 3.0).sum()) == grid.n_cells - n_decayed
+
+
+def test_refine_drops_unconfirmed_cells_and_keeps_thin_structures():
+    # A seeded grid (LiDAR-style prior) over a 2.5 m cube of 10 x 10 x 10 cells (25 cm each): the
+    # prior marks two full x-layers of cells (x in [1.0, 1.5] m), but the field only has a 16 cm
+    # pole, x in [1.05, 1.21] m (inside cell 4) and y in [1.17, 1.33] m (8 cm into cells 4 and 5):
+    # narrower than a cell, wider than the 3-point lattice spacing (8.3 cm).
+    g = OccupancyGrid((10, 10, 10), threshold=0.01)
+    size = 2.5
+    x_lo, x_hi, y_lo, y_hi = 1.05 / size, 1.21 / size, 1.17 / size, 1.33 / size
+
+    def density(x01):
+        inside = (x01[:, 0] >= x_lo) & (x01[:, 0] <= x_hi) & (x01[:, 1] >= y_lo) & (x01[:, 1] <= y_hi)
+        return torch.where(inside, 50.0, 0.005)  # haze below the threshold elsewhere
+
+    slab = torch.rand(4000, 3) * torch.tensor([0.5 / size, 1.0, 1.0]) + torch.tensor([1.0 / size, 0.0, 0.0])
+    g.reset_from_points(slab, dilate=0)
+    assert g.occupied[4:6].all() and not g.occupied[:4].any() and not g.occupied[6:].any()
+    g.refine(density)
+    expected = torch.zeros(10, 10, 10, dtype=torch.bool)
+    expected[4, 4:6, :] = True  # the pole's cells at every height; the rest of the prior is gone
+    assert torch.equal(g.occupied, expected)
+    # The memory now holds what the field says, so a later refresh does not resurrect the prior.
+    g._refresh_mask()
+    assert torch.equal(g.occupied, expected)
+    # An unseeded grid thresholds at min(threshold, mean density), as its updates do: a faint but
+    # uniform field keeps every cell it had, and refining never adds one.
+    faint = OccupancyGrid((10, 10, 10), threshold=0.01)
+    faint.occupied.view(-1)[:500] = False
+    faint.refine(lambda x01: torch.full((len(x01),), 0.05))
+    assert faint.occupied.sum() == 500 and not faint.occupied.view(-1)[:500].any()
