@@ -76,15 +76,21 @@ def _self_test() -> None:
 
 if _HAVE_NUMBA_CUDA:
 
+    @cuda.jit(device=True)
+    def _point_level(i, x, res, dense, L, T):
+        """Point and level of thread ``i`` (levels adjacent), and that point's corners at that level."""
+        p = i // L
+        l = i - p * L
+        k, w, f0, f1, f2 = _corners_device(x[p, 0], x[p, 1], x[p, 2], res[l], dense[l], np.uint64(T - 1))
+        return p, l, k, w
+
     @cuda.jit(cache=True)
     def _forward(x, table, res, dense, out):
         i = cuda.grid(1)
         L, T, F = table.shape[0], table.shape[1], table.shape[2]
         if i >= x.shape[0] * L:
             return
-        p = i // L
-        l = i - p * L
-        k, w, f0, f1, f2 = _corners_device(x[p, 0], x[p, 1], x[p, 2], res[l], dense[l], np.uint64(T - 1))
+        p, l, k, w = _point_level(i, x, res, dense, L, T)
         for f in range(F):
             acc = np.float32(0.0)
             for c in range(8):
@@ -97,9 +103,7 @@ if _HAVE_NUMBA_CUDA:
         L, T, F = grad.shape[0], grad.shape[1], grad.shape[2]
         if i >= x.shape[0] * L:
             return
-        p = i // L
-        l = i - p * L
-        k, w, f0, f1, f2 = _corners_device(x[p, 0], x[p, 1], x[p, 2], res[l], dense[l], np.uint64(T - 1))
+        p, l, k, w = _point_level(i, x, res, dense, L, T)
         for f in range(F):
             g = gout[p, l * F + f]
             for c in range(8):
