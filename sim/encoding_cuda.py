@@ -13,7 +13,10 @@ does the same). The x-gradient runs one thread per point over all levels (no ato
 
 Nothing compiles at import time: the kernels compile on first use and numba caches them on disk.
 Tested on a CPU through numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which runs these same
-Python kernels thread by thread, and on a GPU against the reference (tests/sim/test_cuda.py).
+Python kernels thread by thread, and on a GPU against the CPU kernel (tests/sim/test_cuda.py) where
+numba's CUDA target works: not yet on real hardware, since the one GPU machine tried (an H200 image
+with numpy 2.5) had a numba-cuda that fails to compile anything (``np.row_stack`` is gone); the
+self-test below caught that and training ran on the torch reference.
 """
 
 from __future__ import annotations
@@ -178,7 +181,7 @@ class HashGridEncodingCudaFunction(torch.autograd.Function):
         res, dense = _levels(cfg, x.device)
         _launch(_forward, len(x32) * cfg.n_levels, _arr(x32), _arr(tab), res, dense, _arr(out))
         ctx.save_for_backward(x32, tab)
-        ctx.cfg = cfg
+        ctx.cfg, ctx.x_dtype = cfg, x.dtype
         return out
 
     @staticmethod
@@ -195,6 +198,7 @@ class HashGridEncodingCudaFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = torch.empty_like(x32)
             _launch(_backward_x, len(x32), _arr(x32), _arr(g), _arr(tab), res, dense, _arr(gx))
+            gx = gx.to(ctx.x_dtype)
         return gx, gt, None
 
 
