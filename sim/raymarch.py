@@ -106,6 +106,56 @@ if _HAVE_NUMBA:
                         n += 1
 
 
+    @njit(cache=True, nogil=True, parallel=True)
+    def _march_bounded(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, rx, ry, rz, kstart, counts, k_next, t_out, dt_out, x_out):
+        """One pass when a ray emits at most ``t_out.shape[1]`` samples: they go to the ray's own row
+        of the ``[R, max]`` buffers (no counting pass over the same steps first)."""
+        K = ts.shape[0]
+        max_n = t_out.shape[1]
+        for r in prange(o.shape[0]):
+            c = 0
+            k_next[r] = K
+            k = kstart[r]
+            while k < K:
+                t = ts[k] + u[r] * dts[k]
+                if t > tf[r]:
+                    break
+                if t >= tn[r]:
+                    hit, x, y, z = _occupied_at(o[r], d[r], t, bmin, bsize, occ, rx, ry, rz)
+                    if hit:
+                        t_out[r, c] = t
+                        dt_out[r, c] = dts[k]
+                        x_out[r, c, 0] = x
+                        x_out[r, c, 1] = y
+                        x_out[r, c, 2] = z
+                        c += 1
+                        if c == max_n:
+                            k_next[r] = k + 1
+                            break
+                    elif x >= 0 and x <= 1 and y >= 0 and y <= 1 and z >= 0 and z <= 1:
+                        # An empty cell: the steps still inside it cannot hit; jump past them.
+                        t_exit = _cell_exit(o[r], d[r], x, y, z, bmin, bsize, rx, ry, rz)
+                        while k + 1 < K and ts[k + 1] + u[r] * dts[k + 1] < t_exit:
+                            k += 1
+                k += 1
+            counts[r] = c
+
+    @njit(cache=True, fastmath=False, nogil=True, inline="always")
+    def _cell_exit(o, d, x, y, z, bmin, bsize, rx, ry, rz):
+        """Ray distance where the ray leaves the grid cell holding unit-cube point (x, y, z), less a
+        margin of 1e-4 cell so float rounding never skips a step that lands in the next cell."""
+        t_exit = np.inf
+        p = (x, y, z)
+        res = (rx, ry, rz)
+        for a in range(3):
+            if d[a] != 0:
+                size = bsize[a] / res[a]
+                i = min(int(p[a] * res[a]), res[a] - 1)
+                face = bmin[a] + (i + (1 if d[a] > 0 else 0)) * size
+                t_exit = min(t_exit, (face - o[a]) / d[a] - 1e-4 * size / abs(d[a]))
+        return t_exit
+
+
 def march_numba(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_min, box_size,
                 k_start: Tensor | None = None, max_per_ray: int = 0) -> dict[str, Tensor]:
     f32 = lambda a: np.ascontiguousarray(a.detach().cpu().numpy(), dtype=np.float32)
@@ -120,12 +170,20 @@ def march_numba(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_
         ks = np.ascontiguousarray(k_start.cpu().numpy(), dtype=np.int64)
     counts = np.empty(len(o), np.int64)
     k_next = np.empty(len(o), np.int64)
-    _count(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, rx, ry, rz, ks, max_per_ray if max_per_ray > 0 else -1, counts, k_next)
-    offsets = np.zeros(len(o), np.int64)
-    np.cumsum(counts[:-1], out=offsets[1:])
-    n = int(counts.sum())
-    ray, t, dt, x = np.empty(n, np.int64), np.empty(n, np.float32), np.empty(n, np.float32), np.empty((n, 3), np.float32)
-    _fill(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, rx, ry, rz, ks, k_next, offsets, ray, t, dt, x)
+    if max_per_ray > 0:  # bounded: one pass into per-ray rows, then pack them
+        tb, dtb = np.empty((len(o), max_per_ray), np.float32), np.empty((len(o), max_per_ray), np.float32)
+        xb = np.empty((len(o), max_per_ray, 3), np.float32)
+        _march_bounded(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, rx, ry, rz, ks, counts, k_next, tb, dtb, xb)
+        filled = np.arange(max_per_ray)[None, :] < counts[:, None]
+        ray = np.repeat(np.arange(len(o), dtype=np.int64), counts)
+        t, dt, x = tb[filled], dtb[filled], xb[filled]
+    else:  # unbounded: count, then fill exactly sized arrays
+        _count(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, rx, ry, rz, ks, -1, counts, k_next)
+        offsets = np.zeros(len(o), np.int64)
+        np.cumsum(counts[:-1], out=offsets[1:])
+        n = int(counts.sum())
+        ray, t, dt, x = np.empty(n, np.int64), np.empty(n, np.float32), np.empty(n, np.float32), np.empty((n, 3), np.float32)
+        _fill(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, rx, ry, rz, ks, k_next, offsets, ray, t, dt, x)
     dev = origins.device
     return {"ray": torch.from_numpy(ray).to(dev), "t": torch.from_numpy(t).to(dev), "dt": torch.from_numpy(dt).to(dev),
             "x01": torch.from_numpy(x).to(dev), "k_next": torch.from_numpy(k_next).to(dev)}
