@@ -6,8 +6,9 @@ kept when it lies in ``[t_near[r], t_far[r]]`` and in an occupied cell. Output i
 (ray, t): ``ray_indices``, ``t``, ``dt``, ``x01`` (unit-cube coordinates of the grid).
 
 Two implementations of the same contract: `march_reference` (plain torch, the oracle) and
-`march_numba` (a two-pass CPU kernel: count, then fill; ~20x less memory traffic, since it never
-materialises the [rays x steps] candidate matrix). `march` picks numba on CPU.
+`march_numba` (a CPU kernel that fills at most ``max_per_ray`` samples per ray in one pass and jumps
+over the steps inside empty cells; it never materialises the [rays x steps] candidate matrix; an
+unbounded call is a loop of bounded passes). `march` picks numba on CPU.
 """
 
 from __future__ import annotations
@@ -70,43 +71,6 @@ if _HAVE_NUMBA:
         return occ[(i * ry + j) * rz + k], x, y, z
 
     @njit(cache=True, nogil=True, parallel=True)
-    def _count(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, rx, ry, rz, kstart, max_n, counts, k_next):
-        K = ts.shape[0]
-        for r in prange(o.shape[0]):
-            c = 0
-            k_next[r] = K
-            for k in range(kstart[r], K):
-                t = ts[k] + u[r] * dts[k]
-                if t > tf[r]:
-                    break
-                if t >= tn[r] and _occupied_at(o[r], d[r], t, bmin, bsize, occ, rx, ry, rz)[0]:
-                    c += 1
-                    if c == max_n:
-                        k_next[r] = k + 1
-                        break
-            counts[r] = c
-
-    @njit(cache=True, nogil=True, parallel=True)
-    def _fill(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, rx, ry, rz, kstart, k_next, offsets, ray_out, t_out, dt_out, x_out):
-        for r in prange(o.shape[0]):
-            n = offsets[r]
-            for k in range(kstart[r], k_next[r]):
-                t = ts[k] + u[r] * dts[k]
-                if t > tf[r]:
-                    break
-                if t >= tn[r]:
-                    hit, x, y, z = _occupied_at(o[r], d[r], t, bmin, bsize, occ, rx, ry, rz)
-                    if hit:
-                        ray_out[n] = r
-                        t_out[n] = t
-                        dt_out[n] = dts[k]
-                        x_out[n, 0] = x
-                        x_out[n, 1] = y
-                        x_out[n, 2] = z
-                        n += 1
-
-
-    @njit(cache=True, nogil=True, parallel=True)
     def _march_bounded(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, rx, ry, rz, kstart, counts, k_next, t_out, dt_out, x_out):
         """One pass when a ray emits at most ``t_out.shape[1]`` samples: they go to the ray's own row
         of the ``[R, max]`` buffers (no counting pass over the same steps first)."""
@@ -156,6 +120,19 @@ if _HAVE_NUMBA:
         return t_exit
 
 
+_UNBOUNDED_PASS = 64  # samples per ray per pass when a call asks for all of them
+
+
+def _bounded_pass(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, res, ks, max_per_ray):
+    """One `_march_bounded` pass, packed: ``(ray, t, dt, x01, k_next)`` as numpy arrays."""
+    counts, k_next = np.empty(len(o), np.int64), np.empty(len(o), np.int64)
+    tb, dtb = np.empty((len(o), max_per_ray), np.float32), np.empty((len(o), max_per_ray), np.float32)
+    xb = np.empty((len(o), max_per_ray, 3), np.float32)
+    _march_bounded(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, *res, ks, counts, k_next, tb, dtb, xb)
+    filled = np.arange(max_per_ray)[None, :] < counts[:, None]
+    return np.repeat(np.arange(len(o), dtype=np.int64), counts), tb[filled], dtb[filled], xb[filled], k_next
+
+
 def march_numba(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_min, box_size,
                 k_start: Tensor | None = None, max_per_ray: int = 0) -> dict[str, Tensor]:
     f32 = lambda a: np.ascontiguousarray(a.detach().cpu().numpy(), dtype=np.float32)
@@ -168,22 +145,19 @@ def march_numba(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_
         ks = np.full(len(o), k0, np.int64)
     else:
         ks = np.ascontiguousarray(k_start.cpu().numpy(), dtype=np.int64)
-    counts = np.empty(len(o), np.int64)
-    k_next = np.empty(len(o), np.int64)
-    if max_per_ray > 0:  # bounded: one pass into per-ray rows, then pack them
-        tb, dtb = np.empty((len(o), max_per_ray), np.float32), np.empty((len(o), max_per_ray), np.float32)
-        xb = np.empty((len(o), max_per_ray, 3), np.float32)
-        _march_bounded(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, rx, ry, rz, ks, counts, k_next, tb, dtb, xb)
-        filled = np.arange(max_per_ray)[None, :] < counts[:, None]
-        ray = np.repeat(np.arange(len(o), dtype=np.int64), counts)
-        t, dt, x = tb[filled], dtb[filled], xb[filled]
-    else:  # unbounded: count, then fill exactly sized arrays
-        _count(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, rx, ry, rz, ks, -1, counts, k_next)
-        offsets = np.zeros(len(o), np.int64)
-        np.cumsum(counts[:-1], out=offsets[1:])
-        n = int(counts.sum())
-        ray, t, dt, x = np.empty(n, np.int64), np.empty(n, np.float32), np.empty(n, np.float32), np.empty((n, 3), np.float32)
-        _fill(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, rx, ry, rz, ks, k_next, offsets, ray, t, dt, x)
+    if max_per_ray > 0:
+        ray, t, dt, x, k_next = _bounded_pass(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, (rx, ry, rz), ks, max_per_ray)
+    else:  # unbounded: bounded passes until every ray is done (each ray's passes come in t order)
+        k_next, live, parts = ks.copy(), np.arange(len(o)), []
+        while len(live):
+            r, t, dt, x, k_live = _bounded_pass(o[live], d[live], tn[live], tf[live], tsn, dtn, un[live], bmin, bsize, occ,
+                                                (rx, ry, rz), k_next[live], _UNBOUNDED_PASS)
+            parts.append((live[r], t, dt, x))
+            k_next[live] = k_live
+            live = live[k_live < len(tsn)]
+        ray, t, dt, x = (np.concatenate([p[i] for p in parts]) for i in range(4))
+        order = np.argsort(ray, kind="stable")
+        ray, t, dt, x = ray[order], t[order], dt[order], x[order]
     dev = origins.device
     return {"ray": torch.from_numpy(ray).to(dev), "t": torch.from_numpy(t).to(dev), "dt": torch.from_numpy(dt).to(dev),
             "x01": torch.from_numpy(x).to(dev), "k_next": torch.from_numpy(k_next).to(dev)}
