@@ -471,8 +471,9 @@ def _cuda_kernels_available() -> bool:
 
 
 def available_backends() -> list[str]:
-    """Backends usable in this process: always ``"torch"``; ``"numba"`` if numba imports;
-    ``"tcnn"`` if tinycudann imports and CUDA is available."""
+    """Backends usable in this process: always ``"torch"``; ``"numba"`` if numba imports; ``"cuda"``
+    if a GPU is visible and the numba.cuda kernels pass their self-test; ``"tcnn"`` if tinycudann
+    imports and CUDA is available."""
     out = ["torch"]
     if _HAVE_NUMBA:
         out.append("numba")
