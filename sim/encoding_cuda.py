@@ -1,7 +1,7 @@
 """CUDA twin of the numba CPU hash-grid kernels (`sim.encoding`), written with numba.cuda.
 
-The same semantics and the same corner arithmetic (`sim.encoding._corners`, compiled here as a CUDA
-device function), so the three backends agree: the torch reference, the numba CPU kernels and these.
+The same semantics and the same corner arithmetic (`sim.encoding`'s `_level_consts_py`, `_cell_py`,
+`_trilinear_py`, `_frac_grads_py`, compiled here as CUDA device functions), so the three backends agree: the torch reference, the numba CPU kernels and these.
 Why not the torch reference on the GPU: it launches ~15 kernels per level per call, forward and
 backward; a training step of a street scene (a background and a dozen actor fields) launched ~10k
 kernels and was bound by launch overhead (H200: 40 ms of GPU work in a 220 ms step). Here a call is
@@ -28,7 +28,8 @@ import warnings
 import numpy as np
 import torch
 
-from sim.encoding import HashGridConfig, _corners, _level_arrays
+from sim import encoding as _enc
+from sim.encoding import HashGridConfig, _level_arrays
 
 # numba-cuda (0.30.4 at least) references `np.row_stack`, an alias numpy 2.5 removed; without it
 # every kernel compile fails ("module 'numpy' has no attribute 'row_stack'"). Restoring the alias
@@ -39,7 +40,8 @@ if not hasattr(np, "row_stack"):
 try:
     from numba import cuda
 
-    _corners_device = cuda.jit(device=True)(getattr(_corners, "py_func", _corners))
+    _level_consts_d, _cell_d, _trilinear_d, _frac_grads_d = (
+        cuda.jit(device=True)(f) for f in (_enc._level_consts_py, _enc._cell_py, _enc._trilinear_py, _enc._frac_grads_py))
     _HAVE_NUMBA_CUDA = True
     # Small grids are normal here (an actor's few hundred samples per step); numba warns on every
     # such launch, which buried training logs under hundreds of lines on the H200.
@@ -91,11 +93,13 @@ if _HAVE_NUMBA_CUDA:
 
     @cuda.jit(device=True)
     def _point_level(i, x, res, dense, L, T):
-        """Point and level of thread ``i`` (levels adjacent), and that point's corners at that level."""
+        """Point and level of thread ``i`` (levels adjacent), that point's corner entries and weights."""
         p = i // L
         l = i - p * L
-        k, w, f0, f1, f2 = _corners_device(x[p, 0], x[p, 1], x[p, 2], res[l], dense[l], np.uint64(T - 1))
-        return p, l, k, w
+        s, nm2, dy, dz, hy, hz, mask = _level_consts_d(res[l], dense[l], T)
+        k0, k1, k2, k3, k4, k5, k6, k7, f0, f1, f2 = _cell_d(x[p, 0], x[p, 1], x[p, 2], s, nm2, dy, dz, hy, hz, mask)
+        w = _trilinear_d(f0, f1, f2)
+        return p, l, (k0, k1, k2, k3, k4, k5, k6, k7), w
 
     @cuda.jit(cache=True)
     def _forward(x, table, res, dense, out):
@@ -128,31 +132,27 @@ if _HAVE_NUMBA_CUDA:
         if p >= x.shape[0]:
             return
         L, T, F = table.shape[0], table.shape[1], table.shape[2]
-        one = np.float32(1.0)
         e0 = np.float32(0.0)
         e1 = np.float32(0.0)
         e2 = np.float32(0.0)
         for l in range(L):
-            k, w, f0, f1, f2 = _corners_device(x[p, 0], x[p, 1], x[p, 2], res[l], dense[l], np.uint64(T - 1))
+            s, nm2, dy, dz, hy, hz, mask = _level_consts_d(res[l], dense[l], T)
+            k0, k1, k2, k3, k4, k5, k6, k7, f0, f1, f2 = _cell_d(x[p, 0], x[p, 1], x[p, 2], s, nm2, dy, dz, hy, hz, mask)
             v0 = v1 = v2 = v3 = v4 = v5 = v6 = v7 = np.float32(0.0)
             for f in range(F):
                 g = gout[p, l * F + f]
-                v0 += g * table[l, k[0], f]
-                v1 += g * table[l, k[1], f]
-                v2 += g * table[l, k[2], f]
-                v3 += g * table[l, k[3], f]
-                v4 += g * table[l, k[4], f]
-                v5 += g * table[l, k[5], f]
-                v6 += g * table[l, k[6], f]
-                v7 += g * table[l, k[7], f]
-            g0 = one - f0
-            g1 = one - f1
-            g2 = one - f2
-            s = np.float32(res[l] - 1)
-            # d/dfrac per axis: corner pairs differing in that axis' bit, weighted by the other two
-            e0 += s * (g1 * g2 * (v1 - v0) + f1 * g2 * (v3 - v2) + g1 * f2 * (v5 - v4) + f1 * f2 * (v7 - v6))
-            e1 += s * (g0 * g2 * (v2 - v0) + f0 * g2 * (v3 - v1) + g0 * f2 * (v6 - v4) + f0 * f2 * (v7 - v5))
-            e2 += s * (g0 * g1 * (v4 - v0) + f0 * g1 * (v5 - v1) + g0 * f1 * (v6 - v2) + f0 * f1 * (v7 - v3))
+                v0 += g * table[l, k0, f]
+                v1 += g * table[l, k1, f]
+                v2 += g * table[l, k2, f]
+                v3 += g * table[l, k3, f]
+                v4 += g * table[l, k4, f]
+                v5 += g * table[l, k5, f]
+                v6 += g * table[l, k6, f]
+                v7 += g * table[l, k7, f]
+            d0, d1, d2 = _frac_grads_d(f0, f1, f2, v0, v1, v2, v3, v4, v5, v6, v7)
+            e0 += s * d0
+            e1 += s * d1
+            e2 += s * d2
         gx[p, 0] = e0 if x[p, 0] >= 0 and x[p, 0] <= 1 else np.float32(0.0)
         gx[p, 1] = e1 if x[p, 1] >= 0 and x[p, 1] <= 1 else np.float32(0.0)
         gx[p, 2] = e2 if x[p, 2] >= 0 and x[p, 2] <= 1 else np.float32(0.0)

@@ -34,6 +34,34 @@ def trunc_exp(x: Tensor) -> Tensor:
     return _TruncExp.apply(x)
 
 
+INFERENCE_BLOCK = 16384
+"""Points per block when a field runs without autograd on a CPU (rendering, marching, meshing).
+The density MLP on 2*10^5 points at once ran at 15-17 GFLOP/s on the 2-core bench machine, in
+16k-point blocks at 81-85 (the hidden activations stay in cache, and no fresh multi-MB buffer is
+page-faulted in per layer); in a 640x360 render of the demo scene the MLPs' time went from 1.35 s to
+0.67 s (cProfile)."""
+
+
+def in_blocks(fn, *rows: Tensor, block: int | None = None):
+    """``fn(*rows)`` (a tensor or a tuple of tensors, one row per input row) evaluated on row blocks
+    of ``rows`` into preallocated outputs, when autograd is off and the rows are on the CPU;
+    otherwise one call (autograd needs the graph; GPUs prefer big batches)."""
+    n, block = len(rows[0]), block or INFERENCE_BLOCK
+    if n <= block or torch.is_grad_enabled() or rows[0].device.type != "cpu":
+        return fn(*rows)
+    first = fn(*(r[:block] for r in rows))
+    single = isinstance(first, Tensor)
+    first = (first,) if single else first
+    outs = [torch.empty((n, *f.shape[1:]), dtype=f.dtype) for f in first]
+    for o, f in zip(outs, first):
+        o[:block] = f
+    for s in range(block, n, block):
+        part = fn(*(r[s : s + block] for r in rows))
+        for o, f in zip(outs, (part,) if single else part):
+            o[s : s + block] = f
+    return outs[0] if single else tuple(outs)
+
+
 def sh_encode(dirs: Tensor, degree: int = 4) -> Tensor:
     """Real spherical harmonics of unit directions ``[N, 3]`` up to ``degree`` (1..4): ``[N, degree^2]``."""
     x, y, z = dirs.unbind(-1)
@@ -129,6 +157,9 @@ class RadianceField(nn.Module):
         return torch.cat([x01[:, :1], 0.5 + (x01[:, 1:2] - 0.5).abs(), x01[:, 2:]], 1)
 
     def _geometry(self, x01: Tensor) -> tuple[Tensor, Tensor]:
+        return in_blocks(self._geometry_block, x01)
+
+    def _geometry_block(self, x01: Tensor) -> tuple[Tensor, Tensor]:
         enc = self.encoding(self._fold(x01))
         if self.level_weights is not None:
             enc = enc * self.level_weights
@@ -148,6 +179,10 @@ class RadianceField(nn.Module):
     def appearance(self, geo: Tensor, x01: Tensor, dirs: Tensor, semantics: bool = False) -> tuple[Tensor, ...]:
         """Colour ``[N, 3]`` (and class logits with ``semantics``) from geometry features ``geo``
         (the density MLP's other outputs at ``x01``)."""
+        out = in_blocks(lambda g, x, d: self._appearance_block(g, x, d, semantics), geo, x01, dirs)
+        return (out,) if isinstance(out, Tensor) else out
+
+    def _appearance_block(self, geo: Tensor, x01: Tensor, dirs: Tensor, semantics: bool) -> Tensor | tuple[Tensor, Tensor]:
         feats = [geo]
         if self.cfg.mirror_y:
             # The reflected half sees reflected directions; its side is an input of the colour MLP.
@@ -159,7 +194,7 @@ class RadianceField(nn.Module):
         rgb = self.color_mlp(torch.cat(feats, -1))
         if semantics and self.semantic_head is not None:
             return rgb, self.semantic_head(geo)
-        return (rgb,)
+        return rgb
 
 
 class SkyField(nn.Module):
