@@ -23,6 +23,7 @@ support), the self-test below catches it and the GPU runs the torch reference.
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 
 import numpy as np
@@ -73,7 +74,9 @@ def cuda_backend_available() -> bool:
 def _self_test() -> None:
     from sim.encoding import hash_grid_encode_reference
 
-    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")  # cpu: simulator
+    # numba's CUDA simulator runs kernels on numpy arrays: CPU tensors, even on a machine with a GPU
+    simulated = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+    device = torch.device("cuda") if torch.cuda.is_available() and not simulated else torch.device("cpu")
     cfg = HashGridConfig(n_levels=2, log2_table_size=6, base_resolution=4, max_resolution=16)  # dense + hashed
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(64, 3, generator=gen).to(device)
