@@ -63,8 +63,11 @@ class OccupancyGrid(nn.Module):
         return self._to_unit(self._cell_corner(flat_idx) + torch.rand(len(flat_idx), 3, device=flat_idx.device))
 
     @torch.no_grad()
-    def update(self, density_fn: Callable[[Tensor], Tensor], n_samples: int | None = None, chunk: int = 1 << 17) -> None:
-        """Refresh cells: all of them (``n_samples=None``) or a random subset plus every occupied cell."""
+    def update(self, density_fn: Callable[[Tensor], Tensor], n_samples: int | None = None, chunk: int = 1 << 17,
+               every_occupied: bool = False) -> None:
+        """Refresh cells: all of them (``n_samples=None``), or ``n_samples`` random cells plus the
+        occupied ones (``n_samples`` of them at random, or all with ``every_occupied``: what a young
+        field's warm-up needs to prune fast, at a cost that falls as the grid empties)."""
         if bool(self.seeded):
             # Seeded from known surfaces: only reassess occupied cells and their neighbours, so
             # surfaces can extend but never-observed space (hash-collision garbage inside
@@ -77,7 +80,7 @@ class OccupancyGrid(nn.Module):
             idx = torch.arange(self.n_cells, device=self.density.device)
         else:
             occupied = self.occupied.flatten().nonzero().flatten()
-            if len(occupied) > n_samples:
+            if len(occupied) > n_samples and not every_occupied:
                 occupied = occupied[torch.randint(len(occupied), (n_samples,), device=occupied.device)]
             rand = torch.randint(self.n_cells, (n_samples,), device=self.density.device)
             idx = torch.unique(torch.cat([occupied, rand]))

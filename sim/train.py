@@ -43,6 +43,11 @@ class TrainConfig:
     8192 on a GPU (small batches leave it idle)."""
     lidar_rays_per_batch: int | None = None
     """LiDAR rays per step (when the data has LiDAR); None = half the camera rays."""
+    samples_per_batch: int | None = None
+    """Target samples per step (instant-ngp's dynamic batch): the ray counts follow the running
+    samples per ray, between 1/4 and 4x ``rays_per_batch`` (LiDAR rays keep their ratio), so the
+    young field's long rays (lego-200: ~120 samples per ray in the first steps, 13 later) do not make
+    the first minutes crawl. None = 16384 on a CPU, off on a GPU (not yet measured there); 0 = off."""
     actor_ray_fraction: float = 0.25
     """Share of camera rays drawn among pixels that may see an actor box (cars and pedestrians
     cover a small part of the images: uniform sampling starves their fields)."""
@@ -66,8 +71,8 @@ class TrainConfig:
     occupancy_samples: int = 1 << 16
     """Random cells refreshed per update (plus the occupied ones)."""
     occupancy_warmup_steps: int = 256
-    """Without LiDAR, refresh every cell (not a sample) during these first steps; with LiDAR, do
-    not refresh the seeded grids at all before this step."""
+    """Without LiDAR, refresh every occupied cell (not a sample of them) during these first steps;
+    with LiDAR, do not refresh the seeded grids at all before this step."""
     random_background: bool = True
     """With alpha masks: composite targets on a random colour per ray (learns true transparency)."""
     checkpoint_every_s: float = 60.0
@@ -82,7 +87,35 @@ class TrainConfig:
         device = resolve_device(self.device)
         rays = self.rays_per_batch or (8192 if device.type == "cuda" else 1024)
         lidar = rays // 2 if self.lidar_rays_per_batch is None else self.lidar_rays_per_batch
-        return replace(self, device=str(device), rays_per_batch=rays, lidar_rays_per_batch=lidar)
+        samples = (0 if device.type == "cuda" else 16384) if self.samples_per_batch is None else self.samples_per_batch
+        return replace(self, device=str(device), rays_per_batch=rays, lidar_rays_per_batch=lidar, samples_per_batch=samples)
+
+    def for_batch(self, camera_rays: int) -> "TrainConfig":
+        """This (resolved) config drawing ``camera_rays`` camera rays per step, LiDAR rays in proportion."""
+        lidar = round(camera_rays * self.lidar_rays_per_batch / self.rays_per_batch)
+        return replace(self, rays_per_batch=camera_rays, lidar_rays_per_batch=lidar)
+
+
+class DynamicBatch:
+    """Camera rays per step that keep the samples per step near ``cfg.samples_per_batch``: the target
+    over a running mean of samples per camera ray (LiDAR rays included in the count), clamped to
+    [1/4, 4] x ``cfg.rays_per_batch`` and rounded to 64. Fixed at ``rays_per_batch`` when the
+    target is 0."""
+
+    def __init__(self, cfg: "TrainConfig", rays: int | None = None):
+        self.cfg, self.rays = cfg, int(rays or cfg.rays_per_batch)
+        self._samples_per_ray: float | None = None
+
+    def update(self, samples: float, camera_rays: int) -> int:
+        target = self.cfg.samples_per_batch
+        if not target:
+            return self.rays
+        spr = samples / max(camera_rays, 1)
+        self._samples_per_ray = spr if self._samples_per_ray is None else 0.8 * self._samples_per_ray + 0.2 * spr
+        base = self.cfg.rays_per_batch
+        rays = min(max(target / max(self._samples_per_ray, 1e-3), base / 4), base * 4)
+        self.rays = max(64, int(round(rays / 64)) * 64)
+        return self.rays
 
 
 def make_optimizer(model: NeuralScene, lr: float) -> torch.optim.Optimizer:
@@ -139,10 +172,11 @@ def block_static_actor_volumes(model: NeuralScene, graph: SceneGraph) -> None:
     model.background_grid.block(lambda x01: model._inside_actor_boxes(lo + x01 * (hi - lo), torch.zeros(len(x01), dtype=torch.long, device=lo.device), rays))
 
 
-def update_occupancy(model: NeuralScene, n_samples: int | None) -> None:
-    model.background_grid.update(model.background.density, n_samples)
+def update_occupancy(model: NeuralScene, n_samples: int | None, every_occupied: bool = False) -> None:
+    """Refresh every grid (`OccupancyGrid.update`)."""
+    model.background_grid.update(model.background.density, n_samples, every_occupied=every_occupied)
     for asset in model.asset_ids:
-        model.actor_grids[asset].update(model.actor_fields[asset].density, n_samples)
+        model.actor_grids[asset].update(model.actor_fields[asset].density, n_samples, every_occupied=every_occupied)
 
 
 def refine_occupancy(model: NeuralScene) -> None:
@@ -227,6 +261,8 @@ def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torc
     loss.backward()
     stats["loss"] = loss.item()
     stats["samples_per_ray"] = float(out["n_samples"]) / len(origins)
+    stats["samples"] = float(out["n_samples"])
+    stats["camera_rays"] = n_cam
     return stats
 
 
@@ -246,6 +282,7 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
     model.to(cfg.device)
     opt = make_optimizer(model, cfg.lr)
     step, elapsed = 0, 0.0
+    batch = DynamicBatch(cfg)
     if (out_dir / "scene.json").exists():
         meta = read_checkpoint_meta(out_dir)
         ts = meta.get("train_state", {})
@@ -255,6 +292,7 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
             return ts.get("stats", {})
         load_optimizer_state(out_dir, meta, opt)
         step, elapsed = int(meta["step"]), float(ts.get("elapsed_s", 0.0))
+        batch = DynamicBatch(cfg, ts.get("camera_rays"))
     elif bank.lidar is not None:
         init_occupancy_from_lidar(model, bank)
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -265,7 +303,8 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
     ema_mse, rays_done, t_run = None, 0, 0.0
 
     def checkpoint(finished: bool) -> None:
-        state = {"elapsed_s": elapsed, "finished": finished, "stats": stats, "config": dict(cfg.__dict__)}
+        state = {"elapsed_s": elapsed, "finished": finished, "stats": stats, "config": dict(cfg.__dict__),
+                 "camera_rays": batch.rays}
         save_checkpoint(out_dir, model, graph, step=step, optimizer=None if finished else opt,
                         train_state=state, extra=extra_meta)
 
@@ -277,20 +316,23 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * math.exp(decay * min(frac, 1.0))
             if bank.lidar is None and step % cfg.occupancy_update_every == 0:
-                # Without LiDAR the grid starts full; refresh every cell early on, then a sample.
-                update_occupancy(model, None if step < cfg.occupancy_warmup_steps else cfg.occupancy_samples)
+                # Without LiDAR the grid starts full; early on refresh every occupied cell (all of them
+                # at first) and 4x the usual random sample, then the usual sample.
+                warm = step < cfg.occupancy_warmup_steps
+                update_occupancy(model, cfg.occupancy_samples * (4 if warm else 1), every_occupied=warm)
             elif step >= cfg.occupancy_warmup_steps and step % cfg.occupancy_update_every == 0:
                 # LiDAR-seeded grids are left alone while the young field is still faint: pruning
                 # them early drops thin structures (poles, trunks) before the field has learned them.
                 update_occupancy(model, cfg.occupancy_samples)
             opt.zero_grad(set_to_none=True)
-            stats = training_step(model, bank, cfg, gen)
+            stats = training_step(model, bank, cfg.for_batch(batch.rays), gen)
             opt.step()
             step += 1
             dt = time.perf_counter() - t0
             elapsed += dt
             t_run += dt
-            rays_done += cfg.rays_per_batch
+            rays_done += stats["camera_rays"]
+            batch.update(stats["samples"], stats["camera_rays"])
             ema_mse = stats["mse"] if ema_mse is None else 0.9 * ema_mse + 0.1 * stats["mse"]
             stats["rays_per_s"] = rays_done / t_run
             stats["psnr"] = psnr(ema_mse)

@@ -191,3 +191,24 @@ def test_refine_drops_unconfirmed_cells_and_keeps_thin_structures():
     faint.occupied.view(-1)[:500] = False
     faint.refine(lambda x01: torch.full((len(x01),), 0.05))
     assert faint.occupied.sum() == 500 and not faint.occupied.view(-1)[:500].any()
+
+
+def test_every_occupied_update_refreshes_all_occupied_cells_and_only_a_sample_of_the_rest():
+    """The warm-up refresh: every occupied cell (more than ``n_samples`` of them) plus ``n_samples``
+    random cells; unoccupied cells outside the sample keep their stored density."""
+    grid = OccupancyGrid(RES, threshold=0.01, decay=0.5)
+    in_a = torch.zeros(RES, dtype=torch.bool)
+    in_a[:4] = True  # 120 occupied cells of 240
+    grid.density.copy_(torch.where(in_a, 10.0, 0.004))
+    grid.occupied.copy_(in_a)
+    torch.manual_seed(0)
+    grid.update(lambda x: torch.zeros(len(x)), n_samples=10, every_occupied=True)
+    assert torch.allclose(grid.density[in_a], torch.tensor(5.0))  # all 120 refreshed (decayed)
+    n_refreshed_empty = int((grid.density[~in_a] == 0.002).sum())
+    assert 1 <= n_refreshed_empty <= 10
+    # Without every_occupied only a sample of the occupied cells is refreshed (10 of them, plus
+    # the random cells that happen to be occupied).
+    grid.density.copy_(torch.where(in_a, 10.0, 0.004))
+    grid.occupied.copy_(in_a)
+    grid.update(lambda x: torch.zeros(len(x)), n_samples=10)
+    assert 1 <= int((grid.density[in_a] == 5.0).sum()) <= 20
