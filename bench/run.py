@@ -5,6 +5,8 @@ Measured in one process on whatever machine runs it (the entry records CPU, thre
 - built-in world: capture log -> train for a time budget -> eval against the twin (novel views 1 m
   up / 1 m left, same views after standard edits), and render rays/s of a 640x360 frame (RGB + depth);
 - lego-200 (../shared/data/lego-200): train for a time budget -> test PSNR (25 test views, on white);
+- nerfstudio's nerfacto on lego-200 in the same run (`bench.nerfacto`): its training rays/s, and
+  ours over it (``train_ratio_vs_nerfacto``: our rays/s averaged over the whole lego training);
 - scenario datasets (`nerfsim generate`): camera frames per minute at 640x360 with every label
   (RGB, depth, instance + semantic masks, boxes, KITTI, COCO, poses, preview), and the speed-up of 2
   Ray workers over 1 (the world scene of this bench, or ``--scene``);
@@ -195,10 +197,11 @@ def bench_nav(work: Path, scene_dir: Path, pairs: int = 50, reactive_pairs: int 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["encoding", "world", "lego", "generate", "nav"], action="append")
+    ap.add_argument("--only", choices=["encoding", "world", "lego", "nerfacto", "generate", "nav"], action="append")
     ap.add_argument("--scene", type=Path, help="trained scene for the generate and nav benches (default: the world bench's)")
     ap.add_argument("--world-seconds", type=float, default=300.0)
     ap.add_argument("--lego-seconds", type=float, default=600.0)
+    ap.add_argument("--nerfacto-iterations", type=int, default=15, help="timed nerfacto iterations (4096 rays each)")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--fresh", action="store_true", help="delete previous bench outputs first")
     ap.add_argument("--device", default="auto", help="auto (CUDA when a GPU is visible), cpu, cuda or cuda:N")
@@ -211,7 +214,7 @@ def main(argv=None) -> dict:
     if args.fresh:
         shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    parts = args.only or ["encoding", "world", "lego", "generate", "nav"]
+    parts = args.only or ["encoding", "world", "lego", "nerfacto", "generate", "nav"]
     res = machine(device)
     if "encoding" in parts:
         res.update(bench_encoding(device))
@@ -219,6 +222,12 @@ def main(argv=None) -> dict:
         res.update(bench_world(args.work, args.world_seconds, device, args.world_log))
     if "lego" in parts:
         res.update(bench_lego(args.work, args.lego_seconds, device, args.lego))
+    if "nerfacto" in parts and args.lego.exists():
+        from bench.nerfacto import nerfacto_train_rays_per_s
+
+        res.update(nerfacto_train_rays_per_s(args.lego, args.nerfacto_iterations, device=str(device)))
+        if res.get("lego200_train_rays_per_s"):
+            res["train_ratio_vs_nerfacto"] = res["lego200_train_rays_per_s"] / res["nerfacto_train_rays_per_s"]
     if "generate" in parts:
         res.update(bench_generate(args.work, args.scene or args.work / "world_scene"))
     if "nav" in parts:
