@@ -39,8 +39,9 @@ class TrainConfig:
     """Where to train: 'auto' (CUDA when a GPU is visible, else the CPU), 'cpu', 'cuda' or 'cuda:N'.
     The checkpoint is the same either way (CPU tensors)."""
     rays_per_batch: int | None = None
-    """Camera rays per step; None = 1024 on a CPU (there many small steps beat few large ones) and
-    8192 on a GPU (small batches leave it idle)."""
+    """Camera rays per step (the starting and nominal count when ``samples_per_batch`` adapts it);
+    None = 1024 on a CPU (there many small steps beat few large ones) and 8192 on a GPU (small
+    batches leave it idle)."""
     lidar_rays_per_batch: int | None = None
     """LiDAR rays per step (when the data has LiDAR); None = half the camera rays."""
     samples_per_batch: int | None = None
