@@ -1,7 +1,8 @@
 """CUDA twin of the numba CPU hash-grid kernels (`sim.encoding`), written with numba.cuda.
 
 The same semantics and the same corner arithmetic (`sim.encoding`'s `_level_consts_py`, `_cell_py`,
-`_trilinear_py`, `_frac_grads_py`, compiled here as CUDA device functions), so the three backends agree: the torch reference, the numba CPU kernels and these.
+`_trilinear_py`, `_frac_grads_py`, compiled here as CUDA device functions), so the three backends
+agree: the torch reference, the numba CPU kernels and these.
 Why not the torch reference on the GPU: it launches ~15 kernels per level per call, forward and
 backward; a training step of a street scene (a background and a dozen actor fields) launched ~10k
 kernels and was bound by launch overhead (H200: 40 ms of GPU work in a 220 ms step). Here a call is
@@ -16,7 +17,8 @@ Tested on a CPU through numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), whi
 Python kernels thread by thread, and on a GPU against the CPU kernel and the torch reference
 (tests/sim/test_cuda.py; 7 passed on an H200 with numba-cuda 0.30.4). Measured there (bench/RESULTS.md):
 6.4 ns per sample forward + backward at 2^18 points, 9x the torch reference; street-world training
-went from 38k to 96k rays/s. If numba's CUDA target cannot compile (a driver or toolkit it does not
+went from 38k to 96k rays/s (with the earlier inline corner code; after the shared-helper rewrite a
+slower H200 measured 8.0 ns, and a same-machine A/B of training showed no difference). If numba's CUDA target cannot compile (a driver or toolkit it does not
 support), the self-test below catches it and the GPU runs the torch reference.
 """
 
