@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from sim.encoding import HashGridConfig
-from sim.field import FieldConfig, RadianceField
+from sim.field import FieldConfig, RadianceField, in_blocks
 
 
 def _field(mirror: bool, seed: int = 0) -> RadianceField:
@@ -49,3 +49,21 @@ def test_mirrored_colour_seen_from_the_reflected_view_differs_only_by_the_side_i
     rgb = fld(both_x, both_d)[1].detach()
     assert (rgb[:256, 0] > 0.7).all() and (rgb[256:, 2] > 0.7).all(), "the side input must separate the halves"
     torch.testing.assert_close(fld.density(x), fld.density(_reflect(x)))
+
+
+def test_blocked_inference_equals_one_call_and_autograd_stays_whole():
+    """`in_blocks` (no-grad CPU evaluation in row blocks) gives the outputs of one whole call."""
+    f = _field(mirror=False)
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(1000, 3, generator=g)
+    d = torch.nn.functional.normalize(torch.randn(1000, 3, generator=g), dim=-1)
+    with torch.no_grad():
+        sigma, geo = f._geometry_block(x)
+        rgb = f._appearance_block(geo, x, d, False)
+        blocked_sigma, blocked_geo = in_blocks(f._geometry_block, x, block=96)
+        blocked_rgb = in_blocks(lambda a, b, c: f._appearance_block(a, b, c, False), geo, x, d, block=96)
+    for a, b in ((sigma, blocked_sigma), (geo, blocked_geo), (rgb, blocked_rgb)):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)
+    calls = []
+    out = in_blocks(lambda r: calls.append(len(r)) or r * 2, x.requires_grad_(), block=96)  # grad on: one call
+    assert calls == [1000] and out.requires_grad
