@@ -64,7 +64,7 @@ class OccupancyGrid(nn.Module):
 
     @torch.no_grad()
     def update(self, density_fn: Callable[[Tensor], Tensor], n_samples: int | None = None, chunk: int = 1 << 17,
-               every_occupied: bool = False) -> None:
+               every_occupied: bool = False, decay: float | None = None) -> None:
         """Refresh cells: all of them (``n_samples=None``), or ``n_samples`` random cells plus the
         occupied ones (``n_samples`` of them at random, or all with ``every_occupied``: what a young
         field's warm-up needs to prune fast, at a cost that falls as the grid empties)."""
@@ -88,7 +88,7 @@ class OccupancyGrid(nn.Module):
         for s in range(0, len(idx), chunk):
             part = idx[s : s + chunk]
             sigma = density_fn(self.cell_centers_jittered(part)).float()
-            flat[part] = torch.maximum(flat[part] * self.decay, sigma)
+            flat[part] = torch.maximum(flat[part] * (self.decay if decay is None else decay), sigma)
         self._refresh_mask()
 
     def _refresh_mask(self) -> None:

@@ -143,6 +143,30 @@ def test_update_from_the_initial_full_grid_converges_to_the_region():
     assert torch.allclose(grid.density[in_a], torch.tensor(8.0)) and torch.equal(grid.occupied, in_a)
 
 
+def test_update_decay_override_forgets_a_young_fields_haze_faster():
+    """The per-call decay (training's warm-up) replaces the grid's own for that refresh only: haze
+    of 0.3 that the field has since cleared leaves the grid after 2 refreshes at 0.5, while the
+    grid's own 0.95 keeps it for 21 (0.3 * 0.95^21 = 0.102). A surface (density 10 in the x < 1/8
+    slab) stays throughout."""
+    surface = lambda x: torch.where(x[:, 0] < 1 / RES[0], 10.0, 0.0)
+    haze = lambda x: surface(x) + 0.3
+    slab = torch.zeros(RES, dtype=torch.bool)
+    slab[0] = True
+    fast, slow = (OccupancyGrid(RES, threshold=0.1, decay=0.95) for _ in range(2))
+    for grid in (fast, slow):
+        grid.update(haze)
+        assert bool(grid.occupied.all())
+    fast.update(surface, decay=0.5)
+    assert bool(fast.occupied.all()) and torch.allclose(fast.density[~slab], torch.tensor(0.15))
+    fast.update(surface, decay=0.5)
+    assert torch.equal(fast.occupied, slab)
+    for _ in range(21):
+        slow.update(surface)
+    assert bool(slow.occupied.all())
+    slow.update(surface)
+    assert torch.equal(slow.occupied, slab)
+
+
 def test_partial_update_refreshes_every_occupied_cell_and_leaves_others():
     """Unseeded grids: a partial refresh covers every occupied cell plus random ones."""
     grid = OccupancyGrid(RES, threshold=0.01, decay=0.5)
