@@ -107,19 +107,59 @@ def bench_world(work: Path, seconds: float, device: torch.device, log_dir: Path 
     return out
 
 
+LEGO_CURVE_SECONDS = (30, 60, 120, 180, 300, 450, 600)
+"""Training times (s) at which the lego bench snapshots the model for its PSNR-against-time curve."""
+
+
 def bench_lego(work: Path, seconds: float, device: torch.device, lego: Path = LEGO) -> dict:
+    """Train lego-200 for ``seconds``; test PSNR of the result (25 views) and of snapshots taken at
+    `LEGO_CURVE_SECONDS` on the way (off the training clock), drawn to ``lego200_psnr_curve.png``."""
     from sim.train import TrainConfig
-    from tasks.pipeline import train_scene
-    from tasks.report import evaluate_scene
+    from tasks.pipeline import load_scene, train_scene
+    from tasks.report import evaluate_scene, static_test_metrics
 
     if not lego.exists():
         return {"lego200_skipped": f"{lego} not found"}
     scene_dir = work / "lego_scene"
-    stats = train_scene(lego, scene_dir, TrainConfig(steps=100_000, max_seconds=seconds, device=str(device)))
+    marks = [m for m in LEGO_CURVE_SECONDS if m < seconds]
+    snapshots: list[tuple[float, dict]] = []
+
+    def snapshot(step: int, elapsed: float, model) -> None:
+        if len(snapshots) < len(marks) and elapsed >= marks[len(snapshots)]:
+            snapshots.append((elapsed, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}))
+
+    shutil.rmtree(scene_dir, ignore_errors=True)  # a curve needs a training from scratch
+    stats = train_scene(lego, scene_dir, TrainConfig(steps=100_000, max_seconds=seconds, device=str(device)), on_step=snapshot)
     m = evaluate_scene(scene_dir, max_frames=9, device=str(device))  # 25 test views
+    scene = load_scene(scene_dir, str(device))
+    curve = []
+    for elapsed, state in snapshots:
+        scene.model.load_state_dict(state)
+        curve.append((round(elapsed, 1), round(static_test_metrics(scene, max_views=25)["test_psnr"], 2)))
+    curve.append((round(stats["train_seconds"], 1), round(m["test_psnr"], 2)))
+    plot_psnr_curve(curve, work / "lego200_psnr_curve.png")
     return {"lego200_train_seconds": stats.get("train_seconds"), "lego200_train_rays_per_s": stats.get("rays_per_s"),
             "lego200_samples_per_ray": stats.get("samples_per_ray"), "lego200_test_psnr": m.get("test_psnr"),
-            "lego200_test_ssim": m.get("test_ssim")}
+            "lego200_test_ssim": m.get("test_ssim"), "lego200_psnr_curve": curve,
+            "lego200_psnr_curve_png": str(work / "lego200_psnr_curve.png")}
+
+
+def plot_psnr_curve(curve: list[tuple[float, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([c[0] for c in curve], [c[1] for c in curve], "o-")
+    ax.axhline(30.0, color="gray", ls="--", lw=1, label="30 dB (issue #3)")
+    ax.set_xlabel("training time (s, wall clock)")
+    ax.set_ylabel("lego-200 test PSNR (dB, 25 views)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def machine(device: torch.device) -> dict:

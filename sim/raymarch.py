@@ -71,9 +71,10 @@ if _HAVE_NUMBA:
         return occ[(i * ry + j) * rz + k], x, y, z
 
     @njit(cache=True, nogil=True, parallel=True)
-    def _march_bounded(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, rx, ry, rz, kstart, counts, k_next, t_out, dt_out, x_out):
+    def _march_bounded(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, rx, ry, rz, coarse, B, kstart, counts, k_next, t_out, dt_out, x_out):
         """One pass when a ray emits at most ``t_out.shape[1]`` samples: they go to the ray's own row
-        of the ``[R, max]`` buffers (no counting pass over the same steps first)."""
+        of the ``[R, max]`` buffers (no counting pass over the same steps first). ``coarse`` says
+        which blocks of ``B``^3 cells hold any occupied cell (see `coarse_occupancy`)."""
         K = ts.shape[0]
         max_n = t_out.shape[1]
         for r in prange(o.shape[0]):
@@ -97,38 +98,70 @@ if _HAVE_NUMBA:
                             k_next[r] = k + 1
                             break
                     elif x >= 0 and x <= 1 and y >= 0 and y <= 1 and z >= 0 and z <= 1:
-                        # An empty cell: the steps still inside it cannot hit; jump past them.
-                        t_exit = _cell_exit(o[r], d[r], x, y, z, bmin, bsize, rx, ry, rz)
+                        # An empty cell: the steps still inside it cannot hit; jump past them, or
+                        # past its whole block when the block is empty (open air: few visits).
+                        i = min(int(x * rx), rx - 1) // B
+                        j = min(int(y * ry), ry - 1) // B
+                        kk = min(int(z * rz), rz - 1) // B
+                        block = 1 if coarse[i, j, kk] else B
+                        t_exit = _block_exit(o[r], d[r], x, y, z, bmin, bsize, rx, ry, rz, block)
                         while k + 1 < K and ts[k + 1] + u[r] * dts[k + 1] < t_exit:
                             k += 1
                 k += 1
             counts[r] = c
 
     @njit(cache=True, fastmath=False, nogil=True, inline="always")
-    def _cell_exit(o, d, x, y, z, bmin, bsize, rx, ry, rz):
-        """Ray distance where the ray leaves the grid cell holding unit-cube point (x, y, z), less a
-        margin of 1e-4 cell so float rounding never skips a step that lands in the next cell."""
+    def _block_exit(o, d, x, y, z, bmin, bsize, rx, ry, rz, block):
+        """Ray distance where the ray leaves the block of ``block``^3 grid cells (aligned to multiples
+        of ``block``) holding unit-cube point (x, y, z), less a margin of 1e-4 cell so float rounding
+        never skips a step that lands in the next block."""
         t_exit = np.inf
         p = (x, y, z)
         res = (rx, ry, rz)
         for a in range(3):
             if d[a] != 0:
                 size = bsize[a] / res[a]
-                i = min(int(p[a] * res[a]), res[a] - 1)
-                face = bmin[a] + (i + (1 if d[a] > 0 else 0)) * size
+                i = min(int(p[a] * res[a]), res[a] - 1) // block * block
+                face = bmin[a] + (i + (block if d[a] > 0 else 0)) * size
                 t_exit = min(t_exit, (face - o[a]) / d[a] - 1e-4 * size / abs(d[a]))
         return t_exit
+
+
+COARSE_BLOCK = 4
+"""Cells per axis of the marching kernel's coarse blocks. A 640x360 frame of the demo street: the
+kernel visited every empty 25 x 25 x 10 cm cell between the camera and the first surface (sky rays
+cross ~100 z-layers); skipping empty 4^3 blocks whole cut the kernel's time in the frame from
+0.84-0.86 s to 0.31-0.34 s (min of 4 interleaved renders each, 2-core CPU; 8^3: 0.32 s)."""
+
+_COARSE_CACHE: dict = {}
+
+
+def coarse_occupancy(occupied: Tensor) -> np.ndarray:
+    """Boolean ``[ceil(rx/B), ceil(ry/B), ceil(rz/B)]``: which blocks of `COARSE_BLOCK`^3
+    cells hold an occupied cell. Cached per grid tensor and version (recomputed after any in-place
+    change of the grid, i.e. every occupancy refresh)."""
+    key = (id(occupied), occupied.data_ptr(), tuple(occupied.shape), COARSE_BLOCK)
+    hit = _COARSE_CACHE.get(key)
+    if hit is not None and hit[0] == occupied._version:
+        return hit[1]
+    grid = occupied.detach().cpu()[None, None].float()
+    coarse = torch.nn.functional.max_pool3d(grid, COARSE_BLOCK, stride=COARSE_BLOCK, ceil_mode=True)[0, 0] > 0
+    out = np.ascontiguousarray(coarse.numpy())
+    if len(_COARSE_CACHE) > 64:
+        _COARSE_CACHE.clear()
+    _COARSE_CACHE[key] = (occupied._version, out)
+    return out
 
 
 _UNBOUNDED_PASS = 64  # samples per ray per pass when a call asks for all of them
 
 
-def _bounded_pass(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, res, ks, max_per_ray):
+def _bounded_pass(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, coarse, res, ks, max_per_ray):
     """One `_march_bounded` pass, packed: ``(ray, t, dt, x01, k_next)`` as numpy arrays."""
     counts, k_next = np.empty(len(o), np.int64), np.empty(len(o), np.int64)
     tb, dtb = np.empty((len(o), max_per_ray), np.float32), np.empty((len(o), max_per_ray), np.float32)
     xb = np.empty((len(o), max_per_ray, 3), np.float32)
-    _march_bounded(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, *res, ks, counts, k_next, tb, dtb, xb)
+    _march_bounded(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, *res, coarse, COARSE_BLOCK, ks, counts, k_next, tb, dtb, xb)
     filled = np.arange(max_per_ray)[None, :] < counts[:, None]
     return np.repeat(np.arange(len(o), dtype=np.int64), counts), tb[filled], dtb[filled], xb[filled], k_next
 
@@ -140,18 +173,19 @@ def march_numba(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_
     bmin, bsize = f32(box_min.reshape(3)), f32(box_size.reshape(3))
     occ = np.ascontiguousarray(occupied.cpu().numpy().reshape(-1))
     rx, ry, rz = occupied.shape
+    coarse = coarse_occupancy(occupied)
     if k_start is None:  # skip schedule steps no ray reaches (all before the nearest entry)
         k0 = max(int(np.searchsorted(tsn + dtn, tn.min() if len(tn) else 0.0)) - 1, 0)
         ks = np.full(len(o), k0, np.int64)
     else:
         ks = np.ascontiguousarray(k_start.cpu().numpy(), dtype=np.int64)
     if max_per_ray > 0:
-        ray, t, dt, x, k_next = _bounded_pass(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, (rx, ry, rz), ks, max_per_ray)
+        ray, t, dt, x, k_next = _bounded_pass(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, coarse, (rx, ry, rz), ks, max_per_ray)
     else:  # unbounded: bounded passes until every ray is done (each ray's passes come in t order)
         k_next, live, parts = ks.copy(), np.arange(len(o)), []
         while len(live):
             r, t, dt, x, k_live = _bounded_pass(o[live], d[live], tn[live], tf[live], tsn, dtn, un[live], bmin, bsize, occ,
-                                                (rx, ry, rz), k_next[live], _UNBOUNDED_PASS)
+                                                coarse, (rx, ry, rz), k_next[live], _UNBOUNDED_PASS)
             parts.append((live[r], t, dt, x))
             k_next[live] = k_live
             live = live[k_live < len(tsn)]

@@ -12,6 +12,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -284,8 +285,10 @@ def _progress(enabled: bool) -> Progress:
 
 
 def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig, out_dir: str | Path,
-          extra_meta: dict | None = None) -> dict:
-    """Train (or resume) and write the checkpoint folder ``out_dir``. Returns final training stats."""
+          extra_meta: dict | None = None, on_step: Callable[[int, float, NeuralScene], None] | None = None) -> dict:
+    """Train (or resume) and write the checkpoint folder ``out_dir``. Returns final training stats.
+    ``on_step(step, elapsed_s, model)`` runs after every step, off the training clock (e.g. a
+    benchmark taking snapshots for a PSNR-against-time curve)."""
     out_dir = Path(out_dir)
     cfg = cfg.resolved()
     model.to(cfg.device)
@@ -347,6 +350,8 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
             stats["rays_per_s"] = rays_done / t_run
             stats["psnr"] = psnr(ema_mse)
             bar.update(task, completed=step, loss=stats["loss"], psnr=stats["psnr"], rps=stats["rays_per_s"], spr=stats["samples_per_ray"])
+            if on_step is not None:
+                on_step(step, elapsed, model)
             if time.perf_counter() - last_ckpt > cfg.checkpoint_every_s:
                 checkpoint(finished=False)
                 last_ckpt = time.perf_counter()

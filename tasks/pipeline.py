@@ -67,8 +67,9 @@ def model_config_for(aabb, far_field: str, semantic_classes: tuple[str, ...] = (
                             step_cone=0.0, step_max=diag / 512)
 
 
-def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10) -> dict:
-    """Train a scene from a capture log or a static dataset into the checkpoint folder ``out``."""
+def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10, on_step=None) -> dict:
+    """Train a scene from a capture log or a static dataset into the checkpoint folder ``out``
+    (``on_step``: see `sim.train.train`)."""
     data = Path(data)
     if not data.exists():
         raise InputError(data, None, "no such training data folder")
@@ -88,7 +89,7 @@ def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10
         extra = {"source": {"kind": ds.meta.get("kind", "static"), "path": str(data.resolve())}}
     classes = BACKGROUND_CLASSES if bank.semantic is not None else ()
     model = NeuralScene(model_config_for(graph.aabb, far, classes), graph.aabb, graph.asset_ids)
-    return train(model, bank, graph, cfg, out, extra_meta=extra)
+    return train(model, bank, graph, cfg, out, extra_meta=extra, on_step=on_step)
 
 
 # ---- rendering ----------------------------------------------------------------------------------

@@ -303,6 +303,35 @@ def test_prune_does_not_change_the_image():
     assert torch.allclose(full["depth"], pruned["depth"], atol=1e-2), float((full["depth"] - pruned["depth"]).abs().max())
 
 
+def test_actor_samples_behind_an_opaque_actor_surface_are_never_evaluated():
+    """Actor densities are evaluated front to back per ray and stop once the actor alone is opaque:
+    most samples of an opaque car are never sent to its field, and the image is the same as without
+    pruning (`test_prune_does_not_change_the_image` bounds)."""
+    scene, actors = _street_like_scene()
+    rng = np.random.default_rng(5)
+    origins = np.array([-3.5, 3.0, 1.6]) + rng.uniform(-0.2, 0.2, (200, 3))  # the pedestrian is not in the way
+    dirs = unit(np.array([1.0, 0.5, 0.75]) + rng.uniform(-0.3, 0.3, (200, 3)) - origins)  # at the car
+    o, d = as_t(origins), as_t(dirs)
+    car = scene.actor_fields["car"]
+    evaluated = []
+    density = car.density
+    car.density = lambda x: (evaluated.append(len(x)), density(x))[1]
+    generated = len(scene._actor_samples(actors[0], o, d, jitter=False)["ray"])
+    with torch.no_grad():
+        pruned = scene.render_rays(o, d, actors, prune=True)
+    n_terminated, evaluated[:] = sum(evaluated), []
+    with torch.no_grad():
+        full = scene.render_rays(o, d, actors, prune=False)
+    assert float((full["owner_weights"][:, 1] > 0.99).float().mean()) > 0.8  # the rays do hit the car
+    # ~140 samples per ray cross the box; those in the air above and around the body come first
+    # (the test grid is all occupied), then the body (tau 0.45 per sample) is opaque after 16.
+    # Measured: 65 evaluated per ray.
+    assert generated > 5000 and n_terminated < 0.5 * generated, (n_terminated, generated)
+    bound = scene.cfg.min_transmittance + 1e-5
+    for k in ("rgb", "accumulation", "owner_weights"):
+        assert torch.allclose(full[k], pruned[k], atol=bound), k
+
+
 # ---------------------------------------------------------------------------------------- (f)
 def test_ray_aabb_matches_brute_force():
     g = np.random.default_rng(4)

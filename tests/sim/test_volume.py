@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from sim.volume import accumulate, render_weights, render_weights_reference
+from sim.volume import accumulate, concat_passes_order, merge_order, ray_t_key, render_weights, render_weights_reference
 
 
 def test_packed_weights_match_reference():
@@ -41,3 +41,49 @@ def test_gradients_flow_to_density():
     w, _ = render_weights(sigma, torch.full((10,), 0.1), torch.zeros(10, dtype=torch.long), 1)
     w.sum().backward()
     assert torch.all(sigma.grad > 0)  # more density anywhere -> more opacity
+
+
+def _random_packed(n: int, n_rays: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed samples sorted by (ray, t) with distinct keys."""
+    ray = torch.randint(n_rays, (n,), generator=gen)
+    t = torch.rand(n, generator=gen) * 50
+    order = torch.argsort(ray_t_key(ray, t))
+    return ray[order], t[order]
+
+
+def test_merge_order_equals_a_full_sort_of_sorted_head_and_unsorted_tail():
+    gen = torch.Generator().manual_seed(0)
+    for n_head, n_tail, n_rays in [(5000, 300, 400), (1000, 0, 50), (0, 200, 30), (3000, 3000, 10)]:
+        ray_h, t_h = _random_packed(n_head, n_rays, gen)
+        ray_t = torch.randint(n_rays, (n_tail,), generator=gen)
+        t_t = torch.rand(n_tail, generator=gen) * 50
+        ray, t = torch.cat([ray_h, ray_t]), torch.cat([t_h, t_t])
+        order, key = merge_order(ray, t, n_head), ray_t_key(ray, t)
+        assert sorted(order.tolist()) == list(range(len(ray)))  # a permutation
+        assert torch.equal(key[order], torch.sort(key).values)  # (the last case has tied keys)
+
+
+def test_merge_order_puts_the_tail_first_on_ties():
+    ray = torch.tensor([0, 1, 1, 2, 1])
+    t = torch.tensor([1.0, 2.0, 3.0, 0.5, 2.0])
+    assert merge_order(ray, t, 4).tolist() == [0, 4, 1, 2, 3]
+
+
+def test_concat_passes_order_sorts_chunked_marching_output():
+    """Passes of a chunked march: each sorted by (ray, t); a ray's later passes lie further out; rays
+    drop out between passes."""
+    gen = torch.Generator().manual_seed(1)
+    n_rays, passes, offset = 300, [], 0.0
+    alive = torch.arange(n_rays)
+    for _ in range(4):
+        per_ray = torch.randint(0, 5, (len(alive),), generator=gen)
+        ray = torch.repeat_interleave(alive, per_ray)
+        t = offset + torch.sort(torch.rand(len(ray), generator=gen), stable=True).values  # any order within (ray) is
+        t = torch.cat([torch.sort(t[ray == r]).values for r in alive.tolist()]) if len(ray) else t  # then sorted per ray
+        passes.append((ray, t))
+        offset += 1.0
+        alive = alive[torch.rand(len(alive), generator=gen) < 0.7]
+    ray, t = torch.cat([p[0] for p in passes]), torch.cat([p[1] for p in passes])
+    order = concat_passes_order([p[0] for p in passes], n_rays)
+    assert torch.equal(order, torch.argsort(ray_t_key(ray, t), stable=True))
+    assert len(concat_passes_order([], n_rays)) == 0
