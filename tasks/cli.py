@@ -120,7 +120,7 @@ def evaluate(scene: Positional[Path], json_out: bool = False, max_frames: int = 
             print(f"{k:>32}: {v}")
 
 
-def demo(out: Path = Path("demo_out"), train_seconds: float = 300.0, tiny: bool = False) -> None:
+def demo(out: Path = Path("demo_out"), train_seconds: float = 360.0, tiny: bool = False) -> None:
     """World -> capture log -> train -> render an edited drive (actor removed, moved, inserted) ->
     preview.mp4 + contact_sheet.png beside the twin, and metrics.json. Resumes where it stopped.
 

@@ -53,7 +53,7 @@ Each step can be repeated by hand:
 """
 
 
-def run_demo(out: Path, train_seconds: float = 300.0, tiny: bool = False) -> dict:
+def run_demo(out: Path, train_seconds: float = 360.0, tiny: bool = False) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
