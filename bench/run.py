@@ -246,7 +246,9 @@ def bench_nav(work: Path, scene_dir: Path, pairs: int = 50, reactive_pairs: int 
     for _ in range(5):
         env.render_sensors(("rgb", "depth"))
     out = {"nav_step_hz_128x72_rgbd": steps / t_env, "nav_render_s_128x72_rgbd": (time.perf_counter() - t) / 5}
-    for name, n, obs_names in (("planner", pairs, ()), ("reactive", reactive_pairs, ("depth",))):
+    for name, n, obs_names in (("planner", pairs, ()), ("reactive", min(reactive_pairs, pairs), ("depth",))):
+        if n == 0:  # step rate only
+            continue
         res = evaluate(NavEvalConfig(scene_dir, work / f"nav_{name}", name, n, videos=1, env=NavConfig(observations=obs_names)))
         out.update({f"nav_{name}_{k}": v for k, v in res.items() if k in (
             "episodes", "collision_rate", "collision_rate_truth", "success_rate", "path_length_ratio_mean",
@@ -261,6 +263,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--world-seconds", type=float, default=300.0)
     ap.add_argument("--lego-seconds", type=float, default=600.0)
     ap.add_argument("--nerfacto-iterations", type=int, default=15, help="timed nerfacto iterations (4096 rays each)")
+    ap.add_argument("--nav-pairs", type=int, default=50, help="start-goal pairs of the nav bench's planner run (0 = step rate only)")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--fresh", action="store_true", help="delete previous bench outputs first")
     ap.add_argument("--device", default="auto", help="auto (CUDA when a GPU is visible), cpu, cuda or cuda:N")
@@ -292,7 +295,7 @@ def main(argv=None) -> dict:
     if "generate" in parts:
         res.update(bench_generate(args.work, args.scene or args.work / "world_scene"))
     if "nav" in parts:
-        res.update(bench_nav(args.work, args.scene or args.work / "world_scene"))
+        res.update(bench_nav(args.work, args.scene or args.work / "world_scene", pairs=args.nav_pairs))
     line = json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()})
     print(line)
     with open(ROOT / "bench" / "RESULTS.md", "a") as f:
