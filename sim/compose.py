@@ -24,7 +24,7 @@ from sim.encoding import HashGridConfig
 from sim.occupancy import OccupancyGrid
 from sim.raymarch import march
 from sim.rays import ray_aabb
-from sim.volume import accumulate, concat_passes_order, exclusive_segment_cumsum, merge_order, render_weights
+from sim.volume import accumulate, concat_passes_order, exclusive_segment_cumsum, merge_order, optical_depth, render_weights
 
 
 def _default_actor_field() -> FieldConfig:
@@ -236,7 +236,7 @@ class NeuralScene(nn.Module):
                       self.aabb[0], self.aabb[1] - self.aabb[0], k_start=k[idx], max_per_ray=next(sizes))
             if len(s["ray"]):
                 sigma, geo = geometry(s["x01"]) if geometry is not None else (self.background.density(s["x01"]), None)
-                tau = sigma * s["dt"]
+                tau = optical_depth(sigma, s["dt"])
                 keep = self._worth_keeping(tau, s["ray"], len(idx), log_T[idx][s["ray"]])
                 log_T.index_add_(0, idx[s["ray"]], tau)
                 kept = {"ray": idx[s["ray"][keep]], "t": s["t"][keep], "dt": s["dt"][keep], "x01": s["x01"][keep], "sigma_nograd": sigma[keep]}
@@ -349,7 +349,7 @@ class NeuralScene(nn.Module):
             if g is not None:
                 geo = g.new_zeros(len(ray), g.shape[1]) if geo is None else geo
                 geo[sel] = g
-            log_T.index_add_(0, ray[sel], sig * part["dt"][sel])
+            log_T.index_add_(0, ray[sel], optical_depth(sig, part["dt"][sel]))
             start, size = start + size, next(sizes)
         out = {k: (v[evaluated] if torch.is_tensor(v) else v) for k, v in part.items()}
         out["sigma_nograd"] = sigma[evaluated]
@@ -380,7 +380,7 @@ class NeuralScene(nn.Module):
         # Densities already known from terminated marching are reused, not recomputed.
         sigma = torch.cat([p["sigma_nograd"] if "sigma_nograd" in p else p["field"].density(p["x01"]) for p in parts])
         dt = torch.cat([p["dt"] for p in parts])
-        keep_sorted = self._worth_keeping((sigma * dt)[order], ray[order], n_rays)
+        keep_sorted = self._worth_keeping(optical_depth(sigma, dt)[order], ray[order], n_rays)
         keep = torch.empty_like(keep_sorted)
         keep[order] = keep_sorted
         out, start = [], 0

@@ -13,6 +13,20 @@ import torch
 from torch import Tensor
 
 
+TAU_MAX = 30.0
+"""Largest optical depth one sample counts with: its alpha is already 1 in float32 (1 - e^-30 =
+1 - 9e-14). Without the cap one sample of a runaway density (a hash-grid field can return 1e11 or
+more where nothing constrains it, e.g. underground) put values near 1e12 into the batch-wide
+cumulative sum of `exclusive_segment_cumsum`, whose float64 cancellation then gave every later ray
+of the batch a negative optical depth, weights above 1 and depths of ~1,000 m: a whole band of
+image rows, depending on how the image was split into batches."""
+
+
+def optical_depth(sigmas: Tensor, deltas: Tensor) -> Tensor:
+    """Per-sample optical depth ``sigma * delta``, capped at `TAU_MAX` (also turns inf into it)."""
+    return (sigmas * deltas).clamp(max=TAU_MAX)
+
+
 def exclusive_segment_cumsum(values: Tensor, ray_indices: Tensor, n_rays: int) -> Tensor:
     """Per-ray exclusive prefix sum of packed ``values`` (sorted by ray). Float64 inside: a global
     cumsum over ~1e6 samples minus the ray's offset would lose float32 precision."""
@@ -35,7 +49,7 @@ def render_weights(sigmas: Tensor, deltas: Tensor, ray_indices: Tensor, n_rays: 
     Returns:
         weights ``[S]`` and transmittance left after the last sample ``[n_rays]``.
     """
-    tau = sigmas * deltas
+    tau = optical_depth(sigmas, deltas)
     T = torch.exp(-exclusive_segment_cumsum(tau, ray_indices, n_rays))
     weights = T * -torch.expm1(-tau)  # expm1: 1 - exp(-x) loses float32 precision for thin samples
     # Final transmittance = exp(-total optical depth); rays without samples keep 1.

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from sim.volume import accumulate, concat_passes_order, merge_order, ray_t_key, render_weights, render_weights_reference
+from sim.volume import TAU_MAX, accumulate, concat_passes_order, merge_order, ray_t_key, render_weights, render_weights_reference
 
 
 def test_packed_weights_match_reference():
@@ -87,3 +87,25 @@ def test_concat_passes_order_sorts_chunked_marching_output():
     order = concat_passes_order([p[0] for p in passes], n_rays)
     assert torch.equal(order, torch.argsort(ray_t_key(ray, t), stable=True))
     assert len(concat_passes_order([], n_rays)) == 0
+
+
+def test_a_runaway_density_in_one_ray_leaves_the_other_rays_of_the_batch_alone():
+    """One sample of density 1e30 (or inf) early in a packed batch: every other ray's weights equal
+    rendering it alone, and no weight exceeds 1. (Before optical depths were capped, the batch-wide
+    float64 cumsum lost the other rays' depths to cancellation: weights of 180, depths of 1 km.)"""
+    g = torch.Generator().manual_seed(0)
+    n_rays, per_ray = 400, 6
+    ray = torch.arange(n_rays).repeat_interleave(per_ray)
+    sigma = torch.rand(len(ray), generator=g) * 5
+    delta = torch.full((len(ray),), 0.05)
+    for runaway in (1e30, float("inf")):
+        s = sigma.clone()
+        s[3] = runaway  # ray 0
+        w, T = render_weights(s, delta, ray, n_rays)
+        assert torch.isfinite(w).all() and float(w.max()) <= 1.0 and float(w.view(n_rays, per_ray).sum(1).max()) <= 1.0 + 1e-6
+        for r in (1, 200, n_rays - 1):
+            sl = slice(r * per_ray, (r + 1) * per_ray)
+            w_alone, T_alone = render_weights(s[sl], delta[sl], torch.zeros(per_ray, dtype=torch.long), 1)
+            assert torch.allclose(w[sl], w_alone, atol=1e-6) and torch.allclose(T[r], T_alone[0], atol=1e-6)
+        assert float(T[0]) < 1e-12 and float(w[3]) > 0.0  # the runaway sample is opaque
+    assert TAU_MAX >= 30.0  # alpha of a capped sample is 1 in float32
