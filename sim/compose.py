@@ -327,9 +327,9 @@ class NeuralScene(nn.Module):
     @torch.no_grad()
     def _terminated(self, part: dict, n_rays: int, keep_features: bool) -> dict:
         """An actor part with densities evaluated front to back in chunks per ray (`_chunk_sizes`),
-        dropping each ray's samples once the actor alone has left it less
-        than ``min_transmittance``: the composite transmittance is lower still, so `_prune` would
-        drop them anyway. Adds ``sigma_nograd`` (and ``geo_nograd`` with ``keep_features``)."""
+        dropping each ray's samples once the actor alone has left it less than ``min_transmittance``:
+        the composite transmittance is lower still, so `_prune` would drop them anyway. Adds
+        ``sigma_nograd`` (and ``geo_nograd`` with ``keep_features``)."""
         ray, field = part["ray"], part["field"]
         counts = torch.bincount(ray, minlength=n_rays)
         rank = torch.arange(len(ray), device=ray.device) - (torch.cumsum(counts, 0) - counts)[ray]
