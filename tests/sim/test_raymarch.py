@@ -107,3 +107,21 @@ def test_block_skipping_over_empty_space_equals_reference_and_follows_grid_chang
         assert len(ref["ray"]) > 1000
         assert torch.equal(ref["ray"], fast["ray"]) and torch.allclose(ref["t"], fast["t"])
         occupied[30:34, 20:25, 10:15] = True  # in place: space that was an empty block fills
+
+
+def test_block_summary_cache_never_outlives_its_grid():
+    """A grid freed and another allocated in its place (same address, same version count) must not
+    read the first grid's cached block summary."""
+    from sim.raymarch import coarse_occupancy
+
+    g = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        full = torch.ones(16, 12, 8, dtype=torch.bool)
+        assert coarse_occupancy(full).all()
+        del full
+        empty = torch.zeros(16, 12, 8, dtype=torch.bool)
+        assert not coarse_occupancy(empty).any()
+        del empty
+    grid = torch.rand(16, 12, 8, generator=g) < 0.02
+    expected = torch.nn.functional.max_pool3d(grid[None, None].float(), 4, 4, ceil_mode=True)[0, 0] > 0
+    assert torch.equal(torch.from_numpy(coarse_occupancy(grid)), expected)
