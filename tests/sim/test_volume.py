@@ -78,8 +78,8 @@ def test_concat_passes_order_sorts_chunked_marching_output():
     for _ in range(4):
         per_ray = torch.randint(0, 5, (len(alive),), generator=gen)
         ray = torch.repeat_interleave(alive, per_ray)
-        t = offset + torch.sort(torch.rand(len(ray), generator=gen), stable=True).values  # any order within (ray) is
-        t = torch.cat([torch.sort(t[ray == r]).values for r in alive.tolist()]) if len(ray) else t  # then sorted per ray
+        t = offset + torch.rand(len(ray), generator=gen)
+        t = torch.cat([torch.sort(t[ray == r]).values for r in alive.tolist()]) if len(ray) else t  # sorted per ray
         passes.append((ray, t))
         offset += 1.0
         alive = alive[torch.rand(len(alive), generator=gen) < 0.7]
