@@ -37,7 +37,8 @@ def perturbed(T: np.ndarray, rng, max_deg: float, max_t: float, axes=(0, 1, 2), 
 def success_curve(runs: list[tuple[np.ndarray, np.ndarray]], rot_deg: float, trans: float) -> np.ndarray:
     """Fraction of runs within the thresholds after each iteration: ``[iterations + 1]``."""
     ok = [[(lambda e: e[0] < rot_deg and e[1] < trans)(pose_errors(T, T_true)) for T in traj] for traj, T_true in runs]
-    return np.asarray(ok, float).mean(0)
+    n = max(len(o) for o in ok)  # runs that stopped early (a matched start's short refinement) keep their last pose
+    return np.asarray([o + o[-1:] * (n - len(o)) for o in ok], float).mean(0)
 
 
 def _summary(name: str, runs, seconds, rot_deg, trans) -> dict:

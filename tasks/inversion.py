@@ -66,6 +66,27 @@ class InversionConfig:
     restart_rotation_deg: float = 20.0
     restart_translation: float = 0.1
     """Perturbation of the extra starts (rotation about a random axis; translation per axis, scene units)."""
+    match_rounds: int = 2
+    """Feature-matching rounds before the photometric descent (0 = off): render the scene at the
+    current estimate, match SIFT features of the render and the image, lift the render's to 3D by
+    its depth and solve PnP (RANSAC). Wide basin: a start 40 degrees off still shares features with
+    the image, where the photometric loss alone is flat."""
+    match_canvas: float = 1.6
+    """The first round renders a canvas this much larger than the image (same focal length), so
+    that a start looking away from the scene's part in the image still sees it."""
+    refine_iterations: int = 20
+    """Adam steps after a successful feature match (instead of ``iterations``): the matched pose is
+    within a fraction of a degree, so a short descent at ``refine_lr_scale`` polishes it."""
+    refine_lr_scale: float = 0.1
+    """Learning rates of that descent, as a fraction of ``lr`` / ``lr_translation``: the full rates
+    step further than the matched pose's error."""
+    match_wide_canvas: float = 3.0
+    """When the first round finds too few inliers it tries once more on a canvas this much larger,
+    at half the resolution (starts looking far away from the image's content)."""
+    match_min_inliers: int = 12
+    """PnP solutions with fewer RANSAC inliers are ignored."""
+    match_reprojection_px: float = 2.0
+    """RANSAC inlier threshold (pixels of the image)."""
     converged_psnr: float = 20.0
     """A hypothesis converged when the PSNR of ``check_rays`` random pixels reaches this."""
     check_rays: int = 4096
@@ -79,13 +100,17 @@ class InversionResult:
     losses: list
     """Loss per step of the winning hypothesis."""
     trajectory: np.ndarray
-    """Pose after every step ``[iterations + 1, 4, 4]`` of the winning hypothesis (step 0 = its start)."""
+    """Pose after every step of the winning hypothesis: its start, then (with feature matching) the
+    matched pose, then one per iteration."""
     iterations: int
+    """Adam steps of all hypotheses together."""
     seconds: float
     converged: bool
     psnr: float
     hypotheses: int
     all_psnr: list = field(default_factory=list)
+    match_inliers: list = field(default_factory=list)
+    """PnP inliers of each hypothesis' feature matching (0 = it failed and the start stayed)."""
 
 
 # ------------------------------------------------------------------------------------ sampling
@@ -115,6 +140,79 @@ def _draw_pixels(mask_idx: np.ndarray, n_pixels: int, n: int, rng: np.random.Gen
     n_mask = int(0.8 * n) if len(mask_idx) else 0
     return np.concatenate([mask_idx[rng.integers(len(mask_idx), size=n_mask)] if n_mask else np.zeros(0, np.int64),
                            rng.integers(n_pixels, size=n - n_mask)])
+
+
+# ---------------------------------------------------------------------------- feature matching
+@dataclass(frozen=True)
+class _Features:
+    uv: np.ndarray
+    """Keypoint positions ``[N, 2]`` (our pixel convention: centres at integer + 0.5)."""
+    descriptors: np.ndarray
+    """SIFT descriptors ``[N, 128]`` float32."""
+
+
+def _features(image: np.ndarray, mask: np.ndarray | None = None) -> _Features:
+    import cv2
+
+    gray = cv2.cvtColor((np.clip(image, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    kps, desc = cv2.SIFT_create().detectAndCompute(gray, None if mask is None else mask.astype(np.uint8))
+    if desc is None:
+        return _Features(np.zeros((0, 2)), np.zeros((0, 128), np.float32))
+    return _Features(np.array([kp.pt for kp in kps], np.float64) + 0.5, desc)
+
+
+def _match(a: _Features, b: _Features, ratio: float = 0.8) -> np.ndarray:
+    """Index pairs ``[M, 2]`` of ``a``'s and ``b``'s features that pass Lowe's ratio test both ways."""
+    if len(a.uv) < 2 or len(b.uv) < 2:
+        return np.zeros((0, 2), np.int64)
+    import cv2
+
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+
+    def best(x, y):
+        pairs = matcher.knnMatch(x.descriptors, y.descriptors, k=2)
+        return {m.queryIdx: m.trainIdx for m, n in (p for p in pairs if len(p) == 2) if m.distance < ratio * n.distance}
+
+    ab, ba = best(a, b), best(b, a)
+    return np.array([(i, j) for i, j in ab.items() if ba.get(j) == i], np.int64).reshape(-1, 2)
+
+
+def _canvas(lens: CameraModel, scale: float, resolution: float = 1.0) -> CameraModel:
+    """A pinhole camera seeing a canvas ``scale`` times larger than ``lens`` (same focal lengths and
+    centre ray), sampled at ``resolution`` times ``lens``' pixel density."""
+    W, H = int(round(lens.width * scale * resolution)), int(round(lens.height * scale * resolution))
+    cx, cy = (lens.cx + (scale - 1) * lens.width / 2) * resolution, (lens.cy + (scale - 1) * lens.height / 2) * resolution
+    return CameraModel("pinhole", W, H, lens.fx * resolution, lens.fy * resolution, cx, cy)
+
+
+def _solve_pnp(points_world: np.ndarray, uv: np.ndarray, lens: CameraModel, cfg: InversionConfig) -> tuple[np.ndarray | None, int]:
+    """``T_world_cam`` from 3D points and their pixels in the image (RANSAC, then Levenberg-Marquardt
+    on the inliers), and the inlier count; None below ``cfg.match_min_inliers``."""
+    import cv2
+
+    if len(uv) < max(cfg.match_min_inliers, 6):
+        return None, 0
+    d, valid = lens.pixel_directions(uv)
+    front = valid & (d[:, 2] > 1e-3)
+    # Undistorted pixels of an ideal pinhole with the lens' focal lengths: PnP then needs no model.
+    xn = d[front, :2] / d[front, 2:3]
+    pix = np.stack([lens.fx * xn[:, 0] + lens.cx, lens.fy * xn[:, 1] + lens.cy], -1)
+    K = np.array([[lens.fx, 0, lens.cx], [0, lens.fy, lens.cy], [0, 0, 1]], np.float64)
+    obj = np.ascontiguousarray(points_world[front], np.float64)
+    if len(obj) < max(cfg.match_min_inliers, 6):
+        return None, 0
+    ok, rvec, tvec, inliers = cv2.solvePnPRansac(obj, np.ascontiguousarray(pix), K, None, iterationsCount=1000,
+                                                 reprojectionError=cfg.match_reprojection_px, confidence=0.999,
+                                                 flags=cv2.SOLVEPNP_EPNP)
+    n = 0 if inliers is None else len(inliers)
+    if not ok or n < cfg.match_min_inliers:
+        return None, n
+    inl = inliers[:, 0]
+    rvec, tvec = cv2.solvePnPRefineLM(obj[inl], pix[inl], K, None, rvec, tvec)
+    T_cam_world = np.eye(4)
+    T_cam_world[:3, :3] = cv2.Rodrigues(rvec)[0]
+    T_cam_world[:3, 3] = tvec[:, 0]
+    return invert_pose(T_cam_world), n
 
 
 # --------------------------------------------------------------------------------------- core
@@ -161,12 +259,34 @@ class _Problem:
         self.mask_idx = np.flatnonzero((region & valid).reshape(-1))
         self.actors, _ = actor_rays_for_state(model, state)
         self.far = None if far_rgb is None else torch.as_tensor(far_rgb, dtype=torch.float32)
+        self._features: _Features | None = None
 
     def render(self, T_world_cam: torch.Tensor, idx: np.ndarray, actors) -> torch.Tensor:
         d = self.d_cam[idx] @ T_world_cam[:3, :3].T
         o = T_world_cam[:3, 3].expand_as(d)
         far = None if self.far is None else self.far.expand_as(d)
         return self.model.render_rays(o, d, actors, far_rgb=far)["rgb"]
+
+    @torch.no_grad()
+    def render_view(self, T_world_cam: np.ndarray, lens: CameraModel, actors, chunk: int = 1 << 14) -> tuple[np.ndarray, np.ndarray]:
+        """RGB ``[H, W, 3]`` and median ray distance ``[H, W]`` (inf where nothing is hit) of a whole view."""
+        d_cam, _ = lens.pixel_directions()
+        T = torch.as_tensor(T_world_cam, dtype=torch.float32)
+        d = torch.as_tensor(d_cam.reshape(-1, 3), dtype=torch.float32) @ T[:3, :3].T
+        rgb, dist = [], []
+        for s in range(0, len(d), chunk):
+            dc = d[s : s + chunk]
+            far = None if self.far is None else self.far.expand_as(dc)
+            out = self.model.render_rays(T[:3, 3].expand_as(dc), dc, actors, far_rgb=far, median=True)
+            rgb.append(out["rgb"].clamp(0, 1))
+            dist.append(torch.where(out["accumulation"] > 0.5, out["depth_median"], torch.inf))
+        shape = (lens.height, lens.width)
+        return torch.cat(rgb).reshape(*shape, 3).numpy(), torch.cat(dist).reshape(shape).numpy()
+
+    def image_features(self) -> _Features:
+        if self._features is None:
+            self._features = _features(self.target.reshape(self.lens.height, self.lens.width, 3).numpy())
+        return self._features
 
     def psnr(self, T_world_cam: torch.Tensor, actors, rng) -> float:
         idx = self.valid_idx[rng.integers(len(self.valid_idx), size=self.cfg.check_rays)]
@@ -175,16 +295,53 @@ class _Problem:
         return float(-10 * np.log10(max(mse, 1e-10)))
 
 
-def _optimise(problem: _Problem, pose_of, start: np.ndarray, cfg: InversionConfig, rng) -> tuple:
-    """Adam on the twist of ``start``; ``pose_of(T) -> (T_world_cam, actors)`` renders a candidate."""
+def _match_camera(problem: _Problem, T_start: np.ndarray, cfg: InversionConfig) -> tuple[np.ndarray, int]:
+    """``cfg.match_rounds`` of render -> match -> PnP from ``T_start``; the pose of the last round
+    that found enough inliers (``T_start`` if none) and its inlier count."""
+    T, best_inliers = np.asarray(T_start, np.float64), 0
+    for r in range(cfg.match_rounds):
+        canvases = [_canvas(problem.lens, cfg.match_canvas)] + [_canvas(problem.lens, cfg.match_wide_canvas, 0.5)] if r == 0 else [problem.lens]
+        for lens in canvases:
+            T_new, inliers = _match_view(problem, T, lens, cfg)
+            if T_new is not None:
+                break
+        if T_new is None:
+            break
+        T, best_inliers = T_new, inliers
+    return T, best_inliers
+
+
+def _match_view(problem: _Problem, T_world_cam: np.ndarray, lens: CameraModel, cfg: InversionConfig) -> tuple[np.ndarray | None, int]:
+    """One round: render ``lens``' view from ``T_world_cam``, match it to the image, PnP."""
+    if lens.kind != "pinhole":  # renders are pinhole canvases; the image's own lens may be anything
+        lens = _canvas(lens, 1.0)
+    target = problem.image_features()
+    rgb, dist = problem.render_view(T_world_cam, lens, problem.actors)
+    rendered = _features(rgb)
+    pairs = _match(rendered, target)
+    if len(pairs) == 0:
+        return None, 0
+    uv = rendered.uv[pairs[:, 0]]
+    px = np.clip(uv.astype(np.int64), 0, [lens.width - 1, lens.height - 1])
+    depth = dist[px[:, 1], px[:, 0]]
+    hit = np.isfinite(depth)
+    d_cam, _ = lens.pixel_directions(uv[hit])
+    points = (d_cam * depth[hit, None]) @ T_world_cam[:3, :3].T + T_world_cam[:3, 3]
+    return _solve_pnp(points, target.uv[pairs[hit, 1]], problem.lens, cfg)
+
+
+def _optimise(problem: _Problem, pose_of, start: np.ndarray, cfg: InversionConfig, rng, refine: bool = False) -> tuple:
+    """Adam on the twist of ``start``; ``pose_of(T) -> (T_world_cam, actors)`` renders a candidate.
+    ``refine``: the short, gentle descent from a matched pose (``refine_iterations``, ``refine_lr_scale``)."""
     T0 = torch.as_tensor(start, dtype=torch.float32)
     rho, phi = torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)
-    opt = torch.optim.Adam([{"params": [rho], "lr": cfg.lr_translation}, {"params": [phi], "lr": cfg.lr}])
-    gamma = cfg.lr_final ** (1.0 / max(cfg.iterations, 1))
+    scale, iterations = (cfg.refine_lr_scale, cfg.refine_iterations) if refine else (1.0, cfg.iterations)
+    opt = torch.optim.Adam([{"params": [rho], "lr": cfg.lr_translation * scale}, {"params": [phi], "lr": cfg.lr * scale}])
+    gamma = cfg.lr_final ** (1.0 / max(iterations, 1))
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
     losses, trajectory = [], [start.copy()]
-    for it in range(cfg.iterations):
-        _set_coarse_to_fine(problem.model, it / cfg.iterations, cfg)
+    for it in range(iterations):
+        _set_coarse_to_fine(problem.model, it / iterations, cfg)
         idx = _draw_pixels(problem.mask_idx, len(problem.target), cfg.rays, rng)
         idx = idx[np.isin(idx, problem.valid_idx)] if len(problem.valid_idx) < len(problem.target) else idx
         xi = torch.cat([rho, phi])
@@ -201,7 +358,10 @@ def _optimise(problem: _Problem, pose_of, start: np.ndarray, cfg: InversionConfi
     return trajectory[-1], losses, np.stack(trajectory), problem.psnr(*pose_of(T_final), rng)
 
 
-def _run(problem: _Problem, pose_of, T_init: np.ndarray, cfg: InversionConfig, restart_translation_axes=(0, 1, 2)) -> InversionResult:
+def _run(problem: _Problem, pose_of, T_init: np.ndarray, cfg: InversionConfig, restart_translation_axes=(0, 1, 2),
+         match=None) -> InversionResult:
+    """Hypotheses until one passes the photometric check; ``match(T_start) -> (T, inliers)``, when
+    given, moves each start by feature matching before the descent."""
     rng = np.random.default_rng(cfg.seed)
     model = problem.model
     frozen = [(p, p.requires_grad) for p in model.parameters()]
@@ -209,7 +369,7 @@ def _run(problem: _Problem, pose_of, T_init: np.ndarray, cfg: InversionConfig, r
         p.requires_grad_(False)
     model.eval()
     t0 = time.perf_counter()
-    best, tried = None, []
+    best, tried, match_inliers, steps = None, [], [], 0
     try:
         for h in range(max(1, cfg.hypotheses)):
             start = np.array(T_init, dtype=np.float64)
@@ -219,8 +379,15 @@ def _run(problem: _Problem, pose_of, T_init: np.ndarray, cfg: InversionConfig, r
                 for a in restart_translation_axes:
                     delta[a, 3] = rng.uniform(-cfg.restart_translation, cfg.restart_translation)
                 start = start @ delta
-            T, losses, traj, psnr = _optimise(problem, pose_of, start, cfg, rng)
+            if match is not None and cfg.match_rounds > 0:
+                matched, inliers = match(start)
+                match_inliers.append(inliers)
+                T, losses, traj, psnr = _optimise(problem, pose_of, matched, cfg, rng, refine=inliers > 0)
+                traj = np.concatenate([start[None], traj])  # step 0 = the start, step 1 = the matched pose
+            else:
+                T, losses, traj, psnr = _optimise(problem, pose_of, start, cfg, rng)
             tried.append(psnr)
+            steps += len(losses)
             if best is None or psnr > best[3]:
                 best = (T, losses, traj, psnr)
             if psnr >= cfg.converged_psnr:
@@ -231,8 +398,8 @@ def _run(problem: _Problem, pose_of, T_init: np.ndarray, cfg: InversionConfig, r
         for fld in _fields(model):
             fld.set_level_weights(None)
     T, losses, traj, psnr = best
-    return InversionResult(T, losses, traj, cfg.iterations * len(tried), time.perf_counter() - t0, psnr >= cfg.converged_psnr,
-                           psnr, len(tried), tried)
+    return InversionResult(T, losses, traj, steps, time.perf_counter() - t0, psnr >= cfg.converged_psnr,
+                           psnr, len(tried), tried, match_inliers)
 
 
 def invert_camera_pose(model: NeuralScene, image: np.ndarray, lens: CameraModel, T_init: np.ndarray,
@@ -242,7 +409,7 @@ def invert_camera_pose(model: NeuralScene, image: np.ndarray, lens: CameraModel,
     (float ``[H, W, 3]`` in [0, 1], the lens' size), starting from ``T_init``. ``far_rgb``: colour
     beyond the scene (e.g. the white background of Blender data) when the model has no sky."""
     problem = _Problem(model, image, lens, state, far_rgb, cfg)
-    return _run(problem, lambda T: (T, problem.actors), T_init, cfg)
+    return _run(problem, lambda T: (T, problem.actors), T_init, cfg, match=lambda T: _match_camera(problem, T, cfg))
 
 
 def invert_actor_pose(model: NeuralScene, image: np.ndarray, lens: CameraModel, T_world_cam: np.ndarray,
