@@ -3,7 +3,8 @@
 Protocol of the iNeRF paper: for each test view, random starts perturbed by a rotation of uniform
 angle in [0, max_deg] about a random axis (through the camera centre) and a translation uniform in
 [-max_t, max_t] per axis; success = rotation error < 5 deg and translation error < 5 cm (scene units;
-lego-200 is in Blender units). The success rate is read off each run's pose trajectory at every
+lego-200 is in Blender units). Cars: yaw uniform in [-30, 30] deg and x / y in [-1, 1] m, the
+default search range of `InversionConfig` (success < 5 deg, < 10 cm). The success rate is read off each run's pose trajectory at every
 iteration (the PNG curve); time per estimate is wall clock of one `invert_camera_pose` call.
 
     python -m bench.inerf --lego SCENE_DIR [--views 5 --starts 5]     # lego-200 test views
@@ -127,7 +128,7 @@ def write_curves(results: dict, path: Path) -> None:
     for key, curve in results.items():
         if key.startswith("_curve_"):
             ax.plot(np.arange(len(curve)), curve, label=key[len("_curve_"):])
-    ax.set_xlabel("iteration")
+    ax.set_xlabel("step (0 = start, 1 = after matching / search, then Adam)")
     ax.set_ylabel("success rate (< 5 deg, < 5 cm; car < 10 cm)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
@@ -149,10 +150,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--sampling", default=InversionConfig.sampling)
     ap.add_argument("--lr", type=float, default=InversionConfig.lr)
     ap.add_argument("--lr-translation", type=float, default=InversionConfig.lr_translation)
+    ap.add_argument("--match-rounds", type=int, default=InversionConfig.match_rounds, help="0 = the photometric descent alone")
+    ap.add_argument("--actor-search-xy", type=float, default=InversionConfig.actor_search_xy, help="0 (with --actor-search-yaw 0) = no search")
+    ap.add_argument("--actor-search-yaw", type=float, default=InversionConfig.actor_search_yaw_deg)
     ap.add_argument("--plot", type=Path, default=Path("bench/inerf_success.png"))
     args = ap.parse_args(argv)
     cfg = InversionConfig(iterations=args.iterations, rays=args.rays, hypotheses=args.hypotheses, coarse_to_fine=args.coarse_to_fine,
-                          sampling=args.sampling, lr=args.lr, lr_translation=args.lr_translation)
+                          sampling=args.sampling, lr=args.lr, lr_translation=args.lr_translation, match_rounds=args.match_rounds,
+                          actor_search_xy=args.actor_search_xy, actor_search_yaw_deg=args.actor_search_yaw)
     results: dict = {}
     t = time.time()
     if args.lego:

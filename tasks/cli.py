@@ -188,8 +188,10 @@ def scenarios(check: Optional[Path] = None, variants: int = 3) -> None:
 
 
 def localize(scene: Positional[Path], image: Path, init: Path, out: Path = Path("localized"), iterations: int = 200,
-             rays: int = 1024, sampling: str = "interest_regions", hypotheses: int = 3, edits: Optional[Path] = None) -> None:
-    """iNeRF: find the camera pose of an image in a trained scene, from a rough initial pose.
+             rays: int = 1024, sampling: str = "interest_regions", hypotheses: int = 3, match_rounds: int = 2,
+             edits: Optional[Path] = None) -> None:
+    """iNeRF: find the camera pose of an image in a trained scene, from a rough initial pose (tens of
+    degrees off is fine: feature matching against renders moves it before the photometric descent).
     Writes result.json (pose, PSNR, convergence, iterations, seconds, loss curve), cameras.json of
     the estimated pose (renderable with `nerfsim render`) and loss.png.
 
@@ -198,10 +200,11 @@ def localize(scene: Positional[Path], image: Path, init: Path, out: Path = Path(
         image: The image (PNG/JPEG, the initial camera's size).
         init: cameras.json whose first camera gives the lens, the time and the initial T_world_cam.
         out: Output folder.
-        iterations: Adam steps per hypothesis.
+        iterations: Adam steps per hypothesis when feature matching fails (after a match: a short refinement).
         rays: Pixels rendered per step.
         sampling: random, interest_points or interest_regions.
         hypotheses: Starts tried while the photometric check fails.
+        match_rounds: Render / match / PnP rounds before the descent (0 = the photometric descent alone).
         edits: Edits file: the scene as edited when the image was taken.
     """
     import imageio.v3 as iio
@@ -225,7 +228,8 @@ def localize(scene: Positional[Path], image: Path, init: Path, out: Path = Path(
     sc = load_scene(scene)
     state = edited_graph(sc.graph, edits).at(view.time)
     res = invert_camera_pose(sc.model, img, view.model, view.T_world_cam, state,
-                             InversionConfig(iterations=iterations, rays=rays, sampling=sampling, hypotheses=hypotheses))
+                             InversionConfig(iterations=iterations, rays=rays, sampling=sampling, hypotheses=hypotheses,
+                                             match_rounds=match_rounds))
     write_localization(out, res, view)
     print(json.dumps({"converged": res.converged, "psnr": round(res.psnr, 2), "seconds": round(res.seconds, 1), "out": str(out)}))
 

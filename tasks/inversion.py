@@ -1,5 +1,15 @@
 """iNeRF: camera pose (localisation) and actor 6-DoF pose from an image, by gradient descent through
-the composed scene.
+the composed scene, from a start that a wide-basin step has moved first.
+
+The photometric loss of a NeRF has a narrow basin (a start 15-40 degrees off mostly does not
+converge), so each start is first moved:
+
+- cameras, by feature matching: render the scene from the start (on a canvas wider than the image,
+  then at the image's size), match SIFT features of the render and the image, lift the render's by
+  its depth to 3D and solve PnP with RANSAC (`match_rounds`); a short gentle descent polishes it;
+- actors, by a coarse-to-fine grid search over ground-plane position and yaw (`actor_search_xy`,
+  `actor_search_yaw_deg`: the initial pose's uncertainty), scored photometrically with the actor
+  alone composited over the rest of the scene rendered once; then the descent.
 
 Conventions: OpenCV cameras, ``T_world_cam`` camera -> world; actor frame x forward, y left, z up.
 A pose is updated on the right, ``T = T_init @ exp(xi)`` (`sim.lie`), so ``xi`` is a perturbation in
@@ -52,7 +62,6 @@ class InversionConfig:
     0.7 deg / 0.21 start at 1.7 deg / 0.11, 0.03 brought it to 0.24 deg / 0.014."""
     lr_final: float = 0.1
     """Learning rates at the last step, as a fraction of the initial ones (exponential decay)."""
-    """Learning rate at the last step (exponential decay)."""
     huber_delta: float = 0.1
     """Huber loss transition (RGB units); robust to unexplained pixels."""
     coarse_to_fine: float = 0.0
@@ -74,12 +83,6 @@ class InversionConfig:
     match_canvas: float = 1.6
     """The first round renders a canvas this much larger than the image (same focal length), so
     that a start looking away from the scene's part in the image still sees it."""
-    refine_iterations: int = 20
-    """Adam steps after a successful feature match (instead of ``iterations``): the matched pose is
-    within a fraction of a degree, so a short descent at ``refine_lr_scale`` polishes it."""
-    refine_lr_scale: float = 0.1
-    """Learning rates of that descent, as a fraction of ``lr`` / ``lr_translation``: the full rates
-    step further than the matched pose's error."""
     match_wide_canvas: float = 3.0
     """When the first round finds too few inliers it tries once more on a canvas this much larger,
     at half the resolution (starts looking far away from the image's content)."""
@@ -87,6 +90,26 @@ class InversionConfig:
     """PnP solutions with fewer RANSAC inliers are ignored."""
     match_reprojection_px: float = 2.0
     """RANSAC inlier threshold (pixels of the image)."""
+    refine_iterations: int = 20
+    """Cameras: Adam steps after a successful feature match (instead of ``iterations``): the matched
+    pose is within a fraction of a degree, so a short descent at ``refine_lr_scale`` polishes it."""
+    refine_lr_scale: float = 0.1
+    """Learning rates of that descent, as a fraction of ``lr`` / ``lr_translation``: the full rates
+    step further than the matched pose's error."""
+    actor_search_xy: float = 1.0
+    """Actors: half-width (scene units) of a grid search over the actor's ground-plane position
+    around ``T_init``, in its own x / y, before the descent (both half-widths 0 = no search). Set
+    it to the uncertainty of the initial pose (a detector's, a tracker's): the search looks no
+    further."""
+    actor_search_yaw_deg: float = 30.0
+    """Actors: half-width of the same search over yaw (about the actor's z axis)."""
+    actor_search_levels: int = 4
+    """Levels of that search: a 5x5x5 grid of half-width steps, then 3x3x3 grids, each halving the step."""
+    actor_search_rays: int = 1024
+    """Pixels of the actor's region that score each candidate of the search."""
+    actor_refine_iterations: int = 40
+    """Actors: Adam steps after the grid search (above), at the full learning rates: its last grid
+    step (6 cm, 2 degrees by default) is about one full-rate step."""
     converged_psnr: float = 20.0
     """A hypothesis converged when the PSNR of ``check_rays`` random pixels reaches this."""
     check_rays: int = 4096
@@ -110,7 +133,8 @@ class InversionResult:
     hypotheses: int
     all_psnr: list = field(default_factory=list)
     match_inliers: list = field(default_factory=list)
-    """PnP inliers of each hypothesis' feature matching (0 = it failed and the start stayed)."""
+    """Per hypothesis, what moved its start before the descent: a camera's PnP inliers (0 = the
+    feature matching failed and the start stayed), an actor's number of search candidates."""
 
 
 # ------------------------------------------------------------------------------------ sampling
@@ -300,7 +324,10 @@ def _match_camera(problem: _Problem, T_start: np.ndarray, cfg: InversionConfig) 
     that found enough inliers (``T_start`` if none) and its inlier count."""
     T, best_inliers = np.asarray(T_start, np.float64), 0
     for r in range(cfg.match_rounds):
-        canvases = [_canvas(problem.lens, cfg.match_canvas)] + [_canvas(problem.lens, cfg.match_wide_canvas, 0.5)] if r == 0 else [problem.lens]
+        if r == 0:  # the start may look far from the image's content: a wider canvas, then wider still
+            canvases = [_canvas(problem.lens, cfg.match_canvas), _canvas(problem.lens, cfg.match_wide_canvas, 0.5)]
+        else:
+            canvases = [problem.lens]
         for lens in canvases:
             T_new, inliers = _match_view(problem, T, lens, cfg)
             if T_new is not None:
@@ -312,7 +339,8 @@ def _match_camera(problem: _Problem, T_start: np.ndarray, cfg: InversionConfig) 
 
 
 def _match_view(problem: _Problem, T_world_cam: np.ndarray, lens: CameraModel, cfg: InversionConfig) -> tuple[np.ndarray | None, int]:
-    """One round: render ``lens``' view from ``T_world_cam``, match it to the image, PnP."""
+    """One round: render ``lens``' view from ``T_world_cam``, match it to the image, lift the
+    render's matched features to world points by its depth and solve PnP for the image's pose."""
     if lens.kind != "pinhole":  # renders are pinhole canvases; the image's own lens may be anything
         lens = _canvas(lens, 1.0)
     target = problem.image_features()
@@ -330,12 +358,59 @@ def _match_view(problem: _Problem, T_world_cam: np.ndarray, lens: CameraModel, c
     return _solve_pnp(points, target.uv[pairs[hit, 1]], problem.lens, cfg)
 
 
-def _optimise(problem: _Problem, pose_of, start: np.ndarray, cfg: InversionConfig, rng, refine: bool = False) -> tuple:
+@torch.no_grad()
+def _search_actor(problem: _Problem, slot: int, pose_of, T_start: np.ndarray, cfg: InversionConfig, rng) -> tuple[np.ndarray, int]:
+    """Coarse-to-fine grid search of an actor's x, y and yaw (its own frame) around ``T_start``:
+    a 5x5x5 grid, then (``actor_search_levels`` - 1) 3x3x3 grids, each halving the step around the
+    best so far. A candidate is scored by the photometric error of the actor alone composited over the rest
+    of the scene, rendered once (so each candidate renders only rays through the actor's box).
+    Returns the best pose and the number of candidates scored."""
+    idx = problem.mask_idx if len(problem.mask_idx) else problem.valid_idx
+    idx = idx[rng.integers(len(idx), size=cfg.actor_search_rays)]
+    T_cam, actors = pose_of(torch.as_tensor(T_start, dtype=torch.float32))
+    rest = problem.render(T_cam, idx, [a for i, a in enumerate(actors) if i != slot])
+    d = problem.d_cam[idx] @ T_cam[:3, :3].T
+    o = T_cam[:3, 3].expand_as(d)
+    target, black = problem.target[idx], torch.zeros(3)
+
+    def error(T: np.ndarray) -> float:
+        actor = pose_of(torch.as_tensor(T, dtype=torch.float32))[1][slot]
+        out = problem.model.render_rays(o, d, [actor], background=False, far_rgb=black)
+        composite = out["rgb"] + (1 - out["accumulation"])[:, None] * rest
+        return float(((composite - target) ** 2).mean())
+
+    def moved(x: float, y: float, yaw_deg: float) -> np.ndarray:
+        delta = np.eye(4)
+        c, s = np.cos(np.radians(yaw_deg)), np.sin(np.radians(yaw_deg))
+        delta[:2, :2] = [[c, -s], [s, c]]
+        delta[:2, 3] = x, y
+        return T_start @ delta
+
+    best, best_err, n = (0.0, 0.0, 0.0), error(np.asarray(T_start, np.float64)), 1
+    step = np.array([cfg.actor_search_xy / 2, cfg.actor_search_xy / 2, cfg.actor_search_yaw_deg / 2])
+    for level in range(cfg.actor_search_levels):
+        k = np.arange(-2, 3) if level == 0 else np.arange(-1, 2)
+        centre = np.array(best)
+        for i in k:
+            for j in k:
+                for m in k:
+                    cand = centre + step * (i, j, m)
+                    err = error(moved(*cand))
+                    n += 1
+                    if err < best_err:
+                        best, best_err = tuple(cand), err
+        step = step / 2
+    return moved(*best), n
+
+
+def _optimise(problem: _Problem, pose_of, start: np.ndarray, cfg: InversionConfig, rng,
+              refine: tuple[int, float] | None = None) -> tuple:
     """Adam on the twist of ``start``; ``pose_of(T) -> (T_world_cam, actors)`` renders a candidate.
-    ``refine``: the short, gentle descent from a matched pose (``refine_iterations``, ``refine_lr_scale``)."""
+    ``refine``: (iterations, learning-rate scale) of the descent from a matched start, instead of
+    ``cfg.iterations`` at the full rates."""
     T0 = torch.as_tensor(start, dtype=torch.float32)
     rho, phi = torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)
-    scale, iterations = (cfg.refine_lr_scale, cfg.refine_iterations) if refine else (1.0, cfg.iterations)
+    iterations, scale = refine or (cfg.iterations, 1.0)
     opt = torch.optim.Adam([{"params": [rho], "lr": cfg.lr_translation * scale}, {"params": [phi], "lr": cfg.lr * scale}])
     gamma = cfg.lr_final ** (1.0 / max(iterations, 1))
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
@@ -359,9 +434,10 @@ def _optimise(problem: _Problem, pose_of, start: np.ndarray, cfg: InversionConfi
 
 
 def _run(problem: _Problem, pose_of, T_init: np.ndarray, cfg: InversionConfig, restart_translation_axes=(0, 1, 2),
-         match=None) -> InversionResult:
-    """Hypotheses until one passes the photometric check; ``match(T_start) -> (T, inliers)``, when
-    given, moves each start by feature matching before the descent."""
+         match=None, refine: tuple[int, float] = (0, 1.0)) -> InversionResult:
+    """Hypotheses until one passes the photometric check; ``match(T_start) -> (T, support)``, when
+    given, moves each start before the descent, which is then ``refine`` (iterations, learning-rate
+    scale) where the support is > 0."""
     rng = np.random.default_rng(cfg.seed)
     model = problem.model
     frozen = [(p, p.requires_grad) for p in model.parameters()]
@@ -379,10 +455,10 @@ def _run(problem: _Problem, pose_of, T_init: np.ndarray, cfg: InversionConfig, r
                 for a in restart_translation_axes:
                     delta[a, 3] = rng.uniform(-cfg.restart_translation, cfg.restart_translation)
                 start = start @ delta
-            if match is not None and cfg.match_rounds > 0:
+            if match is not None:
                 matched, inliers = match(start)
                 match_inliers.append(inliers)
-                T, losses, traj, psnr = _optimise(problem, pose_of, matched, cfg, rng, refine=inliers > 0)
+                T, losses, traj, psnr = _optimise(problem, pose_of, matched, cfg, rng, refine if inliers > 0 else None)
                 traj = np.concatenate([start[None], traj])  # step 0 = the start, step 1 = the matched pose
             else:
                 T, losses, traj, psnr = _optimise(problem, pose_of, start, cfg, rng)
@@ -409,7 +485,8 @@ def invert_camera_pose(model: NeuralScene, image: np.ndarray, lens: CameraModel,
     (float ``[H, W, 3]`` in [0, 1], the lens' size), starting from ``T_init``. ``far_rgb``: colour
     beyond the scene (e.g. the white background of Blender data) when the model has no sky."""
     problem = _Problem(model, image, lens, state, far_rgb, cfg)
-    return _run(problem, lambda T: (T, problem.actors), T_init, cfg, match=lambda T: _match_camera(problem, T, cfg))
+    match = (lambda T: _match_camera(problem, T, cfg)) if cfg.match_rounds > 0 else None
+    return _run(problem, lambda T: (T, problem.actors), T_init, cfg, match, refine=(cfg.refine_iterations, cfg.refine_lr_scale))
 
 
 def invert_actor_pose(model: NeuralScene, image: np.ndarray, lens: CameraModel, T_world_cam: np.ndarray,
@@ -435,7 +512,10 @@ def invert_actor_pose(model: NeuralScene, image: np.ndarray, lens: CameraModel, 
         return T_cam, [moved if i == slot else b for i, b in enumerate(base)]
 
     # Restarts perturb the ground-plane position only (x, y): a car stays on the road.
-    return _run(problem, pose_of, T_init, cfg, restart_translation_axes=(0, 1))
+    search_rng = np.random.default_rng(cfg.seed)
+    search = cfg.actor_search_xy > 0 or cfg.actor_search_yaw_deg > 0
+    match = (lambda T: _search_actor(problem, slot, pose_of, T, cfg, search_rng)) if search else None
+    return _run(problem, pose_of, T_init, cfg, (0, 1), match, refine=(cfg.actor_refine_iterations, 1.0))
 
 
 def _box_region(lens: CameraModel, T_world_cam: np.ndarray, size, T_world_actor: np.ndarray, grow: float = 0.5) -> np.ndarray:
@@ -472,6 +552,7 @@ def write_localization(out, res: InversionResult, view) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"T_world_cam": res.T.tolist(), "converged": res.converged, "psnr": res.psnr, "iterations": res.iterations,
+              "match_inliers": res.match_inliers,
               "hypotheses": res.hypotheses, "hypothesis_psnr": res.all_psnr, "seconds": res.seconds, "losses": res.losses}
     camera = {"cameras": [{"name": view.name, "time": view.time, "model": view.model.to_dict(), "T_world_cam": res.T.tolist()}]}
     for name, doc in (("result.json", result), ("cameras.json", camera)):

@@ -17,7 +17,7 @@ from sim.compose import NeuralScene, SceneModelConfig
 from sim.encoding import HashGridConfig
 from sim.field import FieldConfig
 from sim.lie import se3_exp, so3_exp
-from tasks.inversion import InversionConfig, _random_rotation, invert_actor_pose, invert_camera_pose, pose_errors
+from tasks.inversion import InversionConfig, _random_rotation, _solve_pnp, invert_actor_pose, invert_camera_pose, pose_errors
 
 AABB = ((-2.0, -8.0, -1.0), (14.0, 8.0, 5.0))
 LENS = CameraModel("pinhole", 64, 48, 50.0, 50.0, 32.0, 24.0)
@@ -96,7 +96,8 @@ def test_camera_pose_is_recovered_from_a_perturbed_start(sampling):
     delta[:3, :3] = _random_rotation(rng, 6.0)
     delta[:3, 3] = rng.uniform(-0.15, 0.15, 3)
     T_start = T_true @ delta
-    cfg = InversionConfig(iterations=100, rays=512, sampling=sampling, hypotheses=1, converged_psnr=30.0, lr=0.02, lr_translation=0.02, lr_final=0.2)
+    cfg = InversionConfig(iterations=100, rays=512, sampling=sampling, hypotheses=1, converged_psnr=30.0, lr=0.02, lr_translation=0.02, lr_final=0.2,
+                          match_rounds=0)  # the descent alone
     flags = [p.requires_grad for p in model.parameters()]
     res = invert_camera_pose(model, image, LENS, T_start, graph.at(0.0), cfg)
     assert [p.requires_grad for p in model.parameters()] == flags  # frozen only while optimising
@@ -114,7 +115,8 @@ def test_car_pose_is_recovered_with_the_camera_known():
     image = _render(model, graph, T_cam)
     T_true = graph.actors[0].track.pose_at(0.0)
     T_start = T_true @ make_pose(rot_z(np.radians(5.0)), (0.15, -0.1, 0.0))
-    cfg = InversionConfig(iterations=120, rays=512, sampling="random", hypotheses=1, converged_psnr=30.0, lr=0.04, lr_translation=0.04, lr_final=0.1)
+    cfg = InversionConfig(iterations=120, rays=512, sampling="random", hypotheses=1, converged_psnr=30.0, lr=0.04, lr_translation=0.04, lr_final=0.1,
+                          actor_search_xy=0.0, actor_search_yaw_deg=0.0)  # the descent alone
     res = invert_actor_pose(model, image, LENS, T_cam, graph.at(0.0), "car", T_start, cfg)
     rot0, trans0 = pose_errors(T_start, T_true)
     rot, trans = pose_errors(res.T, T_true)
@@ -122,11 +124,88 @@ def test_car_pose_is_recovered_with_the_camera_known():
     assert rot < 1.5 and trans < 0.06 and rot < rot0 / 3 and trans < trans0 / 3, (rot, trans)
 
 
+def test_pnp_recovers_a_pose_from_exact_points_among_outliers():
+    lens = CameraModel("opencv", 160, 120, 100.0, 100.0, 80.0, 60.0, (-0.1, 0.01, 0.0, 0.0, 0.0))
+    T_true = look_at([0.0, -1.0, 1.8], [9.0, 0.5, 0.5])
+    rng = np.random.default_rng(0)
+    p_cam = np.stack([rng.uniform(-3, 3, 80), rng.uniform(-2, 2, 80), rng.uniform(4, 12, 80)], -1)
+    uv, ok = lens.project(p_cam)
+    points = p_cam[ok] @ T_true[:3, :3].T + T_true[:3, 3]
+    uv = uv[ok]
+    uv[:15] = rng.uniform(0, 120, (15, 2))  # outliers
+    T, inliers = _solve_pnp(points, uv, lens, InversionConfig())
+    rot, trans = pose_errors(T, T_true)
+    assert rot < 1e-3 and trans < 1e-4 and len(uv) - 15 <= inliers <= len(uv) - 10
+    assert _solve_pnp(points[:8], uv[:8], lens, InversionConfig())[0] is None  # below match_min_inliers
+
+
+def _textured_street() -> tuple[NeuralScene, SceneGraph]:
+    """Ground and wall with a texture rich in corners (for SIFT): products of sines at several scales."""
+    model, graph = _scene()
+
+    def texture(p):
+        a = torch.sin(7 * p[:, 0]) * torch.sin(5 * p[:, 1]) + torch.sin(13 * p[:, 1] + 3 * p[:, 2]) * torch.sin(11 * p[:, 2])
+        return torch.stack([0.5 + 0.4 * torch.tanh(3 * a), 0.5 + 0.4 * torch.sin(2 * a), 0.5 + 0.3 * torch.cos(3 * p[:, 0] * p[:, 2])], -1)
+
+    field = model.background
+
+    def shade(x01, dirs):
+        return field.density(x01), texture(field._p(x01))
+
+    field.forward = shade
+    return model, graph
+
+
+def test_feature_matching_localises_a_camera_started_35_degrees_off():
+    model, graph = _textured_street()
+    lens = CameraModel("pinhole", 192, 144, 150.0, 150.0, 96.0, 72.0)
+    T_true = look_at([0.0, -1.0, 1.8], [9.0, 0.5, 0.5])
+    d, _ = lens.pixel_directions()
+    dw = torch.tensor(d.reshape(-1, 3) @ T_true[:3, :3].T, dtype=torch.float32)
+    with torch.no_grad():
+        image = model.render_rays(torch.tensor(T_true[:3, 3], dtype=torch.float32).expand_as(dw), dw)["rgb"].numpy().reshape(144, 192, 3)
+    rng = np.random.default_rng(1)
+    delta = np.eye(4)
+    axis = np.array([0.3, 1.0, 0.2]) / np.linalg.norm([0.3, 1.0, 0.2])
+    from scipy.spatial.transform import Rotation
+
+    delta[:3, :3] = Rotation.from_rotvec(axis * np.radians(35.0)).as_matrix()
+    delta[:3, 3] = rng.uniform(-0.2, 0.2, 3)
+    T_start = T_true @ delta
+    cfg = InversionConfig(rays=512, hypotheses=1, refine_iterations=10)
+    res = invert_camera_pose(model, image, lens, T_start, SceneGraph((), aabb=AABB).at(0.0), cfg)
+    assert res.match_inliers[0] >= cfg.match_min_inliers
+    rot_m, trans_m = pose_errors(res.trajectory[1], T_true)  # the matched start, before the descent
+    rot, trans = pose_errors(res.T, T_true)
+    assert rot_m < 1.0 and trans_m < 0.05, (rot_m, trans_m)
+    assert rot < 1.0 and trans < 0.05 and res.converged, (rot, trans)
+    assert len(res.trajectory) == 2 + cfg.refine_iterations and np.allclose(res.trajectory[0], T_start)
+    # without the matching, the same start is out of the descent's reach
+    far = invert_camera_pose(model, image, lens, T_start, SceneGraph((), aabb=AABB).at(0.0),
+                             InversionConfig(rays=512, hypotheses=1, iterations=20, match_rounds=0))
+    assert pose_errors(far.T, T_true)[0] > 10.0
+
+
+def test_grid_search_finds_a_car_started_far_off():
+    model, graph = _scene()
+    T_cam = look_at([0.0, -1.0, 2.2], [7.0, 0.5, 0.5])
+    image = _render(model, graph, T_cam)
+    T_true = graph.actors[0].track.pose_at(0.0)
+    T_start = T_true @ make_pose(rot_z(np.radians(-25.0)), (0.7, -0.6, 0.0))
+    cfg = InversionConfig(rays=512, sampling="random", hypotheses=1, lr=0.04, lr_translation=0.04, actor_refine_iterations=30)
+    res = invert_actor_pose(model, image, LENS, T_cam, graph.at(0.0), "car", T_start, cfg)
+    rot_s, trans_s = pose_errors(res.trajectory[1], T_true)  # after the search
+    rot, trans = pose_errors(res.T, T_true)
+    assert res.match_inliers[0] == 1 + 125 + 27 * (cfg.actor_search_levels - 1)
+    assert rot_s < 4.0 and trans_s < 0.15, (rot_s, trans_s)
+    assert rot < 1.5 and trans < 0.06, (rot, trans)
+
+
 def test_a_failed_start_tries_more_hypotheses():
     model, graph = _scene()
     T_true = look_at([0.0, -1.0, 1.8], [9.0, 0.5, 0.5])
     image = _render(model, graph, T_true)
-    cfg = InversionConfig(iterations=5, rays=256, sampling="random", hypotheses=3, converged_psnr=99.0)
+    cfg = InversionConfig(iterations=5, rays=256, sampling="random", hypotheses=3, converged_psnr=99.0, match_rounds=0)
     res = invert_camera_pose(model, image, LENS, T_true @ make_pose(rot_z(0.5), (0, 0, 0)), graph.at(0.0), cfg)
     assert res.hypotheses == 3 and len(res.all_psnr) == 3 and not res.converged
     assert res.psnr == max(res.all_psnr)
