@@ -199,11 +199,10 @@ class NeuralScene(nn.Module):
         cone = self.cfg.step_cone if step_cone is None else float(step_cone)
         ts, dts = (s.to(origins.device) for s in self._schedule_for(cone, float(t_exit.max()) if len(t_exit) else 0.0))
         u = torch.rand(len(origins), device=origins.device) if jitter else torch.full((len(origins),), 0.5, device=origins.device)
-        if terminate:
-            return self._march_terminated(origins, dirs, t_near, t_far, ts, dts, u, keep_features)
-        s = march(origins, dirs, t_near, t_far, ts, dts, u, self.background_grid.occupied, self.aabb[0], self.aabb[1] - self.aabb[0])
-        s.pop("k_next")
-        return s
+        k_start = (torch.searchsorted(ts + dts, t_near) - 1).clamp_min(0)
+        box = (self.aabb[0], self.aabb[1] - self.aabb[0])
+        return self._march_field(self.background, self.background_grid.occupied, box, origins, dirs, t_near, t_far,
+                                 (ts, dts, u, k_start), terminate, keep_features)
 
     def _chunk_sizes(self, device: torch.device):
         """Samples per ray of successive marching passes (see ``march_chunk_first``)."""
@@ -217,25 +216,35 @@ class NeuralScene(nn.Module):
             size = min(2 * size, cfg.march_chunk)
 
     @torch.no_grad()
-    def _march_terminated(self, origins, dirs, t_near, t_far, ts, dts, u, keep_features: bool = False) -> dict:
-        """March in chunks of occupied samples per ray (`_chunk_sizes`), evaluating background density
-        as we go, and stop a ray once its transmittance is negligible (early termination): samples
-        behind opaque surfaces are never generated, let alone evaluated. Keeps only samples that
-        can matter (transmittance > min_transmittance, optical depth > min_alpha). With
-        ``keep_features`` (inference) the kept samples also keep their geometry features
+    def _march_field(self, field: RadianceField, occupied: Tensor, box: tuple[Tensor, Tensor], origins: Tensor, dirs: Tensor,
+                     t_near: Tensor, t_far: Tensor, schedule: tuple[Tensor, Tensor, Tensor, Tensor], terminate: bool,
+                     keep_features: bool) -> dict:
+        """Packed samples of one field's occupied cells along rays given in the field's frame (``box``
+        = its unit cube's corner and size there; ``schedule`` = ``(ts, dts, u, k_start)`` of
+        `sim.raymarch.march`). Without ``terminate``: every one of them. With it: marched in chunks of
+        samples per ray (`_chunk_sizes`) with the field's density evaluated as we go, and a ray stops
+        once the field alone leaves it less than ``min_transmittance`` (the composite transmittance is
+        lower still): samples behind opaque surfaces are never generated, let alone evaluated. Then
+        only samples that can matter are kept (`_worth_keeping`), with their density
+        (``sigma_nograd``) and, with ``keep_features`` (inference), their geometry features
         (``geo_nograd``), so colour is computed without encoding them again."""
+        ts, dts, u, k = schedule
+        if not terminate:
+            s = march(origins, dirs, t_near, t_far, ts, dts, u, occupied, *box, k_start=k)
+            s.pop("k_next")
+            return s
         cfg, R = self.cfg, len(origins)
-        geometry = getattr(self.background, "_geometry", None) if keep_features else None
-        k = (torch.searchsorted(ts + dts, t_near) - 1).clamp_min(0)
+        geometry = getattr(field, "_geometry", None) if keep_features else None  # test fields may lack it
+        k = k.clone()
         log_T = torch.zeros(R, device=origins.device)
         alive = t_far > t_near
         keep_parts, sizes = [], self._chunk_sizes(origins.device)
         while alive.any():
             idx = alive.nonzero().flatten()
-            s = march(origins[idx], dirs[idx], t_near[idx], t_far[idx], ts, dts, u[idx], self.background_grid.occupied,
-                      self.aabb[0], self.aabb[1] - self.aabb[0], k_start=k[idx], max_per_ray=next(sizes))
+            s = march(origins[idx], dirs[idx], t_near[idx], t_far[idx], ts, dts, u[idx], occupied, *box,
+                      k_start=k[idx], max_per_ray=next(sizes))
             if len(s["ray"]):
-                sigma, geo = geometry(s["x01"]) if geometry is not None else (self.background.density(s["x01"]), None)
+                sigma, geo = geometry(s["x01"]) if geometry is not None else (field.density(s["x01"]), None)
                 tau = optical_depth(sigma, s["dt"])
                 keep = self._worth_keeping(tau, s["ray"], len(idx), log_T[idx][s["ray"]])
                 log_T.index_add_(0, idx[s["ray"]], tau)
@@ -249,36 +258,41 @@ class NeuralScene(nn.Module):
             empty = torch.zeros(0, device=origins.device)
             out = {"ray": empty.long(), "t": empty, "dt": empty, "x01": empty.reshape(0, 3), "sigma_nograd": empty}
             if geometry is not None:
-                out["geo_nograd"] = empty.reshape(0, self.background.cfg.geo_feat_dim)
+                out["geo_nograd"] = empty.reshape(0, field.cfg.geo_feat_dim)
             return out
         order = concat_passes_order([p["ray"] for p in keep_parts], R)
         return {key: torch.cat([p[key] for p in keep_parts])[order] for key in keep_parts[0]}
 
     @torch.no_grad()
-    def _actor_samples(self, actor: ActorRays, origins: Tensor, dirs: Tensor, jitter: bool) -> dict:
+    def _actor_samples(self, actor: ActorRays, origins: Tensor, dirs: Tensor, jitter: bool, terminate: bool = False,
+                       keep_features: bool = False) -> dict:
+        """Samples of an actor's field along the rays that cross its box, ``actor_steps`` per box
+        diagonal, in its occupied cells (see `_march_field` for ``terminate`` / ``keep_features``);
+        ``dirs`` are in the actor's frame."""
         T = actor.T_actor_world
-        R = T[:, :3, :3]
-        o = (R @ origins[..., None])[..., 0] + T[:, :3, 3]
-        d = (R @ dirs[..., None])[..., 0]
+        if T.shape[0] == 1:  # one pose for every ray: a plain matmul (a batched one costs ~10x)
+            o, d = origins @ T[0, :3, :3].T + T[0, :3, 3], dirs @ T[0, :3, :3].T
+        else:
+            o, d = (T[:, :3, :3] @ origins[..., None])[..., 0] + T[:, :3, 3], (T[:, :3, :3] @ dirs[..., None])[..., 0]
         half = actor.size / 2
         t_near, t_far = ray_aabb(o, d, -half, half)
         hit = (t_far > t_near).nonzero().flatten()
+        dev = origins.device
+        if len(hit) == 0:
+            empty = torch.zeros(0, device=dev)
+            return {"ray": hit, "t": empty, "dt": empty, "x01": empty.reshape(0, 3), "dirs": empty.reshape(0, 3)}
         n = self.cfg.actor_steps
         dt = float(actor.size.norm()) / n
-        if len(hit) == 0:
-            empty = torch.zeros(0, device=origins.device)
-            return {"ray": hit, "t": empty, "dt": empty, "x01": empty.reshape(0, 3), "dirs": empty.reshape(0, 3)}
-        u = torch.rand(len(hit), 1, device=o.device) if jitter else torch.full((len(hit), 1), 0.5, device=o.device)
-        t = t_near[hit, None] + (torch.arange(n, device=o.device)[None, :] + u) * dt  # [H, n]
-        valid = t <= t_far[hit, None]
-        h, k = valid.nonzero(as_tuple=True)
-        ray_idx = hit[h]
-        t = t[h, k]
-        x_actor = o[ray_idx] + d[ray_idx] * t[:, None]
-        x01 = x_actor / actor.size + 0.5
-        keep = self.actor_grid(actor.asset_id).query(x01)
-        ray_idx, t = ray_idx[keep], t[keep]
-        return {"ray": ray_idx, "t": t, "dt": torch.full_like(t, dt), "x01": x01[keep], "dirs": d[ray_idx]}
+        u = torch.rand(len(hit), device=dev) if jitter else torch.full((len(hit),), 0.5, device=dev)
+        # Sample k of a ray sits at t_near + (k + u) dt: the shared schedule k dt with a per-ray offset
+        # of t_near / dt + u steps (the marching kernel takes any offset when the step is constant).
+        ts = torch.arange(n, device=dev, dtype=torch.float32) * dt
+        schedule = (ts, torch.full_like(ts, dt), t_near[hit] / dt + u, torch.zeros(len(hit), dtype=torch.long, device=dev))
+        s = self._march_field(self.actor_field(actor.asset_id), self.actor_grid(actor.asset_id).occupied, (-half, actor.size),
+                              o[hit], d[hit], t_near[hit], t_far[hit], schedule, terminate, keep_features)
+        s["dirs"] = d[hit][s["ray"]]
+        s["ray"] = hit[s["ray"]]
+        return s
 
     def _inside_actor_boxes(self, x_world: Tensor, ray_idx: Tensor, actors: list[ActorRays]) -> Tensor:
         """True where background samples lie inside an actor box (above its ground-contact slab)."""
@@ -318,44 +332,11 @@ class NeuralScene(nn.Module):
         bg["field"], bg["slot"] = self.background, 0
         parts = [bg]
         for slot, a in enumerate(actors, start=1):
-            s = self._actor_samples(a, origins, dirs, jitter)
+            s = self._actor_samples(a, origins, dirs, jitter, terminate, keep_features)
             if len(s["ray"]):
                 s["field"], s["slot"], s["actor"] = self.actor_field(a.asset_id), slot, a
-                parts.append(self._terminated(s, len(origins), keep_features) if terminate else s)
+                parts.append(s)
         return parts
-
-    @torch.no_grad()
-    def _terminated(self, part: dict, n_rays: int, keep_features: bool) -> dict:
-        """An actor part with densities evaluated front to back in chunks per ray (`_chunk_sizes`),
-        dropping each ray's samples once the actor alone has left it less than ``min_transmittance``:
-        the composite transmittance is lower still, so `_prune` would drop them anyway. Adds
-        ``sigma_nograd`` (and ``geo_nograd`` with ``keep_features``)."""
-        ray, field = part["ray"], part["field"]
-        counts = torch.bincount(ray, minlength=n_rays)
-        rank = torch.arange(len(ray), device=ray.device) - (torch.cumsum(counts, 0) - counts)[ray]
-        geometry = getattr(field, "_geometry", None) if keep_features else None
-        sigma, geo = torch.zeros(len(ray), device=ray.device), None
-        evaluated = torch.zeros(len(ray), dtype=torch.bool, device=ray.device)
-        log_T = torch.zeros(n_rays, device=ray.device)
-        start, sizes = 0, self._chunk_sizes(ray.device)
-        size = next(sizes)
-        while True:
-            alive = torch.exp(-log_T) > self.cfg.min_transmittance
-            sel = ((rank >= start) & (rank < start + size) & alive[ray]).nonzero().flatten()
-            if len(sel) == 0:
-                break
-            sig, g = geometry(part["x01"][sel]) if geometry is not None else (field.density(part["x01"][sel]), None)
-            sigma[sel], evaluated[sel] = sig, True
-            if g is not None:
-                geo = g.new_zeros(len(ray), g.shape[1]) if geo is None else geo
-                geo[sel] = g
-            log_T.index_add_(0, ray[sel], optical_depth(sig, part["dt"][sel]))
-            start, size = start + size, next(sizes)
-        out = {k: (v[evaluated] if torch.is_tensor(v) else v) for k, v in part.items()}
-        out["sigma_nograd"] = sigma[evaluated]
-        if geo is not None:
-            out["geo_nograd"] = geo[evaluated]
-        return out
 
     @staticmethod
     def _ray_order(parts: list[dict]) -> tuple[Tensor, Tensor, Tensor]:

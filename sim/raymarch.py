@@ -184,7 +184,8 @@ def march_numba(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_
     if max_per_ray > 0:
         ray, t, dt, x, k_next = _bounded_pass(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, coarse, (rx, ry, rz), ks, max_per_ray)
     else:  # unbounded: bounded passes until every ray is done (each ray's passes come in t order)
-        k_next, live, parts = ks.copy(), np.arange(len(o)), []
+        k_next, live = ks.copy(), np.arange(len(o))
+        parts = [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros((0, 3), np.float32))]  # no rays: no samples
         while len(live):
             r, t, dt, x, k_live = _bounded_pass(o[live], d[live], tn[live], tf[live], tsn, dtn, un[live], bmin, bsize, occ,
                                                 coarse, (rx, ry, rz), k_next[live], _UNBOUNDED_PASS)

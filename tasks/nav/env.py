@@ -220,10 +220,11 @@ class NavEnv(gymnasium.Env):
         before = self.distance_to_goal(self.state)
         collision, truth = None, None
         h = self.cfg.dt / self.dynamics.substeps
-        for k, s in enumerate(self.dynamics.step(self.state, action, self.cfg.dt)):
+        substates = self.dynamics.step(self.state, action, self.cfg.dt)
+        verdicts = self.collisions(substates, [self.t + (k + 1) * h for k in range(len(substates))])
+        for s, collision in zip(substates, verdicts):
             self.state = s
-            collision = self.collision(s, self.t + (k + 1) * h)
-            if collision:
+            if collision:  # the body stops where it first hits
                 break
         self.t += self.cfg.dt
         self.steps += 1
@@ -271,16 +272,27 @@ class NavEnv(gymnasium.Env):
 
     def collision(self, state: AgentState, t: float) -> str | None:
         """What the body hits at ``state`` and time ``t``: None, 'out_of_bounds', 'actor:<id>' or 'background'."""
-        centres, radii = self.dynamics.body_points(state)
+        return self.collisions([state], [t])[0]
+
+    def collisions(self, states: list[AgentState], times: list[float]) -> list[str | None]:
+        """`collision` of each state at its time; the background's density at every body's probe
+        points is evaluated in one batch (one field call per step, not per substep)."""
+        bodies = [self.dynamics.body_points(s) for s in states]
+        probes = [sphere_probe_points(c, r) for c, r in bodies]
+        density = np.split(self.scene.density(np.concatenate(probes)), np.cumsum([len(p) for p in probes])[:-1])
         lo, hi = self.scene.aabb
-        if ((centres[:, :2] < lo[:2]) | (centres[:, :2] > hi[:2])).any() or (centres[:, 2] > hi[2]).any():
-            return "out_of_bounds"
-        gaps, ids = sphere_box_distance(centres, radii, self.scene_state(t))
-        if gaps.size and gaps.min() < 0:
-            return f"actor:{ids[int(np.argmin(gaps.min(0)))]}"
-        if self.scene.density(sphere_probe_points(centres, radii)).max() > self.cfg.density_threshold:
-            return "background"
-        return None
+        out = []
+        for (centres, radii), t, sigma in zip(bodies, times, density):
+            verdict = None
+            gaps, ids = sphere_box_distance(centres, radii, self.scene_state(t))
+            if ((centres[:, :2] < lo[:2]) | (centres[:, :2] > hi[:2])).any() or (centres[:, 2] > hi[2]).any():
+                verdict = "out_of_bounds"
+            elif gaps.size and gaps.min() < 0:
+                verdict = f"actor:{ids[int(np.argmin(gaps.min(0)))]}"
+            elif sigma.max() > self.cfg.density_threshold:
+                verdict = "background"
+            out.append(verdict)
+        return out
 
     def collision_truth(self, state: AgentState, t: float) -> bool:
         """The ground-truth twin's verdict: a body sphere reaches into a mesh (background or actor)."""
@@ -308,9 +320,9 @@ class NavEnv(gymnasium.Env):
         actors = [a for a in self.nearby_actors(state, t) if not moving_only or np.linalg.norm(a["velocity"]) > 0.1]
         if actors:
             centres, radii = self.dynamics.body_points(state)
-            for tau in np.arange(0.0, min(ttc, horizon), 0.1):
-                if _min_box_gap(centres + v * tau, radii, actors, tau) < 0:
-                    return float(tau)
+            contact = _first_contact(centres, radii, v, actors, np.arange(0.0, min(ttc, horizon), 0.1))
+            if contact is not None:
+                return contact
         return float(ttc) if ttc <= horizon else float("inf")
 
     def nearby_actors(self, state: AgentState, t: float) -> list[dict]:
@@ -399,7 +411,13 @@ def _start_goal_from_options(options: dict, ground_z: float, ground: bool):
     return pos, float(start[-1]), goal3
 
 
-def _min_box_gap(centres: np.ndarray, radii: np.ndarray, actors: list[dict], tau: float) -> float:
-    """Smallest sphere-box gap to actors moved ``tau`` seconds ahead at their velocity."""
-    return min(float(sphere_box_gap(centres, radii, make_pose(rot_z(a["yaw"]), a["center"] + a["velocity"] * tau), a["size"]).min())
-               for a in actors)
+def _first_contact(centres: np.ndarray, radii: np.ndarray, velocity: np.ndarray, actors: list[dict], taus: np.ndarray) -> float | None:
+    """The first of the times ``taus`` (s, increasing) at which the body spheres, moving at
+    ``velocity``, touch an actor box moving at its own velocity; None if they never do. All times at
+    once, in the box's moving frame (the body moves at the velocity relative to the box)."""
+    gap = np.full(len(taus), np.inf)
+    for a in actors:
+        moved = centres[None] + (velocity - a["velocity"])[None, None] * taus[:, None, None]  # [N, S, 3]
+        gap = np.minimum(gap, sphere_box_gap(moved, radii, make_pose(rot_z(a["yaw"]), a["center"]), a["size"]).min(-1))
+    hit = np.flatnonzero(gap < 0)
+    return float(taus[hit[0]]) if len(hit) else None

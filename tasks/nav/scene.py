@@ -99,11 +99,12 @@ class NavScene:
 
 
 def sphere_box_gap(centres: np.ndarray, radii: np.ndarray, T_world_box: np.ndarray, size) -> np.ndarray:
-    """Signed gap ``[S]`` between spheres and one oriented box (< 0: they intersect)."""
+    """Signed gap ``[..., S]`` between spheres (centres ``[..., S, 3]``, radii ``[S]``) and one oriented
+    box (< 0: they intersect)."""
     local = (centres - T_world_box[:3, 3]) @ T_world_box[:3, :3]
     excess = np.abs(local) - np.asarray(size) / 2
-    outside = np.linalg.norm(np.maximum(excess, 0.0), axis=1)
-    inside = np.minimum(excess.max(axis=1), 0.0)  # negative depth when the centre is inside the box
+    outside = np.linalg.norm(np.maximum(excess, 0.0), axis=-1)
+    inside = np.minimum(excess.max(axis=-1), 0.0)  # negative depth when the centre is inside the box
     return outside + inside - radii
 
 

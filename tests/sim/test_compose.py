@@ -191,6 +191,53 @@ def test_shared_and_per_ray_poses_agree():
         assert torch.allclose(o1[k], o2[k], atol=1e-6), k
 
 
+def _actor_samples_reference(scene, actor, origins, dirs):
+    """Every sample ``t_near + (k + 1/2) dt`` (k < actor_steps, t <= t_far) of each ray through the
+    actor's box that lies in an occupied cell: the plain definition, as ``(ray, t)`` sorted."""
+    T = actor.T_actor_world
+    o = (T[:, :3, :3] @ origins[..., None])[..., 0] + T[:, :3, 3]
+    d = (T[:, :3, :3] @ dirs[..., None])[..., 0]
+    t_near, t_far = ray_aabb(o, d, -actor.size / 2, actor.size / 2)
+    n = scene.cfg.actor_steps
+    dt = float(actor.size.norm()) / n
+    t = t_near[:, None] + (torch.arange(n)[None, :] + 0.5) * dt
+    ray, k = ((t <= t_far[:, None]) & (t_far > t_near)[:, None]).nonzero(as_tuple=True)
+    t = t[ray, k]
+    keep = scene.actor_grid(actor.asset_id).query((o[ray] + d[ray] * t[:, None]) / actor.size + 0.5)
+    return ray[keep], t[keep]
+
+
+@pytest.mark.parametrize("per_ray_pose", [False, True])
+def test_actor_samples_are_the_box_steps_in_occupied_cells(per_ray_pose):
+    """The actor's samples (marched by the occupancy-skipping kernel, with a per-ray offset on a
+    shared schedule) are exactly the plain box steps that fall in occupied cells, for a grid with
+    holes; terminated marching keeps a front part of each ray's samples."""
+    scene = make_scene(assets=["car"])
+    scene.actor_fields["car"] = BoxField((0.2, 0.2, 0.0), (0.8, 0.8, 0.6), sigma=6.0)
+    grid = scene.actor_grid("car")
+    grid.occupied.copy_(torch.rand(grid.resolution, generator=torch.Generator().manual_seed(0)) < 0.4)
+    rng = np.random.default_rng(3)
+    origins = np.array([-3.0, 1.0, 1.2]) + rng.uniform(-0.3, 0.3, (200, 3))
+    dirs = unit(rng.uniform(-1.2, 1.2, (200, 3)) - origins)
+    a = actor_rays("car", (2.0, 1.0, 0.8), pose(unit([math.cos(0.3), 0, 0, math.sin(0.3)]), (0.2, 0.1, 0.0)),
+                   n_rays=len(origins) if per_ray_pose else None)
+    o, d = as_t(origins), as_t(dirs)
+    s = scene._actor_samples(a, o, d, jitter=False)
+    ray, t = _actor_samples_reference(scene, a, o, d)
+    assert len(ray) > 2000 and len(ray.unique()) > 50
+    assert torch.equal(s["ray"], ray)
+    assert torch.allclose(s["t"], t, atol=1e-5)
+    T = a.T_actor_world if not per_ray_pose else a.T_actor_world[s["ray"]]
+    x_actor = (T[:, :3, :3] @ o[s["ray"], :, None])[..., 0] + T[:, :3, 3] + s["dirs"] * s["t"][:, None]
+    assert torch.allclose(s["x01"], x_actor / a.size + 0.5, atol=1e-5)
+    with torch.no_grad():
+        cut = scene._actor_samples(a, o, d, jitter=False, terminate=True)
+    assert 0 < len(cut["ray"]) < 0.5 * len(ray)  # the body is opaque: rays stop in it
+    for r in cut["ray"].unique()[:20]:
+        t_all, t_cut = t[ray == r], cut["t"][cut["ray"] == r]
+        assert torch.allclose(t_cut, t_all[torch.searchsorted(t_all, t_cut - 1e-5)], atol=1e-5)  # a subset of them
+
+
 # ---------------------------------------------------------------------------------------- (c)
 def test_background_is_cut_out_inside_actor_box_above_ground_clearance():
     clearance = 0.05

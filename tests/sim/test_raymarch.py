@@ -29,6 +29,23 @@ def test_numba_march_equals_reference():
     assert torch.allclose(ref["x01"], fast["x01"], atol=1e-6)
 
 
+
+@pytest.mark.parametrize("max_per_ray", [0, 4])
+def test_offsets_beyond_one_step_and_no_rays(max_per_ray):
+    """A constant step takes any per-ray offset ``u`` (actor boxes: ``t_near / dt + u``), and an
+    empty batch gives an empty result, in both implementations."""
+    origins, dirs, t_near, t_far, ts, dts, u, occupied, box_min, box_size = _setup(seed=1)
+    u = t_near / 0.05 + u  # sample k at t_near + (k + u) dt
+    k0 = torch.zeros(len(origins), dtype=torch.long)
+    ref = march_reference(origins, dirs, t_near, t_far, ts, dts, u, occupied, box_min, box_size, k0, max_per_ray)
+    fast = march_numba(origins, dirs, t_near, t_far, ts, dts, u, occupied, box_min, box_size, k0, max_per_ray)
+    assert len(ref["ray"]) > 100 and torch.equal(ref["ray"], fast["ray"]) and torch.equal(ref["k_next"], fast["k_next"])
+    assert torch.allclose(ref["t"], fast["t"], atol=1e-5)
+    none = [a[:0] for a in (origins, dirs, t_near, t_far)]
+    empty = march_numba(*none, ts, dts, u[:0], occupied, box_min, box_size, k0[:0], max_per_ray)
+    assert all(len(v) == 0 for v in empty.values())
+
+
 def test_samples_lie_in_occupied_cells_within_ray_bounds():
     args = _setup(1)
     origins, dirs, t_near, t_far, ts, dts, u, occupied, box_min, box_size = args

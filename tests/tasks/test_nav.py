@@ -109,6 +109,26 @@ def test_time_to_collision_is_gap_over_speed(nav_scene):
     assert info["ttc"] == pytest.approx(expected, abs=0.11)
 
 
+
+def test_first_contact_with_a_moving_box_follows_the_closing_speed():
+    """Body (two 0.5 m spheres) at 2 m/s towards a 4 x 2 m box turned 90 deg (1 m half-extent along
+    the path), 10.25 m ahead and coming at 3 m/s: the 8.75 m gap closes at 5 m/s, so contact is first
+    seen at the 0.1 s step after 1.75 s; unturned (2 m half-extent) after 1.55 s; a box moving away
+    faster than the body is never reached; one off the path is never touched."""
+    from tasks.nav.env import _first_contact
+
+    centres, radii = np.array([[0.0, 0.0, 0.5], [0.0, 0.0, 1.2]]), np.array([0.5, 0.5])
+    box = {"center": np.array([10.25, 0.0, 1.0]), "size": np.array([4.0, 2.0, 2.0]), "yaw": np.pi / 2,
+           "velocity": np.array([-3.0, 0.0, 0.0])}
+    taus, v = np.arange(0.0, 5.0, 0.1), np.array([2.0, 0.0, 0.0])
+    assert _first_contact(centres, radii, v, [box], taus) == pytest.approx(1.8)
+    assert _first_contact(centres, radii, v, [box | {"yaw": 0.0}], taus) == pytest.approx(1.6)
+    assert _first_contact(centres, radii, v, [box | {"velocity": np.array([3.0, 0.0, 0.0])}], taus) is None
+    aside = box | {"center": np.array([10.25, 3.0, 1.0])}
+    assert _first_contact(centres, radii, v, [aside], taus) is None
+    assert _first_contact(centres, radii, v, [aside, box], taus) == pytest.approx(1.8)
+
+
 # ---- the gymnasium contract ---------------------------------------------------------------------
 def test_check_env_passes(nav_scene):
     check_env(small_env(nav_scene, observations=("rgb", "depth", "lidar"), lidar_beams=4, lidar_azimuths=16), skip_render_check=True)
