@@ -44,7 +44,8 @@ def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: S
     semantic head adds ``background_class [N]``: the class id (`scenes.classes`) it gives the ray
     (unless ``semantics`` is False). ``step_cone`` overrides the model's cone step (coarse images:
     see `NeuralScene.render_rays`)."""
-    model.eval()
+    if model.training:  # eval() walks every submodule: ~1 ms a call, per render
+        model.eval()
     actors, states = actor_rays_for_state(model, state, origins.device)
     ids = torch.tensor([0] + [a.instance_id for a in states], device=origins.device)
     head = semantics and background and getattr(model.background, "semantic_head", None) is not None
@@ -95,7 +96,8 @@ def sample_ray_distances(model: NeuralScene, origins: Tensor, dirs: Tensor, stat
                          gen: torch.Generator, chunk: int = 1 << 14) -> Tensor:
     """Distances ``[N, n_draws]`` drawn along each ray in proportion to its rendering weights
     (inverse CDF over the packed samples; inf where the accumulation is below 0.5)."""
-    model.eval()
+    if model.training:  # eval() walks every submodule: ~1 ms a call, per render
+        model.eval()
     actors, _ = actor_rays_for_state(model, state, origins.device)
     out = []
     for s in range(0, len(origins), chunk):
