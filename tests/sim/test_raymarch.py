@@ -128,17 +128,23 @@ def test_block_skipping_over_empty_space_equals_reference_and_follows_grid_chang
 
 def test_block_summary_cache_never_outlives_its_grid():
     """A grid freed and another allocated in its place (same address, same version count) must not
-    read the first grid's cached block summary."""
-    from sim.raymarch import coarse_occupancy
+    read the first grid's cached block summary; the summary is each block's empty radius: its
+    Chebyshev distance (in blocks) to the nearest block holding an occupied cell, capped."""
+    from sim.raymarch import COARSE_BLOCK, MAX_EMPTY_RADIUS, coarse_occupancy
 
-    g = torch.Generator().manual_seed(3)
     for _ in range(20):
         full = torch.ones(16, 12, 8, dtype=torch.bool)
-        assert coarse_occupancy(full).all()
+        assert not coarse_occupancy(full).any()
         del full
         empty = torch.zeros(16, 12, 8, dtype=torch.bool)
-        assert not coarse_occupancy(empty).any()
+        assert (coarse_occupancy(empty) == MAX_EMPTY_RADIUS).all()
         del empty
-    grid = torch.rand(16, 12, 8, generator=g) < 0.02
-    expected = torch.nn.functional.max_pool3d(grid[None, None].float(), 4, 4, ceil_mode=True)[0, 0] > 0
-    assert torch.equal(torch.from_numpy(coarse_occupancy(grid)), expected)
+    grid = torch.zeros(150, 40, 24, dtype=torch.bool)
+    grid[5, 7, 2] = grid[77, 30, 20] = grid[149, 0, 0] = True
+    blocks = torch.nn.functional.max_pool3d(grid[None, None].float(), COARSE_BLOCK, COARSE_BLOCK, ceil_mode=True)[0, 0] > 0
+    occupied_blocks = blocks.nonzero()
+    ijk = torch.stack(torch.meshgrid(*(torch.arange(n) for n in blocks.shape), indexing="ij"), -1).reshape(-1, 1, 3)
+    chebyshev = (ijk - occupied_blocks[None]).abs().amax(-1).amin(-1).reshape(blocks.shape)
+    radius = torch.from_numpy(coarse_occupancy(grid)).long()
+    assert torch.equal(radius, chebyshev.clamp(max=MAX_EMPTY_RADIUS))
+    assert int(radius.max()) == MAX_EMPTY_RADIUS and int((radius == 0).sum()) == 3
