@@ -126,6 +126,24 @@ def test_block_skipping_over_empty_space_equals_reference_and_follows_grid_chang
         occupied[30:34, 20:25, 10:15] = True  # in place: space that was an empty block fills
 
 
+def test_long_jumps_through_open_air_land_on_a_lone_cell():
+    """One occupied cell in a big empty grid: blocks near the edges have empty cubes reaching past
+    the grid (negative cell bounds); rays from every side must still find the cell's samples."""
+    g = torch.Generator().manual_seed(11)
+    occupied = torch.zeros(96, 80, 40, dtype=torch.bool)
+    occupied[47, 41, 20] = True
+    box_min, box_size = torch.zeros(3), torch.tensor([9.6, 8.0, 4.0])  # 10 cm cells
+    target = box_min + (torch.tensor([47.5, 41.5, 20.5]) / torch.tensor([96, 80, 40])) * box_size
+    origins = target + torch.nn.functional.normalize(torch.randn(600, 3, generator=g), dim=-1) * 6.0
+    dirs = torch.nn.functional.normalize(target + (torch.rand(600, 3, generator=g) - 0.5) * 0.08 - origins, dim=-1)
+    ts = torch.arange(0, 12, 0.004)
+    args = (origins, dirs, torch.zeros(600), torch.full((600,), 12.0), ts, torch.full_like(ts, 0.004), torch.rand(600, generator=g),
+            occupied, box_min, box_size)
+    ref, fast = march_reference(*args), march_numba(*args)
+    assert len(ref["ray"].unique()) > 300  # most rays pass through the cell
+    assert torch.equal(ref["ray"], fast["ray"]) and torch.allclose(ref["t"], fast["t"])
+
+
 def test_block_summary_cache_never_outlives_its_grid():
     """A grid freed and another allocated in its place (same address, same version count) must not
     read the first grid's cached block summary; the summary is each block's empty radius: its
