@@ -477,9 +477,10 @@ def _optimise(problem: _Problem, pose_of, start: np.ndarray, cfg: InversionConfi
         xi = torch.cat([rho, phi])
         T_cam, actors = pose_of(T0 @ se3_exp(xi))
         loss = _huber(problem.render(T_cam, idx, actors), problem.target[idx], cfg.huber_delta)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        if loss.requires_grad:  # else no drawn ray reached what the pose moves (an actor out of view): it stays
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
         sched.step()
         losses.append(float(loss.detach()))
         trajectory.append((T0 @ se3_exp(torch.cat([rho, phi]))).detach().double().numpy())

@@ -124,6 +124,20 @@ def test_car_pose_is_recovered_with_the_camera_known():
     assert rot < 1.5 and trans < 0.06 and rot < rot0 / 3 and trans < trans0 / 3, (rot, trans)
 
 
+def test_a_car_no_ray_reaches_keeps_its_pose_instead_of_failing():
+    """A start that puts the car behind the camera: no drawn ray reaches it, so the photometric loss
+    does not depend on its pose; the descent leaves the pose where it is (it used to stop with
+    autograd's "does not require grad" error)."""
+    model, graph = _scene()
+    T_cam = look_at([0.0, -1.0, 2.2], [7.0, 0.5, 0.5])
+    image = _render(model, graph, T_cam)
+    T_start = make_pose(rot_z(0.4), (-6.0, -1.0, 0.75))  # 6 m behind the camera
+    cfg = InversionConfig(iterations=10, rays=256, sampling="random", hypotheses=1, actor_search_xy=0.0, actor_search_yaw_deg=0.0)
+    res = invert_actor_pose(model, image, LENS, T_cam, graph.at(0.0), "car", T_start, cfg)
+    assert np.allclose(res.T, T_start, atol=1e-6)
+    assert len(res.losses) == 10 and np.isfinite(res.losses).all()
+
+
 def test_pnp_recovers_a_pose_from_exact_points_among_outliers():
     lens = CameraModel("opencv", 160, 120, 100.0, 100.0, 80.0, 60.0, (-0.1, 0.01, 0.0, 0.0, 0.0))
     T_true = look_at([0.0, -1.0, 1.8], [9.0, 0.5, 0.5])
