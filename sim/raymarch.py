@@ -150,8 +150,8 @@ def coarse_occupancy(occupied: Tensor) -> np.ndarray:
     the block holds an occupied cell, else the empty radius e >= 1: every block within e - 1 blocks
     of it (a cube of 2e - 1 blocks a side) is empty, so a ray inside may jump to that cube's surface
     (blocks beyond the grid count as empty; e is capped at `MAX_EMPTY_RADIUS`). A 128x72 camera near
-    the ground of the demo street visited ~21 empty blocks per ray one at a time, ~4x as many as
-    the occupied cells it looked at. Cached per grid tensor, by a weak reference (a freed grid's
+    the ground of the demo street looked at ~31 cells per ray, ~21 of them empty blocks stepped
+    one at a time (bench/RESULTS.md, 2026-11-26 afternoon: 16.5 -> 10.1 ms for the pass). Cached per grid tensor, by a weak reference (a freed grid's
     entry goes with it, so a later grid at the same address never reads it), and recomputed after
     any in-place change of the grid (its version counter: every occupancy refresh)."""
     key = id(occupied)

@@ -270,29 +270,24 @@ class NavEnv(gymnasium.Env):
             self._states[key] = self.scene.graph.at(key)
         return self._states[key]
 
-    def collision(self, state: AgentState, t: float) -> str | None:
-        """What the body hits at ``state`` and time ``t``: None, 'out_of_bounds', 'actor:<id>' or 'background'."""
-        return self.collisions([state], [t])[0]
-
     def collisions(self, states: list[AgentState], times: list[float]) -> list[str | None]:
-        """`collision` of each state at its time; the background's density at every body's probe
-        points is evaluated in one batch (one field call per step, not per substep)."""
+        """What the body hits at each state and its time: None, 'out_of_bounds', 'actor:<id>' or
+        'background'. The background's density at every body's probe points is evaluated in one
+        batch (one field call per step, not per substep)."""
         bodies = [self.dynamics.body_points(s) for s in states]
         probes = [sphere_probe_points(c, r) for c, r in bodies]
         density = np.split(self.scene.density(np.concatenate(probes)), np.cumsum([len(p) for p in probes])[:-1])
+        return [self._verdict(centres, radii, t, sigma) for (centres, radii), t, sigma in zip(bodies, times, density)]
+
+    def _verdict(self, centres: np.ndarray, radii: np.ndarray, t: float, sigma: np.ndarray) -> str | None:
+        """One body's collision at time ``t``, given the density ``sigma`` at its probe points."""
         lo, hi = self.scene.aabb
-        out = []
-        for (centres, radii), t, sigma in zip(bodies, times, density):
-            verdict = None
-            gaps, ids = sphere_box_distance(centres, radii, self.scene_state(t))
-            if ((centres[:, :2] < lo[:2]) | (centres[:, :2] > hi[:2])).any() or (centres[:, 2] > hi[2]).any():
-                verdict = "out_of_bounds"
-            elif gaps.size and gaps.min() < 0:
-                verdict = f"actor:{ids[int(np.argmin(gaps.min(0)))]}"
-            elif sigma.max() > self.cfg.density_threshold:
-                verdict = "background"
-            out.append(verdict)
-        return out
+        if ((centres[:, :2] < lo[:2]) | (centres[:, :2] > hi[:2])).any() or (centres[:, 2] > hi[2]).any():
+            return "out_of_bounds"
+        gaps, ids = sphere_box_distance(centres, radii, self.scene_state(t))
+        if gaps.size and gaps.min() < 0:
+            return f"actor:{ids[int(np.argmin(gaps.min(0)))]}"
+        return "background" if sigma.max() > self.cfg.density_threshold else None
 
     def collision_truth(self, state: AgentState, t: float) -> bool:
         """The ground-truth twin's verdict: a body sphere reaches into a mesh (background or actor)."""
