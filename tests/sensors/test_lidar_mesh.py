@@ -98,3 +98,99 @@ def test_lidar_pattern_with_datasheet_elevations():
 
     with pytest.raises(InputError, match="elevations_deg"):
         LidarConfig(n_beams=2, elevations_deg=(1.0, 2.0, 3.0))
+
+
+def _reference_depth_from_outside(sigma: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Walk back from every point along every allowed direction to the volume's edge, summing the
+    trapezoids: the definition of `optical_depth_from_outside`, one point at a time."""
+    best = np.full(sigma.shape, np.inf)
+    steps = [np.array(s) for s in np.ndindex(3, 3, 3)]
+    for p in np.ndindex(*sigma.shape):
+        for s in steps:
+            v = s - 1
+            if not v.any() or v[2] > 0:
+                continue
+            length, tau, q = np.linalg.norm(v * spacing), 0.0, np.array(p)
+            while all(0 <= c < n for c, n in zip(q - v, sigma.shape)):
+                tau += 0.5 * (sigma[tuple(q - v)] + sigma[tuple(q)]) * length
+                q = q - v
+            best[p] = min(best[p], tau)
+    return best
+
+
+def test_optical_depth_from_outside_matches_its_definition():
+    from sensors.mesh import optical_depth_from_outside
+
+    rng = np.random.default_rng(3)
+    sigma = rng.exponential(2.0, (5, 4, 6))
+    spacing = np.array([0.1, 0.15, 0.05])
+    assert np.allclose(optical_depth_from_outside(sigma, spacing), _reference_depth_from_outside(sigma, spacing))
+
+
+def test_seen_surface_leaves_out_what_no_outside_viewer_sees():
+    """A hollow car-like shell, open at the bottom (nobody sees a car's underside), with a dense blob
+    inside: the raw iso-surface meshes the blob, the surface seen from outside (above or level) is
+    the shell's outside alone."""
+    import torch
+
+    from sensors.mesh import field_mesh
+    from conftest import BoxesField
+
+    wall = 0.1  # unit-cube coordinates
+    shell = [((0, 0, 0), (wall, 1, 1)), ((1 - wall, 0, 0), (1, 1, 1)), ((0, 0, 0), (1, wall, 1)),
+             ((0, 1 - wall, 0), (1, 1, 1)), ((0, 0, 1 - wall), (1, 1, 1))]
+    blob = [((0.4, 0.4, 0.3), (0.6, 0.6, 0.5))]
+    fld = BoxesField(shell + blob, 200.0, [(0.5, 0.5, 0.5)] * 6)
+    size = np.array([2.0, 2.0, 2.0])
+    args = (fld, None, -size / 2, size / 2, (41, 41, 41), 100.0)
+    step = 2.0 / 40
+    q = lambda m: np.abs(m.vertices) - size / 2  # noqa: E731
+    outside_dist = lambda m: np.linalg.norm(np.maximum(q(m), 0), axis=1) + np.minimum(q(m).max(1), 0)  # noqa: E731
+    with torch.no_grad():
+        raw, seen = field_mesh(*args), field_mesh(*args, seen_from_outside=True)
+    assert (np.abs(raw.vertices).max(1) < 0.3).sum() > 50  # the blob (|x| <= 0.2) is in the raw mesh
+    assert np.abs(outside_dist(seen)).max() < 1.5 * step  # every seen vertex is on the box's outside
+
+
+def _ray_crosses_box(origin, targets, lo, hi) -> np.ndarray:
+    """Whether the segments ``origin -> targets [N, 3]`` cross the box ``[lo, hi]`` (slab test)."""
+    d = targets - origin
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t0, t1 = (np.asarray(lo) - origin) / d, (np.asarray(hi) - origin) / d
+    near, far = np.nanmax(np.minimum(t0, t1), axis=1), np.nanmin(np.maximum(t0, t1), axis=1)
+    return (near < far) & (far > 0) & (near < 1)
+
+
+def test_observed_surface_is_what_a_view_saw(box_world):
+    """The car (a 4 x 1.8 x 1.5 m box) seen from behind by one camera at its mid-height, then 4 m
+    higher: observed = facing the camera (a convex box hides exactly its back faces) at most 75
+    degrees obliquely, and not behind the post; the roof is seen only from the raised camera."""
+    from scenes.camera import Camera, Intrinsics
+    from scenes.transforms import make_pose
+    from tasks.sensor_report import OBSERVED_MAX_INCIDENCE_DEG, observed_by
+
+    car = box_world.graph.actor("car_0")
+    mesh = trimesh.Trimesh(*[getattr(p.mesh, k) for p in box_world.actor_assets["car"] for k in ("vertices", "faces")])
+    points, face = mesh.sample(20000, return_index=True, seed=1)
+    normals = mesh.face_normals[face]
+    T = car.track.pose_at(0.0)
+    world, world_normals = points @ T[:3, :3].T + T[:3, 3], normals @ T[:3, :3].T
+    R_cam = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # looking along +x (OpenCV axes)
+    lens = Intrinsics(400, 400, 60.0, 60.0, 200.0, 200.0)  # 146-degree field of view: the whole car is in it
+    top = normals[:, 2] > 0.99
+    for height, roof_seen in ((0.75, False), (4.75, True)):
+        cam = Camera(lens, make_pose(R_cam, (0.0, -1.0, height)), time=0.0)
+        to_cam = cam.T_world_cam[:3, 3] - world
+        cos = np.sum(to_cam * world_normals, axis=1) / np.linalg.norm(to_cam, axis=1)
+        expected = (cos >= np.cos(np.radians(OBSERVED_MAX_INCIDENCE_DEG)))
+        behind_post = _ray_crosses_box(cam.T_world_cam[:3, 3], world, (4.0, -1.6, 0.0), (4.3, -1.3, 3.0))
+        assert (expected & behind_post).sum() > 100 and (expected & ~behind_post).sum() > 1000
+        expected &= ~behind_post
+        seen = observed_by(points, normals, mesh, car, [cam], box_world.twin, box_world.graph)
+        # Left out: points within observed_by's 2-cm tolerance of an edge (the far face's rim counts as
+        # seen) and where the car's rear corner pokes into the post.
+        near_edge = (np.abs(np.abs(points) - np.array([2.0, 0.9, 0.75])) < 0.025).sum(1) >= 2
+        inside_post = np.all((world > np.array([3.97, -1.63, -0.03])) & (world < np.array([4.33, -1.27, 3.03])), axis=1)
+        judged = ~near_edge & ~inside_post
+        assert judged.mean() > 0.9 and np.array_equal(seen[judged], expected[judged])
+        assert seen[top].mean() > 0.5 if roof_seen else not seen[top].any()
