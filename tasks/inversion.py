@@ -9,9 +9,11 @@ converge), so each start is first moved:
   its depth to 3D and solve PnP with RANSAC (`match_rounds`); a short gentle descent polishes it;
 - actors, by a coarse-to-fine grid search over ground-plane position and yaw (`actor_search_xy`,
   `actor_search_yaw_deg`: the initial pose's uncertainty), scored photometrically with the actor
-  alone composited over the rest of the scene rendered once, blurred by each level's step; then a
-  slide along the camera's line of sight on every pixel (the direction a far actor's image barely
-  shows); then the descent, whose result is kept only where it renders the region better.
+  alone composited over the rest of the scene rendered once, blurred by each level's step, the
+  first level's few best candidates each refined and the best on every pixel kept
+  (`actor_search_branches`); then a slide along the camera's line of sight on every pixel (the
+  direction a far actor's image barely shows); then the descent, whose result is kept only where it
+  renders the region better.
 
 Conventions: OpenCV cameras, ``T_world_cam`` camera -> world; actor frame x forward, y left, z up.
 A pose is updated on the right, ``T = T_init @ exp(xi)`` (`sim.lie`), so ``xi`` is a perturbation in
@@ -107,6 +109,10 @@ class InversionConfig:
     """Actors: half-width of the same search over yaw (about the actor's z axis)."""
     actor_search_levels: int = 4
     """Levels of that search: a 5x5x5 grid of half-width steps, then 3x3x3 grids, each halving the step."""
+    actor_search_branches: int = 8
+    """The search refines this many of its first level's best candidates through the finer levels
+    and keeps the one that scores best on every pixel of the region: blurred and subsampled, the
+    first level's ranking is only rough (a car a few metres away, cut by the image's edge)."""
     actor_search_rays: int = 1024
     """At most this many pixels (a strided grid over the actor's region) score each candidate of
     the search's levels; the line-of-sight slide uses every pixel."""
@@ -370,7 +376,7 @@ class _ActorScore:
 
     @torch.no_grad()
     def __init__(self, problem: _Problem, slot: int, pose_of, T_ref: np.ndarray, idx: np.ndarray, shape=None):
-        self.problem, self.slot, self.pose_of, self.shape = problem, slot, pose_of, shape
+        self.problem, self.slot, self.pose_of, self.shape, self.idx = problem, slot, pose_of, shape, idx
         self.T_cam, actors = pose_of(torch.as_tensor(T_ref, dtype=torch.float32))
         self.rest = problem.render(self.T_cam, idx, [a for i, a in enumerate(actors) if i != slot])
         self.d = problem.d_cam[idx] @ self.T_cam[:3, :3].T
@@ -398,15 +404,16 @@ class _ActorScore:
 def _search_actor(problem: _Problem, slot: int, pose_of, T_start: np.ndarray, cfg: InversionConfig,
                   full: _ActorScore) -> tuple[np.ndarray, int]:
     """Coarse-to-fine grid search of an actor's x, y and yaw (its own frame) around ``T_start``:
-    a 5x5x5 grid, then (``actor_search_levels`` - 1) 3x3x3 grids, each halving the step around the
-    best so far, scored (`_ActorScore`) on a pixel grid of the actor's region of at most
-    ``actor_search_rays``, both images blurred by the level's step as seen in the image: a car's
-    photometric basin is a few pixels wide, and unblurred, candidates half a metre apart that all
-    miss it rank at random. Then `_line_of_sight_search` with ``full`` (every pixel of the region).
-    Returns the pose and the number of poses scored."""
+    a 5x5x5 grid, then from each of its ``actor_search_branches`` best candidates
+    (``actor_search_levels`` - 1) 3x3x3 grids, each halving the step around the best so far, scored
+    (`_ActorScore`) on a pixel grid of at most ``actor_search_rays`` over ``full``'s region (wherever
+    the search may put the actor), both images blurred by the level's step as seen in the image: a
+    car's photometric basin is a few pixels wide, and unblurred, candidates half a metre apart that
+    all miss it rank at random. The branch that ``full`` (every pixel) scores best goes on to
+    `_line_of_sight_search`. Returns the pose and the number of poses scored."""
     W = problem.lens.width
     region = np.zeros(len(problem.target), bool)
-    region[problem.mask_idx if len(problem.mask_idx) else problem.valid_idx] = True
+    region[full.idx] = True
     rows, cols = np.nonzero(region.reshape(-1, W).any(1))[0], np.nonzero(region.reshape(-1, W).any(0))[0]
     stride = max(1, int(np.ceil(np.sqrt(len(rows) * len(cols) / cfg.actor_search_rays))))
     rows, cols = np.arange(rows[0], rows[-1] + 1, stride), np.arange(cols[0], cols[-1] + 1, stride)
@@ -421,14 +428,22 @@ def _search_actor(problem: _Problem, slot: int, pose_of, T_start: np.ndarray, cf
         delta[:2, 3] = xyyaw[:2]
         return T @ delta
 
-    best, n = np.zeros(3), 0
-    step = np.array([cfg.actor_search_xy / 2, cfg.actor_search_xy / 2, cfg.actor_search_yaw_deg / 2])
-    for level in range(cfg.actor_search_levels):
-        k = np.arange(-2, 3) if level == 0 else np.arange(-1, 2)
-        grid = [best + step * (i, j, m) for i in k for j in k for m in k]
-        best = min(grid, key=lambda c: score(moved(T_start, c), step[0] * px_per_unit))  # scores compare within a level only
-        n += len(grid)
-        step = step / 2
+    step0 = np.array([cfg.actor_search_xy / 2, cfg.actor_search_xy / 2, cfg.actor_search_yaw_deg / 2])
+    k = np.arange(-2, 3)
+    grid = [step0 * (i, j, m) for i in k for j in k for m in k]
+    ranked = sorted(grid, key=lambda c: score(moved(T_start, c), step0[0] * px_per_unit))
+    n = len(grid)
+    finalists = []
+    for best in ranked[: cfg.actor_search_branches]:
+        step = step0 / 2
+        for level in range(1, cfg.actor_search_levels):
+            grid = [best + step * (i, j, m) for i in (-1, 0, 1) for j in (-1, 0, 1) for m in (-1, 0, 1)]
+            best = min(grid, key=lambda c: score(moved(T_start, c), step[0] * px_per_unit))  # scores compare within a level only
+            n += len(grid)
+            step = step / 2
+        finalists.append(best)
+    best = min(finalists, key=lambda c: full(moved(T_start, c)))
+    n += len(finalists)
     T, n_line = _line_of_sight_search(moved(T_start, best), cfg, full)
     # Distance along the line of sight and yaw trade off: one more fine level on every pixel around
     # the slid pose, then slide again.

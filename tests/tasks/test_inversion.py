@@ -210,7 +210,8 @@ def test_grid_search_finds_a_car_started_far_off():
     res = invert_actor_pose(model, image, LENS, T_cam, graph.at(0.0), "car", T_start, cfg)
     rot_s, trans_s = pose_errors(res.trajectory[1], T_true)  # after the search
     rot, trans = pose_errors(res.T, T_true)
-    assert res.match_inliers[0] == 125 + 27 * (cfg.actor_search_levels - 1) + 18 + 27 + 18
+    branches = cfg.actor_search_branches
+    assert res.match_inliers[0] == 125 + branches * (27 * (cfg.actor_search_levels - 1) + 1) + 18 + 27 + 18
     assert rot_s < 4.0 and trans_s < 0.15, (rot_s, trans_s)
     assert rot < 1.5 and trans < 0.06, (rot, trans)
 
