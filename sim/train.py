@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from scenes.classes import CLASS_IDS
+from scenes.classes import ACTOR_CLASSES, CLASS_IDS
 from scenes.graph import SceneGraph
 from sim.checkpoint import load_checkpoint, load_optimizer_state, read_checkpoint_meta, save_checkpoint
 from scenes.transforms import invert_pose
@@ -68,6 +68,11 @@ class TrainConfig:
     semantic_loss_weight: float = 0.04
     """Weight of the cross-entropy of the background's class distribution against pixel labels
     (data with semantic labels and a background field with a semantic head)."""
+    actor_mask_loss_weight: float = 0.05
+    """Weight of the squared error between the rendering weight the actors own on a camera ray and
+    whether its pixel is labelled with an actor class (car, pedestrian) (data with semantic labels).
+    Without it an actor's field may stay half transparent where the background behind it explains
+    the rest of the colour; moved elsewhere, such an actor shows the old background through it."""
     occupancy_update_every: int = 16
     """Steps between occupancy-grid refreshes."""
     occupancy_samples: int = 1 << 16
@@ -224,6 +229,16 @@ def _semantic_loss(out: dict, labels: Tensor, classes: tuple[str, ...]) -> Tenso
     return -torch.log(p.clamp_min(1e-6)).mean()
 
 
+def _actor_mask_loss(out: dict, labels: Tensor) -> Tensor:
+    """Mean squared error between each camera ray's actor-owned weight (`NeuralScene.render_rays`'
+    ``owner_weights`` past column 0) and its pixel's label being an actor class."""
+    is_actor = torch.zeros(256, dtype=torch.bool, device=labels.device)
+    is_actor[[CLASS_IDS[c] for c in ACTOR_CLASSES]] = True
+    n = len(labels)
+    actor_weight = out["owner_weights"][:n, 1:].sum(1)
+    return torch.mean((actor_weight - is_actor[labels.long()].to(actor_weight.dtype)) ** 2)
+
+
 def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torch.Generator) -> dict[str, float]:
     """One batch: render camera (+ LiDAR) rays, return the loss pieces (loss already backpropagated).
     Batches are drawn on the CPU (the same stream on any device) and moved to the model's device."""
@@ -257,6 +272,10 @@ def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torc
         ce = _semantic_loss(out, batch["semantic"], model.background.cfg.semantic_classes)
         loss = loss + cfg.semantic_loss_weight * ce
         stats["semantic_ce"] = ce.item()
+    if "semantic" in batch and cfg.actor_mask_loss_weight > 0:
+        mask_loss = _actor_mask_loss(out, batch["semantic"])
+        loss = loss + cfg.actor_mask_loss_weight * mask_loss
+        stats["actor_mask"] = mask_loss.item()
     if lidar is not None:
         rng = lidar["ranges"]
         hit = torch.isfinite(rng)
