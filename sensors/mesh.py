@@ -41,8 +41,8 @@ class MeshConfig:
     1 - exp(-level * 0.05) = 0.4 over 5 cm."""
     seen_from_outside: bool = True
     """Mesh the surface a viewer outside the field sees: where the optical depth from the field's
-    boundary, along the least opaque of 17 directions from above or level, reaches ln 2 (opacity 0.5, where the renderer's
-    median depth lies). The raw iso-surface also meshes the interior, which no ray ever constrains:
+    boundary, along the least opaque of 17 directions from above or level, reaches ln 2 (opacity
+    0.5, where the renderer's median depth lies). The raw iso-surface also meshes the interior, which no ray ever constrains:
     trained fields are noisy in there (cavities, sheets), and those inner surfaces were most of the
     demo cars' Chamfer error."""
     chunk: int = 1 << 17

@@ -92,14 +92,13 @@ def chamfer(a_points: np.ndarray, b_points: np.ndarray) -> float:
     return float(0.5 * (d_ab.mean() + d_ba.mean()))
 
 
-def _ray_hits(mesh, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-    """Distance to the first hit of each ray on ``mesh`` (inf = none)."""
+def _raycaster(mesh):
+    """``cast(origins, dirs) -> distance to the first hit on mesh`` (inf = none), the scene built once."""
     import open3d as o3d
 
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)), o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
-    rays = o3d.core.Tensor(np.concatenate([origins, dirs], 1).astype(np.float32))
-    return scene.cast_rays(rays)["t_hit"].numpy().astype(np.float64)
+    return lambda origins, dirs: scene.cast_rays(o3d.core.Tensor(np.concatenate([origins, dirs], 1).astype(np.float32)))["t_hit"].numpy().astype(np.float64)
 
 
 OBSERVED_MAX_INCIDENCE_DEG = 75.0
@@ -119,6 +118,7 @@ def observed_by(points: np.ndarray, normals: np.ndarray, mesh, actor, views, twi
     underside) cannot be reconstructed from the capture, whatever the method."""
     cos_max = np.cos(np.radians(OBSERVED_MAX_INCIDENCE_DEG))
     seen = np.zeros(len(points), bool)
+    self_hits = _raycaster(mesh)
     for cam in views:
         T_world_actor = actor.track.pose_at(cam.time)
         pw = points @ T_world_actor[:3, :3].T + T_world_actor[:3, 3]
@@ -136,7 +136,7 @@ def observed_by(points: np.ndarray, normals: np.ndarray, mesh, actor, views, twi
             continue
         dist, d_box = dist[todo], d_box[todo]
         # Self-occlusion in the box frame, then the rest of the twin's scene in the world.
-        ok = _ray_hits(mesh, np.broadcast_to(o_box, (len(todo), 3)), d_box) > dist - tol
+        ok = self_hits(np.broadcast_to(o_box, (len(todo), 3)), d_box) > dist - tol
         centre, d_world = cam.T_world_cam[:3, 3], d_box @ T_world_actor[:3, :3].T
         state = graph.at(cam.time)
         others = replace(state, actors=tuple(a for a in state.actors if a.actor_id != actor.actor_id))
