@@ -13,7 +13,8 @@ converge), so each start is first moved:
   first level's few best candidates each refined and the best on every pixel kept
   (`actor_search_branches`); then a slide along the camera's line of sight on every pixel (the
   direction a far actor's image barely shows); then the descent, whose result is kept only where it
-  renders the region better.
+  renders the region better; last, a pattern search on every pixel along and across the line of
+  sight and in yaw (`actor_polish_xy`), which the descent's random rays stop short of.
 
 Conventions: OpenCV cameras, ``T_world_cam`` camera -> world; actor frame x forward, y left, z up.
 A pose is updated on the right, ``T = T_init @ exp(xi)`` (`sim.lie`), so ``xi`` is a perturbation in
@@ -120,6 +121,14 @@ class InversionConfig:
     """Actors: Adam steps after the search (above), at the full learning rates: its last grid step
     (6 cm, 2 degrees by default) is about one full-rate step. World bench (bench/RESULTS.md): 25
     steps 76% success at 8.5 s per estimate, 40 steps 80% at 10.4 s."""
+    actor_polish_xy: float = 0.04
+    """Actors: after the descent, a pattern search of the pose on every pixel of the region, along
+    the camera's line of sight, across it (both on the ground plane, steps of this, scene units) and
+    in yaw (``actor_polish_yaw_deg``), halving the steps ``actor_polish_levels`` times: the
+    descent's random rays stop 10-20 cm short of the best pose where a car's image changes little
+    (cut by the image's edge, far away). 0 = off."""
+    actor_polish_yaw_deg: float = 1.0
+    actor_polish_levels: int = 3
     converged_psnr: float = 20.0
     """A hypothesis converged when the PSNR of ``check_rays`` random pixels reaches this."""
     check_rays: int = 4096
@@ -401,6 +410,15 @@ class _ActorScore:
         return float(((self._blur(composite, sigma) - self._blurred[sigma]) ** 2).mean())
 
 
+def _moved(T: np.ndarray, xyyaw: np.ndarray) -> np.ndarray:
+    """``T`` moved by (x, y, yaw in degrees) in its own frame."""
+    delta = np.eye(4)
+    c, s = np.cos(np.radians(xyyaw[2])), np.sin(np.radians(xyyaw[2]))
+    delta[:2, :2] = [[c, -s], [s, c]]
+    delta[:2, 3] = xyyaw[:2]
+    return T @ delta
+
+
 def _search_actor(problem: _Problem, slot: int, pose_of, T_start: np.ndarray, cfg: InversionConfig,
                   full: _ActorScore) -> tuple[np.ndarray, int]:
     """Coarse-to-fine grid search of an actor's x, y and yaw (its own frame) around ``T_start``:
@@ -421,34 +439,27 @@ def _search_actor(problem: _Problem, slot: int, pose_of, T_start: np.ndarray, cf
     depth = (invert_pose(np.asarray(score.T_cam, np.float64)) @ T_start)[2, 3]
     px_per_unit = max(problem.lens.fx, problem.lens.fy) / max(depth, 1e-3) / stride  # search-grid pixels per scene unit
 
-    def moved(T: np.ndarray, xyyaw: np.ndarray) -> np.ndarray:
-        delta = np.eye(4)
-        c, s = np.cos(np.radians(xyyaw[2])), np.sin(np.radians(xyyaw[2]))
-        delta[:2, :2] = [[c, -s], [s, c]]
-        delta[:2, 3] = xyyaw[:2]
-        return T @ delta
-
     step0 = np.array([cfg.actor_search_xy / 2, cfg.actor_search_xy / 2, cfg.actor_search_yaw_deg / 2])
     k = np.arange(-2, 3)
     grid = [step0 * (i, j, m) for i in k for j in k for m in k]
-    ranked = sorted(grid, key=lambda c: score(moved(T_start, c), step0[0] * px_per_unit))
+    ranked = sorted(grid, key=lambda c: score(_moved(T_start, c), step0[0] * px_per_unit))
     n = len(grid)
     finalists = []
     for best in ranked[: cfg.actor_search_branches]:
         step = step0 / 2
         for level in range(1, cfg.actor_search_levels):
             grid = [best + step * (i, j, m) for i in (-1, 0, 1) for j in (-1, 0, 1) for m in (-1, 0, 1)]
-            best = min(grid, key=lambda c: score(moved(T_start, c), step[0] * px_per_unit))  # scores compare within a level only
+            best = min(grid, key=lambda c: score(_moved(T_start, c), step[0] * px_per_unit))  # scores compare within a level only
             n += len(grid)
             step = step / 2
         finalists.append(best)
-    best = min(finalists, key=lambda c: full(moved(T_start, c)))
+    best = min(finalists, key=lambda c: full(_moved(T_start, c)))
     n += len(finalists)
-    T, n_line = _line_of_sight_search(moved(T_start, best), cfg, full)
+    T, n_line = _line_of_sight_search(_moved(T_start, best), cfg, full)
     # Distance along the line of sight and yaw trade off: one more fine level on every pixel around
     # the slid pose, then slide again.
     grid = [step * (i, j, m) for i in (-1, 0, 1) for j in (-1, 0, 1) for m in (-1, 0, 1)]
-    T, n_line2 = _line_of_sight_search(moved(T, min(grid, key=lambda c: full(moved(T, c)))), cfg, full)
+    T, n_line2 = _line_of_sight_search(_moved(T, min(grid, key=lambda c: full(_moved(T, c)))), cfg, full)
     return T, n + n_line + len(grid) + n_line2
 
 
@@ -471,6 +482,30 @@ def _line_of_sight_search(T: np.ndarray, cfg: InversionConfig, score: _ActorScor
         best = min((best + k * step for k in range(-4, 5)), key=lambda off: score(at(off)))
         step /= 4
     return at(best), 18
+
+
+def _polish_actor(T: np.ndarray, cfg: InversionConfig, score: _ActorScore, max_moves: int = 8) -> tuple[np.ndarray, int]:
+    """Pattern search of ``T`` on ``score`` (every pixel): steps along the camera's line of sight
+    and across it on the ground plane, and in yaw, taken while they lower the score (at most
+    ``max_moves`` per level), each level halving the steps. Returns the pose and the poses scored."""
+    ray = T[:3, 3] - np.asarray(score.T_cam[:3, 3], np.float64)
+    ray[2] = 0.0
+    ray /= max(np.linalg.norm(ray), 1e-9)
+    along = T[:3, :3].T @ ray  # the line of sight in the actor's frame (x, y)
+    across = np.array([-along[1], along[0], 0.0])
+    axes = [np.array([along[0], along[1], 0.0]), across, np.array([0.0, 0.0, 1.0])]
+    scale = np.array([cfg.actor_polish_xy, cfg.actor_polish_xy, cfg.actor_polish_yaw_deg])
+    best, n = score(T), 1
+    for _ in range(cfg.actor_polish_levels):
+        for _ in range(max_moves):
+            candidates = [_moved(T, sign * axis * scale) for axis in axes for sign in (-1.0, 1.0)]
+            scores = [score(c) for c in candidates]
+            n += len(candidates)
+            if min(scores) >= best:
+                break
+            T, best = candidates[int(np.argmin(scores))], min(scores)
+        scale = scale / 2
+    return T, n
 
 
 def _optimise(problem: _Problem, pose_of, start: np.ndarray, cfg: InversionConfig, rng,
@@ -505,11 +540,12 @@ def _optimise(problem: _Problem, pose_of, start: np.ndarray, cfg: InversionConfi
 
 
 def _run(problem: _Problem, pose_of, T_init: np.ndarray, cfg: InversionConfig, *, restart_translation_axes=(0, 1, 2),
-         match=None, refine: tuple[int, float] = (0, 1.0), judge=None) -> InversionResult:
+         match=None, refine: tuple[int, float] = (0, 1.0), judge=None, polish=None) -> InversionResult:
     """Hypotheses until one passes the photometric check; ``match(T_start) -> (T, support)``, when
     given, moves each start before the descent, which is then ``refine`` (iterations, learning-rate
     scale) where the support is > 0. ``judge(T) -> error``, when given, keeps the matched pose
-    where the descent (random rays each step) ended up worse by it."""
+    where the descent (random rays each step) ended up worse by it; ``polish(T) -> T``, when given,
+    moves the pose last, kept where ``judge`` does not find it worse."""
     rng = np.random.default_rng(cfg.seed)
     model = problem.model
     frozen = [(p, p.requires_grad) for p in model.parameters()]
@@ -535,6 +571,11 @@ def _run(problem: _Problem, pose_of, T_init: np.ndarray, cfg: InversionConfig, *
                 if judge is not None and judge(matched) <= judge(T):
                     T, psnr = matched, problem.psnr(*pose_of(torch.as_tensor(matched, dtype=torch.float32)), rng)
                     traj = np.concatenate([traj, matched[None]])  # the last entry is the pose returned
+                if polish is not None:
+                    polished = polish(T)
+                    if judge is None or judge(polished) <= judge(T):
+                        T, psnr = polished, problem.psnr(*pose_of(torch.as_tensor(polished, dtype=torch.float32)), rng)
+                    traj = np.concatenate([traj, T[None]])
             else:
                 T, losses, traj, psnr = _optimise(problem, pose_of, start, cfg, rng)
             tried.append(psnr)
@@ -602,8 +643,9 @@ def invert_actor_pose(model: NeuralScene, image: np.ndarray, lens: CameraModel, 
 
     search = cfg.actor_search_xy > 0 or cfg.actor_search_yaw_deg > 0
     match = (lambda T: _search_actor(problem, slot, pose_of, T, cfg, full)) if search else None
+    polish = (lambda T: _polish_actor(T, cfg, full)[0]) if search and cfg.actor_polish_xy > 0 else None
     return _run(problem, pose_of, T_init, cfg, restart_translation_axes=(0, 1), match=match,
-                refine=(cfg.actor_refine_iterations, 1.0), judge=judge)
+                refine=(cfg.actor_refine_iterations, 1.0), judge=judge, polish=polish)
 
 
 def _box_region(lens: CameraModel, T_world_cam: np.ndarray, size, T_world_actor: np.ndarray, grow: float = 0.5) -> np.ndarray:
