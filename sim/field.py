@@ -95,21 +95,24 @@ class _SigmoidWithGradientFloor(torch.autograd.Function):
 
 
 class ColorSigmoid(nn.Module):
-    """Sigmoid whose backward pass never falls below ``floor`` (forward: the plain sigmoid).
+    """Sigmoid whose backward pass does not fall below ``floor`` while ``floor > 0`` (forward: the
+    plain sigmoid; ``floor`` 0, the default: the exact gradient). Training sets the floor of the
+    actors' colour heads for its first steps (`sim.train.TrainConfig.actor_color_floor`).
 
     Why: an actor that is still half transparent early in training shows the brighter background
     through it, so its colour is pushed towards black until the sigmoid saturates (logits of -30 to
     -100 within 50 steps on the demo street); its gradient is then ~e^-60 and the car stays black
     for good once it is opaque (3 of 8 cars on a 1,390-step demo scene). With the floor, the
     photometric loss pulls a saturated logit back as soon as the colour is wrong. Where
-    ``sigmoid'(x) >= floor`` (|x| < 4.6 for 0.01) the gradient is exact."""
+    ``sigmoid'(x) >= floor`` (|x| < 4.6 for 0.01) the gradient is exact. Not for good: kept on for
+    the whole of a 10-minute lego-200 run, it made the field diverge after 5 minutes (31.7 -> 17.5 dB)."""
 
-    def __init__(self, floor: float = 0.01):
+    def __init__(self, floor: float = 0.0):
         super().__init__()
         self.floor = floor
 
     def forward(self, x: Tensor) -> Tensor:
-        if not torch.is_grad_enabled() or not x.requires_grad:
+        if self.floor <= 0 or not torch.is_grad_enabled() or not x.requires_grad:
             return torch.sigmoid(x)
         return _SigmoidWithGradientFloor.apply(x, self.floor)
 
@@ -180,6 +183,10 @@ class RadianceField(nn.Module):
         self.level_weights: Tensor | None = None
         """Per-level weights ``[n_levels]`` of the encoding (None = all 1): coarse-to-fine pose
         optimisation fades the fine levels in (BARF), see `set_level_weights`."""
+
+    def set_color_gradient_floor(self, floor: float) -> None:
+        """See `ColorSigmoid` (0 = the exact gradient)."""
+        self.color_mlp[-1].floor = floor
 
     def set_level_weights(self, weights: Tensor | None) -> None:
         self.level_weights = None if weights is None else weights.repeat_interleave(self.cfg.grid.n_features)

@@ -18,7 +18,7 @@ def test_forward_is_the_sigmoid_and_the_gradient_exact_above_the_floor():
     assert torch.allclose(x.grad[live], exact[live])
     assert torch.all(x.grad[~live] == 0.01) and (~live).sum() > 1000
     with torch.no_grad():  # inference: no autograd function in the way
-        assert torch.equal(ColorSigmoid()(x), torch.sigmoid(x))
+        assert torch.equal(ColorSigmoid(0.01)(x), torch.sigmoid(x))
 
 
 def test_a_saturated_colour_recovers_where_the_plain_sigmoid_stays_black():
@@ -32,5 +32,6 @@ def test_a_saturated_colour_recovers_where_the_plain_sigmoid_stays_black():
             opt.step()
         return float((activation(logit) - target).abs().max())
 
-    assert fit(ColorSigmoid()) < 0.01
-    assert fit(torch.sigmoid) > 0.19  # e^-60 gradients: Adam cannot move it either
+    assert fit(ColorSigmoid(0.01)) < 0.01
+    assert fit(ColorSigmoid(0.0)) > 0.19  # the default: the exact e^-60 gradients, Adam cannot move it either
+

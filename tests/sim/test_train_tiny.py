@@ -58,7 +58,12 @@ def small_model(log, seed: int) -> NeuralScene:
 
 def train_cfg(**kw) -> TrainConfig:
     return TrainConfig(steps=N_STEPS + M_STEPS, rays_per_batch=1024, lidar_rays_per_batch=256, lr=2e-2,
-                       occupancy_update_every=16, occupancy_samples=4096, progress=False, **kw)
+                       occupancy_update_every=16, occupancy_samples=4096, progress=False, actor_color_floor_steps=20, **kw)
+
+
+def floors(model) -> tuple[float, float]:
+    """Gradient floors of an actor's and the background's colour sigmoids."""
+    return next(iter(model.actor_fields.values())).color_mlp[-1].floor, model.background.color_mlp[-1].floor
 
 
 class Killed(Exception):
@@ -78,7 +83,7 @@ def run(log, bank, tmp_path_factory):
         if len(calls) == N_STEPS:
             raise Killed  # the process dies between two steps
         s = real_step(model, *a, **k)
-        calls.append({"mse": s["mse"], "semantic_ce": s["semantic_ce"], "phase": 1})
+        calls.append({"mse": s["mse"], "semantic_ce": s["semantic_ce"], "phase": 1, "floors": floors(model)})
         return s
 
     mp.setattr(train_mod, "training_step", phase1_step)
@@ -95,7 +100,7 @@ def run(log, bank, tmp_path_factory):
             if not first_params:
                 first_params.update({n: t.detach().clone() for n, t in model.state_dict().items()})
             s = real_step(model, *a, **k)
-            calls.append({"mse": s["mse"], "semantic_ce": s["semantic_ce"], "phase": 2})
+            calls.append({"mse": s["mse"], "semantic_ce": s["semantic_ce"], "phase": 2, "floors": floors(model)})
             return s
 
         mp.setattr(train_mod, "training_step", phase2_step)
@@ -115,6 +120,13 @@ def run(log, bank, tmp_path_factory):
 
 def psnr(a, b) -> float:
     return -10.0 * math.log10(float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
+
+
+def test_actor_colours_have_a_gradient_floor_for_the_first_steps_only(run):
+    """`TrainConfig.actor_color_floor` for steps 0..19 (counted across the resume), then the exact
+    gradient; the background's colour head never has one."""
+    got = [c["floors"] for c in run["calls"][: N_STEPS + M_STEPS]]
+    assert got == [(0.01, 0.0)] * 20 + [(0.0, 0.0)] * (N_STEPS + M_STEPS - 20)
 
 
 def test_kill_leaves_a_checkpoint_of_the_last_step(run):
