@@ -97,7 +97,7 @@ class _SigmoidWithGradientFloor(torch.autograd.Function):
 class ColorSigmoid(nn.Module):
     """Sigmoid whose backward pass does not fall below ``floor`` while ``floor > 0`` (forward: the
     plain sigmoid; ``floor`` 0, the default: the exact gradient). Training sets the floor of the
-    actors' colour heads for its first steps (`sim.train.TrainConfig.actor_color_floor`).
+    background's and actors' colour heads for its first steps (`sim.train.TrainConfig.color_floor`).
 
     Why: an actor that is still half transparent early in training shows the brighter background
     through it, so its colour is pushed towards black until the sigmoid saturates (logits of -30 to

@@ -73,14 +73,16 @@ class TrainConfig:
     whether its pixel is labelled with an actor class (car, pedestrian) (data with semantic labels).
     Without it an actor's field may stay half transparent where the background behind it explains
     the rest of the colour; moved elsewhere, such an actor shows the old background through it."""
-    actor_color_floor: float = 0.01
-    """Gradient floor of the actors' colour sigmoids for the first ``actor_color_floor_steps``
-    (`sim.field.ColorSigmoid`): an actor still half transparent is pushed to black until its colour
-    saturates and, without it, stays black for good (3 of 8 cars of a demo street; novel PSNR 25.4
-    -> 26.9 dB with it). 0 = off."""
-    actor_color_floor_steps: int = 500
+    color_floor: float = 0.01
+    """Gradient floor of the background's and actors' colour sigmoids for the first
+    ``color_floor_steps`` (`sim.field.ColorSigmoid`): an actor still half transparent is pushed to
+    black until its colour saturates and, without it, stays black for good (3 of 8 cars of a demo
+    street). 0 = off."""
+    color_floor_steps: int = 500
     """An actor is opaque and its colour alive long before this (a probe of the demo street: logits
-    back to -1.5...-3 by step 125); kept on for good, the floor made lego-200 diverge after ~5 minutes."""
+    back to -1.5...-3 by step 125). Demo street, 1,200 steps (bench/RESULTS.md 2026-12-01): novel
+    PSNR 25.95 dB with the floor on the actors only, 26.31 on the background too. Kept on for the
+    whole run, the floor made lego-200 diverge after ~5 minutes."""
     occupancy_update_every: int = 16
     """Steps between occupancy-grid refreshes."""
     occupancy_samples: int = 1 << 16
@@ -341,9 +343,9 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
     last_ckpt = time.perf_counter()
     ema_mse, rays_done, t_run = None, 0, 0.0
 
-    def set_actor_color_floor() -> None:
-        floor = cfg.actor_color_floor if step < cfg.actor_color_floor_steps else 0.0
-        for fld in model.actor_fields.values():
+    def set_color_floor() -> None:
+        floor = cfg.color_floor if step < cfg.color_floor_steps else 0.0
+        for fld in [model.background, *model.actor_fields.values()]:
             if hasattr(fld, "set_color_gradient_floor"):  # analytic test fields have no colour head
                 fld.set_color_gradient_floor(floor)
 
@@ -370,7 +372,7 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
                 # LiDAR-seeded grids are left alone while the young field is still faint: pruning
                 # them early drops thin structures (poles, trunks) before the field has learned them.
                 update_occupancy(model, cfg.occupancy_samples)
-            set_actor_color_floor()
+            set_color_floor()
             opt.zero_grad(set_to_none=True)
             stats = training_step(model, bank, cfg.for_batch(batch.rays), gen)
             opt.step()

@@ -58,7 +58,7 @@ def small_model(log, seed: int) -> NeuralScene:
 
 def train_cfg(**kw) -> TrainConfig:
     return TrainConfig(steps=N_STEPS + M_STEPS, rays_per_batch=1024, lidar_rays_per_batch=256, lr=2e-2,
-                       occupancy_update_every=16, occupancy_samples=4096, progress=False, actor_color_floor_steps=20, **kw)
+                       occupancy_update_every=16, occupancy_samples=4096, progress=False, color_floor_steps=20, **kw)
 
 
 def floors(model) -> tuple[float, float]:
@@ -122,11 +122,10 @@ def psnr(a, b) -> float:
     return -10.0 * math.log10(float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
 
 
-def test_actor_colours_have_a_gradient_floor_for_the_first_steps_only(run):
-    """`TrainConfig.actor_color_floor` for steps 0..19 (counted across the resume), then the exact
-    gradient; the background's colour head never has one."""
+def test_colours_have_a_gradient_floor_for_the_first_steps_only(run):
+    """`TrainConfig.color_floor` for steps 0..19 (counted across the resume), then the exact gradient."""
     got = [c["floors"] for c in run["calls"][: N_STEPS + M_STEPS]]
-    assert got == [(0.01, 0.0)] * 20 + [(0.0, 0.0)] * (N_STEPS + M_STEPS - 20)
+    assert got == [(0.01, 0.01)] * 20 + [(0.0, 0.0)] * (N_STEPS + M_STEPS - 20)
 
 
 def test_kill_leaves_a_checkpoint_of_the_last_step(run):
