@@ -343,8 +343,8 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
     last_ckpt = time.perf_counter()
     ema_mse, rays_done, t_run = None, 0, 0.0
 
-    def set_color_floor() -> None:
-        floor = cfg.color_floor if step < cfg.color_floor_steps else 0.0
+    def set_color_floor(done: bool = False) -> None:
+        floor = cfg.color_floor if step < cfg.color_floor_steps and not done else 0.0
         for fld in [model.background, *model.actor_fields.values()]:
             if hasattr(fld, "set_color_gradient_floor"):  # analytic test fields have no colour head
                 fld.set_color_gradient_floor(floor)
@@ -391,6 +391,7 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
             if time.perf_counter() - last_ckpt > cfg.checkpoint_every_s:
                 checkpoint(finished=False)
                 last_ckpt = time.perf_counter()
+    set_color_floor(done=True)  # the trained model's gradients are exact again (pose inversion)
     stats["steps"] = step
     stats["train_seconds"] = elapsed
     if bank.lidar is None or step > cfg.occupancy_warmup_steps:  # seeded grids not yet refreshed: leave them
