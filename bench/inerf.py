@@ -53,7 +53,7 @@ def _summary(name: str, runs, seconds, rot_deg, trans) -> dict:
 
 def lego(scene_dir: Path, views: int, starts: int, cfg: InversionConfig, seed: int = 0) -> dict:
     from scenes.datasets import load_static_dataset
-    from sensors.lens import CameraModel
+    from scenes.lens import CameraModel
     from tasks.pipeline import load_scene
 
     scene = load_scene(scene_dir)
@@ -74,7 +74,7 @@ def lego(scene_dir: Path, views: int, starts: int, cfg: InversionConfig, seed: i
 
 def world(scene_dir: Path, frames: int, starts: int, cfg: InversionConfig, seed: int = 0) -> dict:
     from scenes.capture import read_capture_log
-    from sensors.lens import CameraModel
+    from scenes.lens import CameraModel
     from sim.data import holdout_frame
     from tasks.pipeline import load_scene
 

@@ -1,5 +1,5 @@
-"""Pinhole camera data: intrinsics and pose. Plain data here; ray generation lives in `sim.rays`,
-lens models (distortion, fisheye) in `sensors/`.
+"""Camera data: intrinsics, lens, pose and time. Plain data and the rays of every pixel here; the
+lens models (distortion, fisheye) are `scenes.lens.CameraModel`.
 
 Conventions: OpenCV camera axes (x right, y down, z forward); pixel (u, v) centres are at integer + 0.5;
 `T_world_cam` maps camera coordinates to world coordinates; `time` is seconds from the log start.
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scenes.errors import InputError, fields_of
+from scenes.lens import CameraModel
 from scenes.transforms import is_rigid
 
 
@@ -57,12 +58,15 @@ class Intrinsics:
 
 @dataclass(frozen=True)
 class Camera:
-    """One camera view: intrinsics, pose and capture time."""
+    """One camera view: intrinsics, pose, capture time and lens."""
 
     intrinsics: Intrinsics
     T_world_cam: np.ndarray
     time: float = 0.0
     name: str = ""
+    lens: CameraModel | None = None
+    """The lens when it is not the ideal pinhole of ``intrinsics`` (OpenCV distortion, fisheye):
+    rays and projections follow it; its size, focal lengths and centre are the intrinsics'."""
 
     def __post_init__(self):
         T = np.asarray(self.T_world_cam, dtype=np.float64)
@@ -71,20 +75,30 @@ class Camera:
         object.__setattr__(self, "T_world_cam", T)
         if not np.isfinite(self.time):
             raise InputError(f"camera {self.name}", "time", "must be finite")
+        K, L = self.intrinsics, self.lens
+        if L is not None and (L.width, L.height, L.fx, L.fy, L.cx, L.cy) != (K.width, K.height, K.fx, K.fy, K.cx, K.cy):
+            raise InputError(f"camera {self.name}", "lens", "its size, focal lengths and centre must be the intrinsics'")
+
+    @property
+    def model(self) -> CameraModel:
+        """The camera's lens model (pinhole when it has no ``lens``)."""
+        return self.lens if self.lens is not None else CameraModel.from_intrinsics(self.intrinsics)
 
 
-def pixel_rays(intrinsics: Intrinsics, T_world_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """World-space rays through every pixel centre, row-major ``[H, W]``.
+def pixel_rays(intrinsics: Intrinsics, T_world_cam: np.ndarray, lens: CameraModel | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World-space rays through every pixel centre, row-major ``[H, W]``, through ``lens`` (default:
+    the pinhole of ``intrinsics``).
 
     Returns ``origins [H, W, 3]``, unit ``directions [H, W, 3]`` and ``z_per_dist [H, W]``, the
     camera-z component of each unit direction (z-depth = ray distance * z_per_dist).
     """
     K = intrinsics
-    u = np.arange(K.width) + 0.5
-    v = np.arange(K.height) + 0.5
-    uu, vv = np.meshgrid(u, v)
-    d_cam = np.stack([(uu - K.cx) / K.fx, (vv - K.cy) / K.fy, np.ones_like(uu)], axis=-1)
-    d_cam /= np.linalg.norm(d_cam, axis=-1, keepdims=True)
+    if lens is not None:
+        d_cam = lens.pixel_directions()[0]
+    else:
+        uu, vv = np.meshgrid(np.arange(K.width) + 0.5, np.arange(K.height) + 0.5)
+        d_cam = np.stack([(uu - K.cx) / K.fx, (vv - K.cy) / K.fy, np.ones_like(uu)], axis=-1)
+        d_cam /= np.linalg.norm(d_cam, axis=-1, keepdims=True)
     T = np.asarray(T_world_cam, dtype=np.float64)
     dirs = d_cam @ T[:3, :3].T
     origins = np.broadcast_to(T[:3, 3], dirs.shape).copy()

@@ -1,6 +1,6 @@
 """Captured static datasets (background-only scenes) loaded through nerfstudio's dataparsers.
 
-Three on-disk formats are read, detected from the files (or forced with ``kind=``):
+These on-disk formats are read, detected from the files (or forced with ``kind=``):
 
 - ``"blender"``: NeRF-synthetic folders with ``transforms_{train,val,test}.json`` and
   ``camera_angle_x`` (e.g. lego). Parsed with scale factor 1.0, so poses stay in the file's units.
@@ -8,6 +8,8 @@ Three on-disk formats are read, detected from the files (or forced with ``kind=`
   nerfstudio's parser re-orients, re-centres and rescales the poses into a [-1, 1] box.
 - ``"instant-ngp"``: a ``transforms.json`` with ``camera_angle_x`` / ``x_fov`` / ``aabb_scale``;
   nerfstudio's parser multiplies camera positions by its ``scene_scale`` (0.3333).
+- ``"llff"`` and ``"colmap"``: real captures (``poses_bounds.npy``; a COLMAP sparse model), read by
+  `scenes.captures`, unbounded, with their lens distortion.
 
 Conventions (DESIGN.md): the world is the dataparser's output frame. Cameras are OpenCV
 (x right, y down, z forward); the files and nerfstudio use OpenGL camera axes (z backward), which are
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,14 @@ from typing import Any
 import numpy as np
 
 from scenes.camera import Camera, Intrinsics
+from scenes.captures import IMAGE_SUFFIXES, PosedImages, find_colmap_model, is_llff, load_real_capture
 from scenes.errors import InputError
+from scenes.lens import CameraModel
 from scenes.transforms import opengl_to_opencv
 
-KINDS = ("blender", "nerfstudio", "instant-ngp")
+KINDS = ("blender", "nerfstudio", "instant-ngp", "llff", "colmap")
 _INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
-_PERSPECTIVE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+_PERSPECTIVE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE")
 #: ns-process-data's implicit applied_transform for COLMAP folders without one (nerfstudio 1.x).
 _COLMAP_APPLIED = [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, -1, 0]]
 
@@ -62,6 +65,11 @@ class StaticDataset:
     meta: dict[str, Any] = field(default_factory=dict)
     """kind, split, source, transforms_file, downscale, dataparser_transform [4, 4],
     dataparser_scale, file_transform [4, 4], file_scale, image_paths, distortion_params [N, 6]."""
+    unbounded: bool = False
+    """The photos see beyond ``aabb`` (a real capture): train with a contracted background
+    (`sim.contraction`), ``aabb`` being its inner box."""
+    near: float = 0.0
+    """Distance from the cameras before which there is no scene content (scene units; 0 = unknown)."""
 
     def __len__(self) -> int:
         return len(self.cameras)
@@ -95,6 +103,8 @@ def load_static_dataset(
     root = Path(path)
     if not root.exists():
         raise InputError(root, None, "dataset path does not exist")
+    if kind in ("llff", "colmap") or (kind is None and root.is_dir() and (is_llff(root) or find_colmap_model(root))):
+        return _from_posed_images(load_real_capture(root, split, downscale, kind), split, downscale)
     kind, data, tf_file = _detect(root, split, kind)
     meta_json = _read_json(tf_file)
     frames = _check_frames(meta_json, tf_file, kind)
@@ -127,6 +137,9 @@ def load_static_dataset(
             raise InputError(tf_file, "w/h", f"{p.name} is {w}x{h} px but its camera says {widths[i]}x{heights[i]}")
     if downscale > 1:
         images, alphas, _ = _box_downscale(images, alphas, downscale)
+    dist = cams_ns.distortion_params
+    dist = None if dist is None else np.broadcast_to(dist.cpu().numpy(), (n, dist.shape[-1])).copy()
+    fisheye = meta_json.get("camera_model") == "OPENCV_FISHEYE"
     cameras = []
     for i, p in enumerate(paths):
         K = Intrinsics(int(widths[i]), int(heights[i]), fx[i], fy[i], cx[i], cy[i])
@@ -134,7 +147,8 @@ def load_static_dataset(
             K = _crop_and_scale(K, downscale)
         T = np.eye(4)
         T[:3, :4] = c2w[i]
-        cameras.append(Camera(K, opengl_to_opencv(T), 0.0, p.stem))
+        lens = _lens_of(K, None if dist is None else dist[i], fisheye, tf_file)
+        cameras.append(Camera(K, opengl_to_opencv(T), 0.0, p.stem, lens))
 
     dp_T = np.eye(4)
     dp_T[:3, :4] = outputs.dataparser_transform.detach().cpu().numpy()[:3, :4]
@@ -143,10 +157,6 @@ def load_static_dataset(
     alpha_color = getattr(outputs, "alpha_color", None)
     background = tuple(float(v) for v in alpha_color.tolist()) if alpha_color is not None else None
     aabb_t = outputs.scene_box.aabb.detach().cpu().numpy().astype(float)
-    dist = cams_ns.distortion_params
-    dist = None if dist is None else np.broadcast_to(dist.cpu().numpy(), (n, dist.shape[-1])).copy()
-    if dist is not None and np.any(np.abs(dist) > 0):
-        warnings.warn(f"{tf_file}: distortion parameters present; images are NOT undistorted (pinhole cameras)")
     meta = {
         "kind": kind,
         "split": split,
@@ -167,7 +177,32 @@ def load_static_dataset(
         aabb=(tuple(aabb_t[0].tolist()), tuple(aabb_t[1].tolist())),
         background=background,
         meta=meta,
+        unbounded=kind != "blender" and alphas is None,  # photographs: the world goes on past the box
     )
+
+
+def _lens_of(K: Intrinsics, dist: np.ndarray | None, fisheye: bool, src: Path) -> CameraModel | None:
+    """The lens of nerfstudio's ``distortion_params`` ``(k1, k2, k3, k4, p1, p2)``: OpenCV
+    ``(k1, k2, p1, p2, k3)`` or fisheye ``(k1, k2, k3, k4)``; None when there is no distortion."""
+    if dist is None or not np.any(np.abs(dist) > 0):
+        return None
+    k1, k2, k3, k4, p1, p2 = (float(v) for v in dist)
+    if fisheye:
+        return CameraModel("fisheye", K.width, K.height, K.fx, K.fy, K.cx, K.cy, (k1, k2, k3, k4))
+    if k4 != 0:
+        raise InputError(src, "k4", "a perspective (OPENCV) camera with k4 is not supported (OpenCV's k4 is rational; use 0)")
+    return CameraModel("opencv", K.width, K.height, K.fx, K.fy, K.cx, K.cy, (k1, k2, p1, p2, k3))
+
+
+def _from_posed_images(posed: PosedImages, split: str, downscale: int) -> StaticDataset:
+    images, alphas = _load_images(posed.image_paths)
+    for cam, p, im in zip(posed.cameras, posed.image_paths, images):
+        if (cam.intrinsics.width, cam.intrinsics.height) != (im.shape[1], im.shape[0]):
+            raise InputError(p, "size", f"image is {im.shape[1]}x{im.shape[0]} px, its camera {cam.intrinsics.width}x{cam.intrinsics.height}")
+    meta = {"kind": posed.kind, "split": split, "source": str(posed.image_paths[0].parent), "downscale": int(downscale),
+            "file_transform": posed.file_transform, "file_scale": posed.file_scale, "image_paths": [str(p) for p in posed.image_paths]}
+    return StaticDataset(cameras=posed.cameras, images=images, alphas=alphas, aabb=posed.aabb, background=None, meta=meta,
+                         unbounded=True, near=posed.near)
 
 
 def world_to_file_pose(T_world_cam: np.ndarray, meta: dict) -> np.ndarray:
@@ -210,8 +245,13 @@ def _detect(root: Path, split: str, kind: str | None) -> tuple[str, Path, Path]:
             ns_keys = ("camera_model", "applied_transform", "applied_scale")
             is_ngp = isinstance(m, dict) and any(k in m for k in ngp_keys) and not any(k in m for k in ns_keys)
             kind = "instant-ngp" if is_ngp else "nerfstudio"
+        elif photos_without_poses(folder):
+            raise InputError(root, None, f"{photos_without_poses(folder)} photos but no camera poses: make them with COLMAP, "
+                             "e.g. `colmap automatic_reconstructor --workspace_path DIR --image_path DIR/images` "
+                             "(then train on DIR: sparse/0 is read) or `ns-process-data images --data DIR --output-dir OUT`")
         else:
-            raise InputError(root, None, "no transforms.json or transforms_{train,val,test}.json found")
+            raise InputError(root, None, "no transforms.json, transforms_{train,val,test}.json, poses_bounds.npy (LLFF) "
+                             "or COLMAP model (sparse/0) found")
     if kind == "blender":
         tf = folder / f"transforms_{split}.json"
         if not tf.is_file():
@@ -223,6 +263,11 @@ def _detect(root: Path, split: str, kind: str | None) -> tuple[str, Path, Path]:
     if not tf_single.is_file():
         raise InputError(tf_single, None, f"no transforms file for kind '{kind}'")
     return kind, (root if root.is_file() else folder), tf_single
+
+
+def photos_without_poses(folder: Path) -> int:
+    """How many photos ``folder`` (or its ``images/``) holds, for the no-poses message."""
+    return sum(1 for d in (folder, folder / "images") if d.is_dir() for p in d.iterdir() if p.suffix in IMAGE_SUFFIXES)
 
 
 def _read_json(path: Path) -> Any:
@@ -284,7 +329,7 @@ def _check_intrinsics_fields(meta: dict, frames: list[dict], src: Path, kind: st
     elif kind == "nerfstudio":
         if meta.get("camera_model", "OPENCV") not in _PERSPECTIVE_MODELS:
             raise InputError(src, "camera_model",
-                             f"only pinhole/OPENCV cameras are supported, got {meta['camera_model']!r}")
+                             f"expected one of {_PERSPECTIVE_MODELS}, got {meta['camera_model']!r}")
         for key in _INTRINSIC_KEYS:
             if key in meta:
                 if not finite_number(meta[key]):

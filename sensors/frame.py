@@ -22,7 +22,7 @@ import numpy as np
 
 from scenes.graph import SceneState
 from sensors.boxes import box_labels
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 from sensors.rig import CameraSensor
 
 PRODUCTS = ("rgb", "depth", "normals", "semantics", "instances", "boxes")

@@ -15,7 +15,7 @@ import numpy as np
 from scenes.errors import InputError
 from scenes.transforms import is_rigid
 from scenes.twin import LidarConfig
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 
 
 def _rigid(T, source: str, name: str) -> np.ndarray:

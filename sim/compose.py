@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from sim.field import FieldConfig, RadianceField, SkyField
 from sim.encoding import HashGridConfig
 from sim.occupancy import OccupancyGrid
+from sim.contraction import contracted_step, unit_to_world, world_to_unit
 from sim.raymarch import march
 from sim.rays import ray_aabb
 from sim.volume import accumulate, concat_passes_order, exclusive_segment_cumsum, merge_order, optical_depth, render_weights
@@ -81,6 +82,17 @@ class SceneModelConfig:
     218 ms/step, 128 -> 178, 256 -> 188, 4096 -> 211; 640x360 render 0.78 / 0.71 / 0.84 / 0.81 s)."""
     normal_step: float = 0.02
     """Central-difference step (scene units) of the density gradient that gives normals."""
+    unbounded: bool = False
+    """Contract all space beyond the AABB into the background field's cube (`sim.contraction`): the
+    AABB is then the *inner box*, sampled linearly in the middle half of the cube, and far content
+    (a capture's far background, a street's far end) is reconstructed as geometry with metric depth
+    instead of being left to the sky model. Off: the field ends at the AABB."""
+    far_multiple: float = 1000.0
+    """Unbounded: rays are marched to this many times the inner box's largest half extent (the
+    contracted shell reaches 99.9% of its depth there); the sky model takes what is left."""
+    near: float = 0.0
+    """Ray distance (scene units) before which the background is not sampled: a capture's near
+    bound keeps the field from explaining pixels with haze right in front of a camera."""
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -128,12 +140,13 @@ class NeuralScene(nn.Module):
         aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3)
         self.register_buffer("aabb", aabb)
         self.background = RadianceField(cfg.background)
-        extent = (aabb[1] - aabb[0]).tolist()
+        # The grid spans the field's cube: the AABB, or twice it when contracted (`sim.contraction`).
+        extent = ((aabb[1] - aabb[0]) * (2.0 if cfg.unbounded else 1.0)).tolist()
         cells = (cfg.occupancy_cell, cfg.occupancy_cell, cfg.occupancy_cell_z or cfg.occupancy_cell)
         res = tuple(max(8, min(256, math.ceil(e / c))) for e, c in zip(extent, cells))
-        # A cell matters when one marching step through it has optical depth >= min_alpha (the same
-        # criterion that prunes samples), so that is the density threshold of the grid.
         self.background_grid = OccupancyGrid(res, threshold=cfg.min_alpha / cfg.step_min)
+        if cfg.unbounded:
+            self.background_grid.set_cell_thresholds(self._cell_thresholds(res))
         self.sky = SkyField() if cfg.far_field == "sky" else None
         self.actor_fields = nn.ModuleDict({_key(a): RadianceField(cfg.actor) for a in asset_ids})
         r = cfg.actor_occupancy_resolution
@@ -161,15 +174,46 @@ class NeuralScene(nn.Module):
         self.actor_grids[_key(asset_id)] = other.actor_grid(other_id)
 
     def world_to_unit(self, x: Tensor) -> Tensor:
-        return (x - self.aabb[0]) / (self.aabb[1] - self.aabb[0])
+        """Background field coordinates of world points (contracted when ``cfg.unbounded``)."""
+        return world_to_unit(x, self.aabb[0], self.aabb[1] - self.aabb[0], self.cfg.unbounded)
+
+    def unit_to_world(self, x01: Tensor) -> Tensor:
+        """World points of background field coordinates (inverse of `world_to_unit`)."""
+        return unit_to_world(x01, self.aabb[0], self.aabb[1] - self.aabb[0], self.cfg.unbounded)
+
+    @property
+    def _half_extent(self) -> float:
+        return float((self.aabb[1] - self.aabb[0]).max()) / 2
+
+    def _step_at(self, t: float, cone: float) -> float:
+        """The marching step at ray distance ``t``: the cone step clamped to [step_min, step_max]
+        and, unbounded, at least the step that crosses half a cell of the contracted shell."""
+        cfg = self.cfg
+        dt = min(max(t * cone, cfg.step_min), cfg.step_max)
+        if cfg.unbounded:
+            dt = max(dt, contracted_step(t, self._half_extent, max(self.background_grid.resolution)))
+        return dt
+
+    def _cell_thresholds(self, res: tuple[int, int, int]) -> Tensor:
+        """Unbounded: per-cell density thresholds of the background grid. A cell matters when one
+        marching step through it has optical depth >= min_alpha (the criterion that prunes samples);
+        steps grow in the shell, so far cells matter at lower densities."""
+        idx = [(torch.arange(n, dtype=torch.float32) + 0.5) / n for n in res]
+        x01 = torch.stack(torch.meshgrid(*idx, indexing="ij"), -1).reshape(-1, 3)
+        c = (4.0 * x01 - 2.0).abs().amax(-1)
+        m = torch.where(c > 1.0, 1.0 / (2.0 - c), torch.ones_like(c))  # distance in half extents
+        half, cfg = self._half_extent, self.cfg
+        # The step at the cell's distance from the box centre (cameras sit inside the box).
+        steps = torch.tensor([max(cfg.step_min, contracted_step(float(mi) * half, half, max(res))) for mi in m.unique()])
+        dt = steps[torch.searchsorted(m.unique(), m)]
+        return (cfg.min_alpha / dt).reshape(res)
 
     def _step_schedule(self, t_max: float, cone: float) -> tuple[Tensor, Tensor]:
         """Global marching distances t_k and steps dt_k, shared by every ray (cone stepping: the step
-        grows as ``t * cone``), covering ``[0, t_max]``."""
-        cfg = self.cfg
+        grows as ``t * cone``, see `_step_at`), covering ``[0, t_max]``."""
         ts, dts, t = [], [], 0.0
         while t < t_max:
-            dt = min(max(t * cone, cfg.step_min), cfg.step_max)
+            dt = self._step_at(t, cone)
             ts.append(t)
             dts.append(dt)
             t += dt
@@ -181,6 +225,8 @@ class NeuralScene(nn.Module):
         sched = self._schedules.get(cone)
         if sched is None or t_exit_max > float(sched[0][-1] + sched[1][-1]):
             diag = float((self.aabb[1] - self.aabb[0]).norm())
+            if self.cfg.unbounded:
+                diag = self.cfg.far_multiple * self._half_extent
             sched = self._schedules[cone] = self._step_schedule(max(diag, t_exit_max * 1.5), cone)
         return sched
 
@@ -194,7 +240,12 @@ class NeuralScene(nn.Module):
     @torch.no_grad()
     def _background_samples(self, origins: Tensor, dirs: Tensor, jitter: bool, terminate: bool = False,
                             step_cone: float | None = None, keep_features: bool = False) -> dict:
-        t_near, t_far = ray_aabb(origins, dirs, self.aabb[0], self.aabb[1])
+        if self.cfg.unbounded:  # every ray crosses the contracted cube, to its far limit
+            t_near = torch.full((len(origins),), self.cfg.near, device=origins.device)
+            t_far = torch.full_like(t_near, self.cfg.far_multiple * self._half_extent)
+        else:
+            t_near, t_far = ray_aabb(origins, dirs, self.aabb[0], self.aabb[1])
+            t_near = t_near.clamp_min(self.cfg.near)
         t_exit = t_far[t_far > t_near]  # rays that miss may carry huge t_far (parallel slabs)
         cone = self.cfg.step_cone if step_cone is None else float(step_cone)
         ts, dts = (s.to(origins.device) for s in self._schedule_for(cone, float(t_exit.max()) if len(t_exit) else 0.0))
@@ -202,7 +253,7 @@ class NeuralScene(nn.Module):
         k_start = (torch.searchsorted(ts + dts, t_near) - 1).clamp_min(0)
         box = (self.aabb[0], self.aabb[1] - self.aabb[0])
         return self._march_field(self.background, self.background_grid.occupied, box, origins, dirs, t_near, t_far,
-                                 (ts, dts, u, k_start), terminate, keep_features)
+                                 (ts, dts, u, k_start), terminate, keep_features, contract=self.cfg.unbounded)
 
     def _chunk_sizes(self, device: torch.device):
         """Samples per ray of successive marching passes (see ``march_chunk_first``)."""
@@ -218,7 +269,7 @@ class NeuralScene(nn.Module):
     @torch.no_grad()
     def _march_field(self, field: RadianceField, occupied: Tensor, box: tuple[Tensor, Tensor], origins: Tensor, dirs: Tensor,
                      t_near: Tensor, t_far: Tensor, schedule: tuple[Tensor, Tensor, Tensor, Tensor], terminate: bool,
-                     keep_features: bool) -> dict:
+                     keep_features: bool, contract: bool = False) -> dict:
         """Packed samples of one field's occupied cells along rays given in the field's frame (``box``
         = its unit cube's corner and size there; ``schedule`` = ``(ts, dts, u, k_start)`` of
         `sim.raymarch.march`). Without ``terminate``: every one of them. With it: marched in chunks of
@@ -230,7 +281,7 @@ class NeuralScene(nn.Module):
         (``geo_nograd``), so colour is computed without encoding them again."""
         ts, dts, u, k = schedule
         if not terminate:
-            s = march(origins, dirs, t_near, t_far, ts, dts, u, occupied, *box, k_start=k)
+            s = march(origins, dirs, t_near, t_far, ts, dts, u, occupied, *box, k_start=k, contract=contract)
             s.pop("k_next")
             return s
         cfg, R = self.cfg, len(origins)
@@ -242,7 +293,7 @@ class NeuralScene(nn.Module):
         while alive.any():
             idx = alive.nonzero().flatten()
             s = march(origins[idx], dirs[idx], t_near[idx], t_far[idx], ts, dts, u[idx], occupied, *box,
-                      k_start=k[idx], max_per_ray=next(sizes))
+                      k_start=k[idx], max_per_ray=next(sizes), contract=contract)
             if len(s["ray"]):
                 sigma, geo = geometry(s["x01"]) if geometry is not None else (field.density(s["x01"]), None)
                 tau = optical_depth(sigma, s["dt"])
@@ -391,13 +442,16 @@ class NeuralScene(nn.Module):
         (smoother than the analytic gradient of a hash grid, which is dominated by its finest cells)."""
         x01, fld = part["x01"], part["field"]
         actor = part.get("actor")
-        extent = (self.aabb[1] - self.aabb[0]) if actor is None else actor.size
-        h01 = self.cfg.normal_step / extent
+        if actor is None:  # world offsets, mapped into the (possibly contracted) cube
+            x, density = self.unit_to_world(x01), lambda p: fld.density(self.world_to_unit(p))
+        else:  # the box frame is the world scaled: offsets there are the same
+            x, density = x01, lambda p: fld.density(p)
+        h = self.cfg.normal_step if actor is None else self.cfg.normal_step / actor.size
         grad = torch.empty_like(x01)
         for axis in range(3):
             off = torch.zeros(3, device=x01.device)
-            off[axis] = h01[axis]
-            grad[:, axis] = (fld.density(x01 + off) - fld.density(x01 - off)) / (2 * self.cfg.normal_step)
+            off[axis] = h if actor is None else h[axis]
+            grad[:, axis] = (density(x + off) - density(x - off)) / (2 * self.cfg.normal_step)
         if actor is not None:  # gradient in actor coordinates -> world: R_world_actor = R_actor_world^T
             R = actor.T_actor_world[:, :3, :3]
             R = R if R.shape[0] == 1 else R[part["ray"]]

@@ -53,6 +53,7 @@ class RayBank:
         self.widths = torch.tensor([c.intrinsics.width for c in cameras])
         self.K = torch.tensor([[c.intrinsics.fx, c.intrinsics.fy, c.intrinsics.cx, c.intrinsics.cy] for c in cameras], dtype=torch.float32)
         self.T_world_cam = torch.tensor(np.stack([c.T_world_cam for c in cameras]), dtype=torch.float32)
+        self.lens_dirs, self.view_lens_offset = self._lens_tables(cameras)
         self.rgb = torch.from_numpy(np.concatenate([_uint8_pixels(im) for im in images]))  # 4x less memory than float
         self.semantic = None  # uint8 class ids per pixel (`scenes.classes`), when the data has labels
         if semantics is not None:
@@ -74,6 +75,25 @@ class RayBank:
                 "ranges": torch.as_tensor(lidar.ranges, dtype=torch.float32),
                 "time_idx": torch.as_tensor(np.searchsorted(self.times, lidar.times)),
             }
+
+    @staticmethod
+    def _lens_tables(cameras: list[Camera]) -> tuple[Tensor, Tensor]:
+        """Camera-frame unit directions of every pixel of each distinct non-pinhole lens, flat
+        ``[sum H*W, 3]``, and per view the offset of its lens's table (-1: pinhole, computed on the
+        fly). Undistortion is iterative, so it is done once per lens, not per batch."""
+        tables, offsets, where, size = [], [], {}, 0
+        for cam in cameras:
+            if cam.lens is None:
+                offsets.append(-1)
+                continue
+            if cam.lens not in where:
+                where[cam.lens] = size
+                d = cam.lens.pixel_directions()[0].reshape(-1, 3)
+                tables.append(torch.as_tensor(d, dtype=torch.float32))
+                size += len(d)
+            offsets.append(where[cam.lens])
+        flat = torch.cat(tables) if tables else torch.zeros(0, 3)
+        return flat, torch.tensor(offsets, dtype=torch.long)
 
     @property
     def n_rays(self) -> int:
@@ -133,6 +153,10 @@ class RayBank:
         K = self.K[view]
         d_cam = torch.stack([(u - K[:, 2]) / K[:, 0], (v - K[:, 3]) / K[:, 1], torch.ones_like(u)], -1)
         d_cam = d_cam / d_cam.norm(dim=-1, keepdim=True)
+        lens = self.view_lens_offset[view]
+        distorted = lens >= 0
+        if distorted.any():
+            d_cam[distorted] = self.lens_dirs[lens[distorted] + pix[distorted]]
         T = self.T_world_cam[view]
         out = {
             "origins": T[:, :3, 3],

@@ -34,6 +34,16 @@ class OccupancyGrid(nn.Module):
         # take hundreds of decays to forget and keep every cell occupied for thousands of steps.)
         self.register_buffer("density", torch.zeros(self.resolution))
         self.register_buffer("occupied", torch.ones(self.resolution, dtype=torch.bool))
+        # Per-cell thresholds (None: ``threshold`` everywhere); derived from the field's sampling,
+        # so not saved with the grid.
+        self.register_buffer("cell_threshold", None, persistent=False)
+
+    def set_cell_thresholds(self, thresholds: Tensor) -> None:
+        """Use a density threshold per cell ``[rx, ry, rz]`` instead of the single ``threshold``
+        (a contracted field's far cells are crossed in longer steps: see `sim.compose`)."""
+        if tuple(thresholds.shape) != self.resolution:
+            raise ValueError(f"cell thresholds of shape {tuple(thresholds.shape)} for a grid of {self.resolution}")
+        self.cell_threshold = thresholds.to(self.density.device, torch.float32)
 
     @property
     def n_cells(self) -> int:
@@ -96,7 +106,8 @@ class OccupancyGrid(nn.Module):
         if bool(self.seeded):
             thresh = self.seeded_threshold
         else:
-            thresh = min(self.threshold, float(self.density.clamp(max=1e2).mean()))
+            mean = float(self.density.clamp(max=1e2).mean())
+            thresh = min(self.threshold, mean) if self.cell_threshold is None else self.cell_threshold.clamp(max=mean)
         self.occupied.copy_((self.density > thresh) & ~self.blocked)
 
     @torch.no_grad()

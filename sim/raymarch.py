@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sim.contraction import SHELL_EPS as _SHELL_EPS, world_to_unit
+
 try:
     from numba import njit, prange
 
@@ -34,7 +36,7 @@ def _cell_flat(x01: Tensor, res: tuple[int, int, int]) -> Tensor:
 
 
 def march_reference(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_min, box_size,
-                    k_start: Tensor | None = None, max_per_ray: int = 0) -> dict[str, Tensor]:
+                    k_start: Tensor | None = None, max_per_ray: int = 0, contract: bool = False) -> dict[str, Tensor]:
     K = len(ts)
     t = ts[None, :] + u[:, None] * dts[None, :]  # [R, K]
     valid = (t >= t_near[:, None]) & (t <= t_far[:, None])
@@ -42,7 +44,7 @@ def march_reference(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, 
         valid &= torch.arange(K, device=t.device)[None, :] >= k_start[:, None]
     ray, k = valid.nonzero(as_tuple=True)
     t = t[ray, k]
-    x01 = (origins[ray] + dirs[ray] * t[:, None] - box_min) / box_size
+    x01 = world_to_unit(origins[ray] + dirs[ray] * t[:, None], box_min, box_size, contract)
     inside = ((x01 >= 0) & (x01 <= 1)).all(-1)
     keep = inside & occupied.flatten()[_cell_flat(x01, tuple(occupied.shape))]
     ray, t, k, x01 = ray[keep], t[keep], k[keep], x01[keep]
@@ -61,10 +63,13 @@ def march_reference(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, 
 if _HAVE_NUMBA:
 
     @njit(cache=True, fastmath=False, nogil=True, inline="always")
-    def _occupied_at(o, d, t, bmin, bsize, occ, rx, ry, rz):
+    def _occupied_at(o, d, t, bmin, bsize, occ, rx, ry, rz, contract):
+        """Occupancy at ray distance ``t`` and the point's field coordinates (`sim.contraction`)."""
         x = (o[0] + d[0] * t - bmin[0]) / bsize[0]
         y = (o[1] + d[1] * t - bmin[1]) / bsize[1]
         z = (o[2] + d[2] * t - bmin[2]) / bsize[2]
+        if contract:
+            x, y, z = _contract01(x, y, z)
         if x < 0 or x > 1 or y < 0 or y > 1 or z < 0 or z > 1:
             return False, x, y, z
         i = min(int(x * rx), rx - 1)
@@ -72,13 +77,39 @@ if _HAVE_NUMBA:
         k = min(int(z * rz), rz - 1)
         return occ[(i * ry + j) * rz + k], x, y, z
 
+    @njit(cache=True, fastmath=False, nogil=True, inline="always")
+    def _contract01(x, y, z):
+        """`sim.contraction.world_to_unit` of inner-box coordinates in [0, 1]^3 (contracted)."""
+        ux, uy, uz = 2.0 * x - 1.0, 2.0 * y - 1.0, 2.0 * z - 1.0
+        m = max(abs(ux), abs(uy), abs(uz))
+        if m > 1.0:
+            s = (2.0 - 1.0 / m) / m
+            ux, uy, uz = ux * s, uy * s, uz * s
+        lo, hi = _SHELL_EPS, 1.0 - _SHELL_EPS
+        return min(max((ux + 2.0) / 4.0, lo), hi), min(max((uy + 2.0) / 4.0, lo), hi), min(max((uz + 2.0) / 4.0, lo), hi)
+
     @njit(cache=True, nogil=True, parallel=True)
-    def _march_bounded(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, rx, ry, rz, empty_radius, B, kstart, counts, k_next, t_out, dt_out, x_out):
+    def _march_bounded(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, rx, ry, rz, empty_radius, B, kstart, counts, k_next, t_out, dt_out, x_out,
+                       contract):
         """One pass when a ray emits at most ``t_out.shape[1]`` samples: they go to the ray's own row
         of the ``[R, max]`` buffers (no counting pass over the same steps first). ``empty_radius``
-        says how far around each block of ``B``^3 cells is empty (see `coarse_occupancy`)."""
+        says how far around each block of ``B``^3 cells is empty (see `coarse_occupancy`).
+        ``contract``: the grid is the contracted cube of the box ``bmin, bsize`` (`sim.contraction`);
+        empty cells are jumped only within the box, where the map is linear (the cube's linear
+        extension, twice the box, gives the cell faces there); beyond it, step by step."""
         K = ts.shape[0]
         max_n = t_out.shape[1]
+        res = (rx, ry, rz)
+        if contract:
+            gmin = (float(bmin[0]) - 0.5 * float(bsize[0]), float(bmin[1]) - 0.5 * float(bsize[1]), float(bmin[2]) - 0.5 * float(bsize[2]))
+            gsize = (2.0 * float(bsize[0]), 2.0 * float(bsize[1]), 2.0 * float(bsize[2]))
+            inner_lo = ((rx + 3) // 4, (ry + 3) // 4, (rz + 3) // 4)  # cells wholly inside the box
+            inner_hi = (3 * rx // 4, 3 * ry // 4, 3 * rz // 4)
+        else:
+            gmin = (float(bmin[0]), float(bmin[1]), float(bmin[2]))
+            gsize = (float(bsize[0]), float(bsize[1]), float(bsize[2]))
+            inner_lo = (-1 << 30, -1 << 30, -1 << 30)
+            inner_hi = (1 << 30, 1 << 30, 1 << 30)
         for r in prange(o.shape[0]):
             c = 0
             k_next[r] = K
@@ -88,7 +119,7 @@ if _HAVE_NUMBA:
                 if t > tf[r]:
                     break
                 if t >= tn[r]:
-                    hit, x, y, z = _occupied_at(o[r], d[r], t, bmin, bsize, occ, rx, ry, rz)
+                    hit, x, y, z = _occupied_at(o[r], d[r], t, bmin, bsize, occ, rx, ry, rz, contract)
                     if hit:
                         t_out[r, c] = t
                         dt_out[r, c] = dts[k]
@@ -106,13 +137,18 @@ if _HAVE_NUMBA:
                         i = min(int(x * rx), rx - 1)
                         j = min(int(y * ry), ry - 1)
                         kk = min(int(z * rz), rz - 1)
+                        if not (inner_lo[0] <= i < inner_hi[0] and inner_lo[1] <= j < inner_hi[1] and inner_lo[2] <= kk < inner_hi[2]):
+                            k += 1  # contracted shell: no straight-line jump
+                            continue
                         e = empty_radius[i // B, j // B, kk // B]
                         if e == 0:  # the cell alone
-                            t_exit = _box_exit(o[r], d[r], (i, j, kk), (i + 1, j + 1, kk + 1), bmin, bsize, (rx, ry, rz))
+                            lo, hi = (i, j, kk), (i + 1, j + 1, kk + 1)
                         else:  # blocks within e - 1 of this one: cells [(b - e + 1) B, (b + e) B)
                             lo = ((i // B - e + 1) * B, (j // B - e + 1) * B, (kk // B - e + 1) * B)
                             hi = ((i // B + e) * B, (j // B + e) * B, (kk // B + e) * B)
-                            t_exit = _box_exit(o[r], d[r], lo, hi, bmin, bsize, (rx, ry, rz))
+                        lo = (max(lo[0], inner_lo[0]), max(lo[1], inner_lo[1]), max(lo[2], inner_lo[2]))
+                        hi = (min(hi[0], inner_hi[0]), min(hi[1], inner_hi[1]), min(hi[2], inner_hi[2]))
+                        t_exit = _box_exit(o[r], d[r], lo, hi, gmin, gsize, res)
                         while k + 1 < K and ts[k + 1] + u[r] * dts[k + 1] < t_exit:
                             k += 1
                 k += 1
@@ -173,18 +209,18 @@ def coarse_occupancy(occupied: Tensor) -> np.ndarray:
 _UNBOUNDED_PASS = 64  # samples per ray per pass when a call asks for all of them
 
 
-def _bounded_pass(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, coarse, res, ks, max_per_ray):
+def _bounded_pass(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, coarse, res, ks, max_per_ray, contract):
     """One `_march_bounded` pass, packed: ``(ray, t, dt, x01, k_next)`` as numpy arrays."""
     counts, k_next = np.empty(len(o), np.int64), np.empty(len(o), np.int64)
     tb, dtb = np.empty((len(o), max_per_ray), np.float32), np.empty((len(o), max_per_ray), np.float32)
     xb = np.empty((len(o), max_per_ray, 3), np.float32)
-    _march_bounded(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, *res, coarse, COARSE_BLOCK, ks, counts, k_next, tb, dtb, xb)
+    _march_bounded(o, d, tn, tf, ts, dts, u, bmin, bsize, occ, *res, coarse, COARSE_BLOCK, ks, counts, k_next, tb, dtb, xb, contract)
     filled = np.arange(max_per_ray)[None, :] < counts[:, None]
     return np.repeat(np.arange(len(o), dtype=np.int64), counts), tb[filled], dtb[filled], xb[filled], k_next
 
 
 def march_numba(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_min, box_size,
-                k_start: Tensor | None = None, max_per_ray: int = 0) -> dict[str, Tensor]:
+                k_start: Tensor | None = None, max_per_ray: int = 0, contract: bool = False) -> dict[str, Tensor]:
     f32 = lambda a: np.ascontiguousarray(a.detach().cpu().numpy(), dtype=np.float32)
     o, d, tn, tf, tsn, dtn, un = map(f32, (origins, dirs, t_near, t_far, ts, dts, u))
     bmin, bsize = f32(box_min.reshape(3)), f32(box_size.reshape(3))
@@ -197,13 +233,13 @@ def march_numba(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_
     else:
         ks = np.ascontiguousarray(k_start.cpu().numpy(), dtype=np.int64)
     if max_per_ray > 0:
-        ray, t, dt, x, k_next = _bounded_pass(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, coarse, (rx, ry, rz), ks, max_per_ray)
+        ray, t, dt, x, k_next = _bounded_pass(o, d, tn, tf, tsn, dtn, un, bmin, bsize, occ, coarse, (rx, ry, rz), ks, max_per_ray, contract)
     else:  # unbounded: bounded passes until every ray is done (each ray's passes come in t order)
         k_next, live = ks.copy(), np.arange(len(o))
         parts = [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros((0, 3), np.float32))]  # no rays: no samples
         while len(live):
             r, t, dt, x, k_live = _bounded_pass(o[live], d[live], tn[live], tf[live], tsn, dtn, un[live], bmin, bsize, occ,
-                                                coarse, (rx, ry, rz), k_next[live], _UNBOUNDED_PASS)
+                                                coarse, (rx, ry, rz), k_next[live], _UNBOUNDED_PASS, contract)
             parts.append((live[r], t, dt, x))
             k_next[live] = k_live
             live = live[k_live < len(tsn)]
@@ -215,11 +251,13 @@ def march_numba(origins, dirs, t_near, t_far, ts, dts, u, occupied: Tensor, box_
             "x01": torch.from_numpy(x).to(dev), "k_next": torch.from_numpy(k_next).to(dev)}
 
 
-def march(origins, dirs, t_near, t_far, ts, dts, u, occupied, box_min, box_size, k_start=None, max_per_ray: int = 0) -> dict[str, Tensor]:
-    """Packed samples in occupied cells (numba on CPU, torch elsewhere).
+def march(origins, dirs, t_near, t_far, ts, dts, u, occupied, box_min, box_size, k_start=None, max_per_ray: int = 0,
+          contract: bool = False) -> dict[str, Tensor]:
+    """Packed samples in occupied cells (numba on CPU, torch elsewhere). ``contract``: the grid and
+    ``x01`` are the contracted cube of the box (`sim.contraction`; the box is the inner box).
 
     With ``max_per_ray > 0`` each ray emits at most that many samples, starting at schedule index
     ``k_start`` (default: its entry); ``k_next`` says where to resume (``len(ts)`` = ray finished).
     """
     impl = march_numba if (_HAVE_NUMBA and origins.device.type == "cpu") else march_reference
-    return impl(origins, dirs, t_near, t_far, ts, dts, u, occupied, box_min, box_size, k_start, max_per_ray)
+    return impl(origins, dirs, t_near, t_far, ts, dts, u, occupied, box_min, box_size, k_start, max_per_ray, contract)

@@ -13,9 +13,9 @@ from scenes.camera import Camera, pixel_rays
 
 
 def camera_rays(camera: Camera, device: str | torch.device = "cpu") -> tuple[Tensor, Tensor, Tensor]:
-    """Flat world rays of every pixel (row-major): origins ``[H*W, 3]``, unit dirs ``[H*W, 3]`` and
+    """Flat world rays of every pixel (row-major), through the camera's lens: origins ``[H*W, 3]``, unit dirs ``[H*W, 3]`` and
     ``z_per_dist [H*W]`` (z-depth = distance * z_per_dist)."""
-    o, d, z = pixel_rays(camera.intrinsics, camera.T_world_cam)
+    o, d, z = pixel_rays(camera.intrinsics, camera.T_world_cam, camera.lens)
     f = lambda a: torch.as_tensor(a.reshape(-1, a.shape[-1]) if a.ndim == 3 else a.reshape(-1), dtype=torch.float32, device=device)
     return f(o), f(d), f(z)
 

@@ -197,6 +197,35 @@ def block_static_actor_volumes(model: NeuralScene, graph: SceneGraph) -> None:
     model.background_grid.block(lambda x01: model._inside_actor_boxes(lo + x01 * (hi - lo), torch.zeros(len(x01), dtype=torch.long, device=lo.device), rays))
 
 
+@torch.no_grad()
+def block_unseen_cells(model: NeuralScene, bank: RayBank, dilate: int = 1) -> float:
+    """Forbid the background every occupancy cell no training camera sees (its centre behind every
+    camera or outside every image, the visible set dilated by ``dilate`` cells); returns the share
+    of cells left. A contracted field covers all space, and a forward-facing capture sees a small
+    part of it: without this, the unseen cells keep the young field's haze (no ray ever asks them
+    to be empty), stay occupied and are marched and refreshed for nothing (nerfacc marks such cells
+    invisible for the same reason)."""
+    grid = model.background_grid
+    idx = torch.arange(grid.n_cells, device=grid.density.device)
+    x = model.unit_to_world(grid._to_unit(grid._cell_corner(idx) + 0.5)).double().cpu()
+    seen = torch.zeros(grid.n_cells, dtype=torch.bool)
+    R, t = bank.T_world_cam[:, :3, :3].double(), bank.T_world_cam[:, :3, 3].double()
+    for v in range(len(R)):
+        p = (x - t[v]) @ R[v]  # camera frame: R^T (x - t)
+        z = p[:, 2].clamp_min(1e-9)
+        fx, fy, cx, cy = bank.K[v].double()
+        u, w = fx * p[:, 0] / z + cx, fy * p[:, 1] / z + cy
+        W, H = float(bank.widths[v]), float(bank.heights[v])
+        m = 0.5 if bank.view_lens_offset[v] >= 0 else 0.0  # a distorted lens sees past its pinhole bounds
+        seen |= (p[:, 2] > 0) & (u >= -m * W) & (u <= (1 + m) * W) & (w >= -m * H) & (w <= (1 + m) * H)
+    seen = seen.view(grid.resolution)
+    if dilate > 0:
+        k = 2 * dilate + 1
+        seen = torch.nn.functional.max_pool3d(seen[None, None].float(), k, stride=1, padding=dilate)[0, 0] > 0
+    grid.block(lambda x01: ~seen.flatten().to(x01.device))
+    return float(seen.float().mean())
+
+
 def update_occupancy(model: NeuralScene, n_samples: int | None, every_occupied: bool = False, decay: float | None = None) -> None:
     """Refresh every grid (`OccupancyGrid.update`)."""
     model.background_grid.update(model.background.density, n_samples, every_occupied=every_occupied, decay=decay)
@@ -336,6 +365,8 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
         batch = DynamicBatch(cfg, ts.get("camera_rays"))
     elif bank.lidar is not None:
         init_occupancy_from_lidar(model, bank)
+    elif model.cfg.unbounded:
+        block_unseen_cells(model, bank)
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     torch.manual_seed(cfg.seed * 7919 + step)
     decay = math.log(cfg.lr_final_factor)

@@ -6,7 +6,7 @@ nerfsim format (OpenCV camera axes, ``T_world_cam`` maps camera to world, time i
                   "intrinsics": {"width": 320, "height": 180, "fx": .., "fy": .., "cx": .., "cy": ..},
                   "T_world_cam": [[...4 rows of 4...]]}]}
 
-A camera may give a lens model instead of pinhole ``intrinsics`` (`sensors.lens.CameraModel`):
+A camera may give a lens model instead of pinhole ``intrinsics`` (`scenes.lens.CameraModel`):
 ``"model": {"kind": "opencv" | "fisheye" | "equirectangular" | "pinhole", "width", "height", "fx",
 "fy", "cx", "cy", "distortion": [...], "max_fov_deg"}``.
 
@@ -28,7 +28,7 @@ import numpy as np
 from scenes.camera import Camera, Intrinsics
 from scenes.errors import InputError, read_json_object
 from scenes.transforms import is_rigid, opengl_to_opencv
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 from tasks.outputs import View
 
 

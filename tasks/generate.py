@@ -29,7 +29,7 @@ from scenes.errors import InputError
 from scenes.files import atomic_write_text as _atomic_text
 from scenes.roadmap import RoadMap
 from sensors.boxes import BoxLabel
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 from sensors.rig import CameraSensor, Rig
 from tasks.labels import CocoBuilder, kitti_calib_text, kitti_object_lines, kitti_tracking_lines
 from tasks.media import colorize_depth, depth_mm, write_png, write_video

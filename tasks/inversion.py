@@ -40,7 +40,7 @@ import torch
 from scenes.errors import InputError
 from scenes.graph import SceneState
 from scenes.transforms import invert_pose, rotation_angle_deg
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 from sim.compose import ActorRays, NeuralScene
 from sim.field import RadianceField
 from sim.lie import se3_exp

@@ -43,7 +43,7 @@ from scenes.classes import ACTOR_CLASSES, CLASS_NAMES
 from scenes.errors import InputError
 from scenes.files import atomic_write_text
 from sensors.boxes import BoxLabel, modal_box
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 
 KITTI_TYPES: dict[str, str] = {"car": "Car", "pedestrian": "Pedestrian"}
 """KITTI ``type`` of each actor class; boxes of other classes get no line."""

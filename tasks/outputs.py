@@ -16,7 +16,7 @@ from scenes.graph import SceneGraph
 from scenes.twin import LidarConfig
 from sensors.flow import correspondences
 from sensors.frame import Frame, capture_camera
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 from sensors.lidar import capture_lidar
 from sensors.rig import LidarSensor
 from tasks.labels import T_CAM_LIDAR_DEFAULT as T_CAM_LIDAR  # LiDAR axes (x forward, y left, z up) in an OpenCV camera

@@ -52,11 +52,16 @@ def is_capture_log(path: Path) -> bool:
     return (Path(path) / "log.json").exists()
 
 
-def model_config_for(aabb, far_field: str, semantic_classes: tuple[str, ...] = ()) -> SceneModelConfig:
+def model_config_for(aabb, far_field: str, semantic_classes: tuple[str, ...] = (), unbounded: bool = False,
+                     near: float = 0.0, pixel_angle: float | None = None) -> SceneModelConfig:
     """Sampling scaled to the scene: ~128 occupancy cells and ~512 steps across the AABB diagonal for
     small object-centric scenes; metric defaults for street-scale logs. ``semantic_classes`` gives
-    the background field a semantic head (data with labels)."""
+    the background field a semantic head (data with labels). ``unbounded``: a real capture whose
+    AABB is the inner box of a contracted background (`sim.contraction`), ``near`` its near depth,
+    marched with cone steps of ``pixel_angle`` (the cameras' angle per pixel)."""
     extent = np.asarray(aabb[1]) - np.asarray(aabb[0])
+    if unbounded:
+        return unbounded_model_config(extent, far_field, near, pixel_angle or 1.0 / 512)
     if extent.max() > 20:  # a street in metres
         # min_alpha 1e-4: with 1e-3, thin structures (16 cm poles) that the young field leaves faint
         # lose their samples, hence their gradient, and never appear (measured: pole PSNR 14.7 -> 23.8 dB).
@@ -65,6 +70,17 @@ def model_config_for(aabb, far_field: str, semantic_classes: tuple[str, ...] = (
     diag = float(np.linalg.norm(extent))
     return SceneModelConfig(far_field=far_field, occupancy_cell=float(extent.max()) / 128, occupancy_cell_z=None, step_min=diag / 512,
                             step_cone=0.0, step_max=diag / 512)
+
+
+def unbounded_model_config(extent: np.ndarray, far_field: str, near: float, pixel_angle: float) -> SceneModelConfig:
+    """A contracted background: 128 occupancy cells across the contracted cube (64 across the inner
+    box), steps of ~1/256 of the inner box up close, growing with the pixel footprint, the hash grid
+    reaching 4096 cells across the cube (2048 across the inner box)."""
+    size = float(extent.max())
+    cfg = SceneModelConfig(far_field=far_field, unbounded=True, near=0.8 * near, occupancy_cell=2 * size / 128,
+                           occupancy_cell_z=None, step_min=size / 256, step_cone=pixel_angle, step_max=size)
+    grid = replace(cfg.background.grid, log2_table_size=19, max_resolution=4096)
+    return replace(cfg, background=replace(cfg.background, grid=grid))
 
 
 def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10, on_step=None) -> dict:
@@ -88,7 +104,9 @@ def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10
         far = "white" if ds.background == (1.0, 1.0, 1.0) else "sky"
         extra = {"source": {"kind": ds.meta.get("kind", "static"), "path": str(data.resolve())}}
     classes = BACKGROUND_CLASSES if bank.semantic is not None else ()
-    model = NeuralScene(model_config_for(graph.aabb, far, classes), graph.aabb, graph.asset_ids)
+    unbounded, near = (ds.unbounded, ds.near) if not is_capture_log(data) else (False, 0.0)
+    pixel_angle = 1.0 / float(bank.K[:, 0].median())
+    model = NeuralScene(model_config_for(graph.aabb, far, classes, unbounded, near, pixel_angle), graph.aabb, graph.asset_ids)
     return train(model, bank, graph, cfg, out, extra_meta=extra, on_step=on_step)
 
 

@@ -33,7 +33,7 @@ from scenes.files import atomic_write as _atomic
 from scenes.graph import SceneState
 from scenes.transforms import invert_pose, look_at
 from sensors.boxes import amodal_box
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 from tasks.media import depth_mm, write_png
 
 

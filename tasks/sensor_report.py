@@ -26,7 +26,7 @@ from scenes.errors import InputError
 from scenes.graph import SceneGraph
 from sensors.flow import correspondences
 from sensors.frame import Frame, capture_camera
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 from sensors.lidar import capture_lidar
 from sensors.mesh import MeshConfig, actor_mesh
 from sensors.renderers import NeuralRenderer, TwinRenderer

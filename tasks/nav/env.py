@@ -42,7 +42,7 @@ from scenes.camera import Intrinsics
 from scenes.errors import InputError
 from scenes.transforms import make_pose, rot_z
 from scenes.twin import LidarConfig
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 from sim.render import render_ray_batch
 from tasks.nav.dynamics import AgentState, Dynamics, make_dynamics, still
 from tasks.nav.scene import DENSITY_THRESHOLD, NavScene, sphere_box_distance, sphere_box_gap, sphere_probe_points

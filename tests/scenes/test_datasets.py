@@ -282,8 +282,21 @@ def test_nerfstudio_missing_focal(tmp_path):
     _raises("transforms.json", "frames[2].fl_x", tmp_path)
 
 
-def test_nerfstudio_fisheye_rejected(tmp_path):
-    _nerfstudio_folder(tmp_path, extra={"camera_model": "OPENCV_FISHEYE"})
+@pytest.mark.parametrize("model, coeffs, kind, lens_dist", [
+    ("OPENCV", {"k1": -0.3, "k2": 0.1, "p1": 0.001, "p2": -0.002}, "opencv", (-0.3, 0.1, 0.001, -0.002, 0.0)),
+    ("OPENCV_FISHEYE", {"k1": 0.05, "k2": -0.01, "k3": 0.002, "k4": 0.0005}, "fisheye", (0.05, -0.01, 0.002, 0.0005)),
+])
+def test_nerfstudio_distortion_becomes_the_cameras_lens(tmp_path, model, coeffs, kind, lens_dist):
+    """The dataset's own distortion is used for the rays (it used to be dropped with a warning)."""
+    _nerfstudio_folder(tmp_path, extra={"camera_model": model, **coeffs})
+    ds = load_static_dataset(tmp_path, "all")
+    lens = ds.cameras[0].lens
+    assert lens.kind == kind and np.allclose(lens.distortion, lens_dist)
+    assert ds.unbounded  # photographs without alpha: the world goes on past the box
+
+
+def test_nerfstudio_unknown_camera_model_rejected(tmp_path):
+    _nerfstudio_folder(tmp_path, extra={"camera_model": "EQUIRECTANGULAR"})
     _raises("transforms.json", "camera_model", tmp_path, "all")
 
 
@@ -326,7 +339,8 @@ def test_bad_downscale_and_kind(tmp_path):
     _blender_folder(tmp_path)
     _raises("load_static_dataset", "downscale", tmp_path, downscale=0)
     _raises("load_static_dataset", "downscale", tmp_path, downscale=8)
-    _raises("load_static_dataset", "kind", tmp_path, kind="colmap")
+    _raises("load_static_dataset", "kind", tmp_path, kind="photogrammetry")
+    assert _raises(str(tmp_path), None, tmp_path, kind="colmap").problem.startswith("no COLMAP model")
     _raises("transforms.json", None, tmp_path, kind="nerfstudio")
 
 

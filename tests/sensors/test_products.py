@@ -9,7 +9,7 @@ from scenes.transforms import look_at
 from sensors.boxes import box_corners, kitti_box_to_cam, kitti_pose
 from sensors.flow import correspondences, sampled_correspondences
 from sensors.frame import capture_camera
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 from sensors.renderers import UNLABELLED, NeuralRenderer, TwinRenderer
 from tasks.sensor_report import angular_error_deg, box_iou, mask_iou
 

@@ -6,7 +6,7 @@ import pytest
 from scenes.errors import InputError
 from scenes.transforms import look_at
 from sensors.frame import capture_rig_camera
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 from sensors.renderers import TwinRenderer
 from sensors.rig import CameraSensor, Rig
 

@@ -191,7 +191,7 @@ def test_sensor_products_of_the_trained_tiny_world_against_its_twin(run, log):
     from scenes.world import WorldConfig, build_world
     from sensors.flow import correspondences
     from sensors.frame import capture_camera
-    from sensors.lens import CameraModel
+    from scenes.lens import CameraModel
     from sensors.lidar import capture_lidar
     from sensors.renderers import NeuralRenderer, TwinRenderer
     from sensors.rig import Rig

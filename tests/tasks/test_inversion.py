@@ -12,7 +12,7 @@ from torch import nn
 
 from scenes.graph import Actor, ActorTrack, SceneGraph
 from scenes.transforms import look_at, make_pose, rot_z
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 from sim.compose import NeuralScene, SceneModelConfig
 from sim.encoding import HashGridConfig
 from sim.field import FieldConfig

@@ -4,8 +4,10 @@ Conventions: OpenCV camera axes (x right, y down, z forward); pixel (u, v) centr
 unit ray directions in the camera frame. Models (``CameraModel.kind``):
 
 - ``pinhole``: ideal perspective, ``u = fx * x / z + cx``.
-- ``opencv``: perspective with OpenCV's radial-tangential distortion ``(k1, k2, p1, p2, k3)`` applied
-  to the normalised coordinates (the model of ``cv2.projectPoints``).
+- ``opencv``: perspective with OpenCV's radial-tangential distortion applied to the normalised
+  coordinates (the model of ``cv2.projectPoints``): ``(k1, k2, p1, p2)``, ``(k1, k2, p1, p2, k3)`` or
+  the rational ``(k1, k2, p1, p2, k3, k4, k5, k6)``, radial factor
+  ``(1 + k1 r^2 + k2 r^4 + k3 r^6) / (1 + k4 r^2 + k5 r^4 + k6 r^6)`` (COLMAP's OPENCV / FULL_OPENCV).
 - ``fisheye``: equidistant, ``r = f * theta_d`` with ``theta_d = theta (1 + k1 theta^2 + k2 theta^4 +
   k3 theta^6 + k4 theta^8)`` (OpenCV's fisheye model; ``distortion = (k1, k2, k3, k4)``, zeros = pure
   equidistant). Sees up to ``max_fov_deg`` (may exceed 180 degrees).
@@ -23,11 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scenes.camera import Intrinsics
 from scenes.errors import InputError, fields_of
 
 KINDS = ("pinhole", "opencv", "fisheye", "equirectangular")
-_N_DIST = {"pinhole": 0, "opencv": 5, "fisheye": 4, "equirectangular": 0}
+_N_DIST = {"pinhole": (0,), "opencv": (4, 5, 8), "fisheye": (4,), "equirectangular": (0,)}
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class CameraModel:
     cx: float = 0.0
     cy: float = 0.0
     distortion: tuple[float, ...] = field(default_factory=tuple)
-    """opencv: (k1, k2, p1, p2, k3); fisheye: (k1, k2, k3, k4); empty = none."""
+    """opencv: (k1, k2, p1, p2[, k3[, k4, k5, k6]]); fisheye: (k1, k2, k3, k4); empty = none."""
     max_fov_deg: float = 180.0
     """fisheye only: full field of view beyond which pixels see nothing."""
 
@@ -56,15 +57,16 @@ class CameraModel:
         if self.kind != "equirectangular" and not (self.fx > 0 and self.fy > 0 and np.isfinite([self.cx, self.cy]).all()):
             raise InputError(src, "fx/fy/cx/cy", "expected positive finite focal lengths and a finite centre")
         dist = tuple(float(k) for k in self.distortion)
-        if dist and len(dist) != _N_DIST[self.kind]:
-            raise InputError(src, "distortion", f"expected {_N_DIST[self.kind]} coefficients for {self.kind}, got {len(dist)}")
+        if dist and len(dist) not in _N_DIST[self.kind]:
+            want = " or ".join(str(n) for n in _N_DIST[self.kind])
+            raise InputError(src, "distortion", f"expected {want} coefficients for {self.kind}, got {len(dist)}")
         if not np.isfinite(dist).all():
             raise InputError(src, "distortion", "coefficients must be finite")
         object.__setattr__(self, "distortion", dist)
 
     # ---- constructors -------------------------------------------------------------------------
     @staticmethod
-    def from_intrinsics(K: Intrinsics) -> "CameraModel":
+    def from_intrinsics(K: "Intrinsics") -> "CameraModel":  # noqa: F821 (scenes.camera imports this module)
         return CameraModel("pinhole", K.width, K.height, K.fx, K.fy, K.cx, K.cy)
 
     @staticmethod
@@ -143,10 +145,10 @@ class CameraModel:
 
 # ---- distortion helpers -----------------------------------------------------------------------
 def _distort_opencv(xn: np.ndarray, dist: tuple[float, ...]) -> np.ndarray:
-    k1, k2, p1, p2, k3 = dist
+    k1, k2, p1, p2, k3, k4, k5, k6 = tuple(dist) + (0.0,) * (8 - len(dist))
     x, y = xn[..., 0], xn[..., 1]
     r2 = x * x + y * y
-    radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
     xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
     yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
     return np.stack([xd, yd], -1)

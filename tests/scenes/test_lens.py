@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from scenes.errors import InputError
-from sensors.lens import CameraModel
+from scenes.lens import CameraModel
 
 MODELS = {
     "pinhole": CameraModel("pinhole", 64, 48, 50.0, 52.0, 31.0, 25.0),
