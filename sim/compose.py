@@ -151,7 +151,10 @@ class NeuralScene(nn.Module):
         self.actor_fields = nn.ModuleDict({_key(a): RadianceField(cfg.actor) for a in asset_ids})
         r = cfg.actor_occupancy_resolution
         self.actor_grids = nn.ModuleDict({_key(a): OccupancyGrid((r, r, r)) for a in asset_ids})
-        self._schedules: dict[float, tuple[Tensor, Tensor]] = {}
+        self._schedules: dict[tuple[float, float], tuple[Tensor, Tensor]] = {}
+        self.step_scale = 1.0
+        """Factor on every background marching step (not saved: a training-time setting; see
+        `sim.train.TrainConfig.coarse_step_scale`)."""
 
     # ---- helpers --------------------------------------------------------------------------
     @property
@@ -192,7 +195,7 @@ class NeuralScene(nn.Module):
         dt = min(max(t * cone, cfg.step_min), cfg.step_max)
         if cfg.unbounded:
             dt = max(dt, contracted_step(t, self._half_extent, max(self.background_grid.resolution)))
-        return dt
+        return dt * self.step_scale
 
     def _cell_thresholds(self, res: tuple[int, int, int]) -> Tensor:
         """Unbounded: per-cell density thresholds of the background grid. A cell matters when one
@@ -222,12 +225,13 @@ class NeuralScene(nn.Module):
     def _schedule_for(self, cone: float, t_exit_max: float) -> tuple[Tensor, Tensor]:
         """The step schedule of ``cone`` reaching at least ``t_exit_max`` (kept per cone; the first
         covers the AABB diagonal, enough for origins inside the AABB; farther origins extend it)."""
-        sched = self._schedules.get(cone)
+        key = (cone, self.step_scale)
+        sched = self._schedules.get(key)
         if sched is None or t_exit_max > float(sched[0][-1] + sched[1][-1]):
             diag = float((self.aabb[1] - self.aabb[0]).norm())
             if self.cfg.unbounded:
                 diag = self.cfg.far_multiple * self._half_extent
-            sched = self._schedules[cone] = self._step_schedule(max(diag, t_exit_max * 1.5), cone)
+            sched = self._schedules[key] = self._step_schedule(max(diag, t_exit_max * 1.5), cone)
         return sched
 
     def far_color(self, dirs: Tensor) -> Tensor:
@@ -476,7 +480,7 @@ class NeuralScene(nn.Module):
         Returns a dict: ``rgb [R,3]``, ``depth [R]`` (expected ray distance of the visible surface,
         normalised by accumulation), ``accumulation [R]``, ``owner_weights [R, 1 + len(actors)]``
         (column 0 = background, then one per actor), ``n_samples`` (scalar, after pruning), and the
-        packed samples ``weights``, ``ray_indices``, ``t``, ``owner`` (slot of each sample).
+        packed samples ``weights``, ``ray_indices``, ``t``, ``dt``, ``owner`` (slot of each sample).
         ``far_rgb`` overrides the colour beyond the scene (e.g. random backgrounds in training).
         ``prune`` skips samples behind opaque surfaces or in near-empty space (see `_prune`).
         ``normals`` adds ``normals [R, 3]``: weight-averaged outward world normals (unit; zero
@@ -512,7 +516,7 @@ class NeuralScene(nn.Module):
         owner_w = torch.zeros(n_rays * n_owner, dtype=weights.dtype, device=weights.device)
         owner_w = owner_w.index_add(0, ray * n_owner + owner, weights).view(n_rays, n_owner)
         out = {"rgb": out_rgb, "depth": depth, "accumulation": acc, "owner_weights": owner_w, "n_samples": torch.tensor(len(ray)), "weights": weights,
-               "ray_indices": ray, "t": t, "owner": owner}
+               "ray_indices": ray, "t": t, "dt": dt, "owner": owner}
         if median:  # not needed by training: kept off its hot path
             out["depth_median"] = median_distance(weights.detach(), t, dt, sigma.detach(), ray, n_rays)
         if semantics:

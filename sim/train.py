@@ -24,6 +24,7 @@ from sim.checkpoint import load_checkpoint, load_optimizer_state, read_checkpoin
 from scenes.transforms import invert_pose
 from sim.compose import ActorRays, NeuralScene
 from sim.data import RayBank
+from sim.volume import distortion_loss
 from sim.device import resolve_device
 
 
@@ -83,6 +84,19 @@ class TrainConfig:
     back to -1.5...-3 by step 125). Demo street, 1,200 steps (bench/RESULTS.md 2026-12-01): novel
     PSNR 25.95 dB with the floor on the actors only, 26.31 on the background too. Kept on for the
     whole run, the floor made lego-200 diverge after ~5 minutes."""
+    distortion_loss_weight: float = 0.01
+    """Weight of mip-NeRF 360's distortion loss on camera rays (`sim.volume.distortion_loss`, distance
+    normalised as ``1 - near / t``), for unbounded backgrounds (real captures) only: without it a
+    young field fits the photos with haze spread along every ray (fern: weights of 0.01-0.03 on all
+    60 samples of a ray after 180 steps), which also keeps every cell occupied and rays long."""
+    coarse_step_scale: float = 4.0
+    """Unbounded backgrounds: the marching steps start this many times longer and shrink
+    geometrically to their configured length over the first ``coarse_step_fraction`` of the run. A
+    young field is haze along every ray (fern: ~60 samples per ray for the first hundreds of steps);
+    coarse steps make those steps cheap, and the dynamic batch turns the saving into more rays."""
+    coarse_step_fraction: float = 0.3
+    """Share of the run (steps or time, whichever runs out first) over which the steps reach their
+    configured length; 0 = fine steps from the start."""
     occupancy_update_every: int = 16
     """Steps between occupancy-grid refreshes."""
     occupancy_samples: int = 1 << 16
@@ -278,6 +292,16 @@ def _actor_mask_loss(out: dict, labels: Tensor) -> Tensor:
     return torch.mean((actor_weight - is_actor[labels.long()].to(actor_weight.dtype)) ** 2)
 
 
+def _distortion(out: dict, n_cam: int, t0: float) -> Tensor:
+    """Mean distortion loss over camera rays, distances normalised as ``s = 1 - t0 / t`` (mip-NeRF
+    360's disparity-like warp: [t0, inf) -> [0, 1))."""
+    cam = out["ray_indices"] < n_cam
+    t, dt = out["t"][cam], out["dt"][cam]
+    warp = lambda x: 1.0 - t0 / x.clamp_min(t0)
+    s0, s1 = warp(t - dt / 2), warp(t + dt / 2)
+    return distortion_loss(out["weights"][cam], (s0 + s1) / 2, s1 - s0, out["ray_indices"][cam], n_cam).mean()
+
+
 def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torch.Generator) -> dict[str, float]:
     """One batch: render camera (+ LiDAR) rays, return the loss pieces (loss already backpropagated).
     Batches are drawn on the CPU (the same stream on any device) and moved to the model's device."""
@@ -315,6 +339,10 @@ def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torc
         mask_loss = _actor_mask_loss(out, batch["semantic"])
         loss = loss + cfg.actor_mask_loss_weight * mask_loss
         stats["actor_mask"] = mask_loss.item()
+    if model.cfg.unbounded and cfg.distortion_loss_weight > 0:
+        dist = _distortion(out, n_cam, max(model.cfg.near, model.cfg.step_min))
+        loss = loss + cfg.distortion_loss_weight * dist
+        stats["distortion"] = dist.item()
     if lidar is not None:
         rng = lidar["ranges"]
         hit = torch.isfinite(rng)
@@ -332,6 +360,14 @@ def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torc
     stats["samples"] = float(out["n_samples"])
     stats["camera_rays"] = n_cam
     return stats
+
+
+def coarse_step_scale(cfg: TrainConfig, frac: float) -> float:
+    """The marching step factor at ``frac`` of the run (`TrainConfig.coarse_step_scale`)."""
+    if cfg.coarse_step_fraction <= 0 or frac >= cfg.coarse_step_fraction:
+        return 1.0
+    scale = cfg.coarse_step_scale ** (1.0 - frac / cfg.coarse_step_fraction)
+    return float(2.0 ** (round(math.log2(scale) * 4) / 4))  # quarter octaves: a few schedules, not one a step
 
 
 def _progress(enabled: bool) -> Progress:
@@ -404,6 +440,7 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
                 # them early drops thin structures (poles, trunks) before the field has learned them.
                 update_occupancy(model, cfg.occupancy_samples)
             set_color_floor()
+            model.step_scale = coarse_step_scale(cfg, frac) if model.cfg.unbounded else 1.0
             opt.zero_grad(set_to_none=True)
             stats = training_step(model, bank, cfg.for_batch(batch.rays), gen)
             opt.step()
@@ -423,6 +460,7 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
                 checkpoint(finished=False)
                 last_ckpt = time.perf_counter()
     set_color_floor(done=True)  # the trained model's gradients are exact again (pose inversion)
+    model.step_scale = 1.0
     stats["steps"] = step
     stats["train_seconds"] = elapsed
     if bank.lidar is None or step > cfg.occupancy_warmup_steps:  # seeded grids not yet refreshed: leave them

@@ -19,6 +19,7 @@ from scenes.transforms import invert_pose, make_pose, quat_to_matrix
 from sim.compose import ActorRays, NeuralScene, SceneModelConfig
 from sim.encoding import HashGridConfig
 from sim.field import FieldConfig
+from sim.contraction import contracted_step
 from sim.rays import ray_aabb
 
 TINY_FIELD = FieldConfig(grid=HashGridConfig(n_levels=2, log2_table_size=6, base_resolution=4, max_resolution=8),
@@ -483,3 +484,44 @@ def test_step_cone_override_thins_far_samples():
     assert int(coarse["n_samples"]) < 0.6 * int(default["n_samples"])
     diff = (coarse["accumulation"] - default["accumulation"]).abs()
     assert float(diff.median()) < 0.01 and float(diff.mean()) < 0.03  # rays grazing the cube's edges differ most
+
+
+class WorldHalfSpace(nn.Module):
+    """Density ``sigma`` where world x >= ``x0`` (a wall far outside the AABB), through the scene's
+    own field-coordinate map (contracted or not)."""
+
+    def __init__(self, scene: NeuralScene, x0: float, sigma: float, ramp: float = 0.0):
+        super().__init__()
+        self.scene, self.x0, self.sigma, self.ramp = [scene], x0, sigma, ramp  # a list: not a submodule (no cycle)
+
+    def density(self, x01):
+        x = self.scene[0].unit_to_world(x01)[:, 0]
+        if self.ramp > 0:  # rising linearly over ``ramp`` past x0: a gradient for the normals
+            return self.sigma * ((x - self.x0) / self.ramp).clamp(0, 1)
+        return torch.where(x >= self.x0, self.sigma, 0.0)
+
+    def forward(self, x01, dirs):
+        return self.density(x01), torch.full((len(x01), 3), 0.5)
+
+
+def test_unbounded_background_reconstructs_a_wall_far_outside_the_box_with_metric_depth():
+    """A wall 5 box half-extents away: a bounded field never sees it, a contracted one renders it
+    opaque at its metric distance, with the wall's normal."""
+    rng = np.random.default_rng(0)
+    dirs = unit(np.c_[np.ones(32), rng.uniform(-0.2, 0.2, (32, 2))])
+    origins = np.zeros((32, 3))
+    x0, sigma = 5.0, 4.0
+    for unbounded in (False, True):
+        scene = make_scene(unbounded=unbounded, occupancy_cell=4 / 128)
+        scene.background = WorldHalfSpace(scene, x0, sigma)
+        out = scene.render_rays(as_t(origins), as_t(dirs), median=True)
+        acc = out["accumulation"].numpy()
+        if not unbounded:
+            assert np.all(acc == 0)
+            continue
+        assert np.all(acc > 0.99)
+        entry = x0 / dirs[:, 0]  # ray distance to the wall
+        step = contracted_step(float(entry.max()), 1.0, 128)
+        assert np.all(np.abs(out["depth_median"].numpy() - (entry + math.log(2) / sigma)) < step)
+        scene.background = WorldHalfSpace(scene, x0, sigma, ramp=2.0)  # normals: world offsets through the contraction
+        assert np.all(scene.render_rays(as_t(origins), as_t(dirs), normals=True)["normals"].numpy()[:, 0] < -0.95)

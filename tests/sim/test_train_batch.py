@@ -49,3 +49,13 @@ def test_zero_target_keeps_the_batch_fixed_and_resume_restores_the_count():
     batch = DynamicBatch(_cfg(samples_per_batch=0))
     assert batch.update(samples=1e6, camera_rays=1024) == 1024
     assert DynamicBatch(_cfg(), rays=640).rays == 640
+
+
+def test_coarse_steps_shrink_to_the_configured_length():
+    from sim.train import TrainConfig, coarse_step_scale
+
+    cfg = TrainConfig(coarse_step_scale=4.0, coarse_step_fraction=0.3)
+    scales = [coarse_step_scale(cfg, f) for f in (0.0, 0.1, 0.2, 0.29, 0.3, 0.9)]
+    assert scales[0] == 4.0 and scales[-2:] == [1.0, 1.0]
+    assert all(a >= b for a, b in zip(scales, scales[1:])) and len(set(scales)) >= 4
+    assert coarse_step_scale(TrainConfig(coarse_step_fraction=0.0), 0.0) == 1.0

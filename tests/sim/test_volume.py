@@ -109,3 +109,25 @@ def test_a_runaway_density_in_one_ray_leaves_the_other_rays_of_the_batch_alone()
             assert torch.allclose(w[sl], w_alone, atol=1e-6) and torch.allclose(T[r], T_alone[0], atol=1e-6)
         assert float(T[0]) < 1e-12 and float(w[3]) > 0.0  # the runaway sample is opaque
     assert TAU_MAX >= 30.0  # alpha of a capped sample is 1 in float32
+
+
+def test_distortion_loss_equals_the_double_sum_and_prefers_a_concentrated_ray():
+    from sim.volume import distortion_loss
+
+    g = torch.Generator().manual_seed(3)
+    counts = [5, 1, 9, 4]
+    ray = torch.repeat_interleave(torch.arange(4), torch.tensor(counts))
+    s = torch.cat([torch.sort(torch.rand(n, generator=g, dtype=torch.float64))[0] for n in counts])
+    ds = torch.rand(len(s), generator=g, dtype=torch.float64) * 0.05
+    w = torch.rand(len(s), generator=g, dtype=torch.float64) * 0.3
+    fast = distortion_loss(w, s, ds, ray, 4)
+    for r in range(4):
+        m = ray == r
+        wi, si = w[m], s[m]
+        ref = (wi[:, None] * wi[None, :] * (si[:, None] - si[None, :]).abs()).sum() + (wi * wi * ds[m]).sum() / 3
+        assert torch.isclose(fast[r], ref)
+    # The same total weight in one interval scores lower than spread over the ray (haze).
+    s5, ray5 = torch.linspace(0.1, 0.9, 5, dtype=torch.float64), torch.zeros(5, dtype=torch.long)
+    spread = distortion_loss(torch.full((5,), 0.2, dtype=torch.float64), s5, torch.full((5,), 0.01, dtype=torch.float64), ray5, 1)
+    peak = distortion_loss(torch.tensor([0, 0, 1.0, 0, 0], dtype=torch.float64), s5, torch.full((5,), 0.01, dtype=torch.float64), ray5, 1)
+    assert float(peak) < 0.1 * float(spread)
