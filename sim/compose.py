@@ -1,6 +1,9 @@
 """Compositional neural scene: one background field + one field per actor asset, rendered together.
+Over 500 lines because sampling every field, pruning and compositing share one object's grids,
+schedules and fields; the stateless pieces live in `sim.volume`, `sim.raymarch`, `sim.contraction`.
 
-For each ray: background samples (marching through the scene AABB, skipping empty occupancy cells)
+For each ray: background samples (marching through the scene AABB, or all space contracted into the
+background's cube when ``unbounded``, skipping empty occupancy cells)
 and, for every actor box the ray crosses at that time's pose, samples inside the box in the actor's
 frame. All samples are merged in ray order and volume-rendered together (`sim.volume`); per-actor
 weight sums give instance masks. The background's density is zero inside actor boxes (above a thin
@@ -8,7 +11,7 @@ ground-contact slab), so a moved or removed actor takes all of itself along and 
 
 Conventions: world z up, metres; actor frame at its box centre, x forward, y left, z up;
 ``T_actor_world`` maps world to actor coordinates; field coordinates are the unit cube
-(background: the scene AABB; actor: its box).
+(background: the scene AABB, or its contraction (`sim.contraction`); actor: its box).
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from torch import Tensor, nn
 from sim.field import FieldConfig, RadianceField, SkyField
 from sim.encoding import HashGridConfig
 from sim.occupancy import OccupancyGrid
-from sim.contraction import contracted_step, unit_to_world, world_to_unit
+from sim.contraction import cell_steps, contracted_step, unit_to_world, world_to_unit
 from sim.raymarch import march
 from sim.rays import ray_aabb
-from sim.volume import accumulate, concat_passes_order, exclusive_segment_cumsum, merge_order, optical_depth, render_weights
+from sim.volume import accumulate, concat_passes_order, exclusive_segment_cumsum, median_distance, merge_order, optical_depth, render_weights
 
 
 def _default_actor_field() -> FieldConfig:
@@ -146,7 +149,10 @@ class NeuralScene(nn.Module):
         res = tuple(max(8, min(256, math.ceil(e / c))) for e, c in zip(extent, cells))
         self.background_grid = OccupancyGrid(res, threshold=cfg.min_alpha / cfg.step_min)
         if cfg.unbounded:
-            self.background_grid.set_cell_thresholds(self._cell_thresholds(res))
+            # A cell matters when one step through it has optical depth >= min_alpha (the criterion
+            # that prunes samples); the shell's steps are longer, so its cells matter at lower density.
+            steps = cell_steps(res, float((aabb[1] - aabb[0]).max()) / 2, cfg.step_min)
+            self.background_grid.set_cell_thresholds(cfg.min_alpha / steps)
         self.sky = SkyField() if cfg.far_field == "sky" else None
         self.actor_fields = nn.ModuleDict({_key(a): RadianceField(cfg.actor) for a in asset_ids})
         r = cfg.actor_occupancy_resolution
@@ -196,20 +202,6 @@ class NeuralScene(nn.Module):
         if cfg.unbounded:
             dt = max(dt, contracted_step(t, self._half_extent, max(self.background_grid.resolution)))
         return dt * self.step_scale
-
-    def _cell_thresholds(self, res: tuple[int, int, int]) -> Tensor:
-        """Unbounded: per-cell density thresholds of the background grid. A cell matters when one
-        marching step through it has optical depth >= min_alpha (the criterion that prunes samples);
-        steps grow in the shell, so far cells matter at lower densities."""
-        idx = [(torch.arange(n, dtype=torch.float32) + 0.5) / n for n in res]
-        x01 = torch.stack(torch.meshgrid(*idx, indexing="ij"), -1).reshape(-1, 3)
-        c = (4.0 * x01 - 2.0).abs().amax(-1)
-        m = torch.where(c > 1.0, 1.0 / (2.0 - c), torch.ones_like(c))  # distance in half extents
-        half, cfg = self._half_extent, self.cfg
-        # The step at the cell's distance from the box centre (cameras sit inside the box).
-        steps = torch.tensor([max(cfg.step_min, contracted_step(float(mi) * half, half, max(res))) for mi in m.unique()])
-        dt = steps[torch.searchsorted(m.unique(), m)]
-        return (cfg.min_alpha / dt).reshape(res)
 
     def _step_schedule(self, t_max: float, cone: float) -> tuple[Tensor, Tensor]:
         """Global marching distances t_k and steps dt_k, shared by every ray (cone stepping: the step
@@ -531,22 +523,3 @@ class NeuralScene(nn.Module):
             n_world = torch.cat([self._normals_world(p) for p in parts])[order]
             out["normals"] = torch.nn.functional.normalize(accumulate(n_world, weights.detach(), ray, n_rays), dim=-1)
         return out
-
-
-@torch.no_grad()
-def median_distance(weights: Tensor, t: Tensor, dt: Tensor, sigma: Tensor, ray: Tensor, n_rays: int) -> Tensor:
-    """Per ray, the distance where the accumulated weight reaches 0.5 (``inf`` where the ray's total
-    stays below it): in the sample where it crosses, solved exactly for its constant density over
-    its interval ``[t - dt/2, t + dt/2]``, so the first surface is not quantised to the marching step."""
-    cum = exclusive_segment_cumsum(weights, ray, n_rays) + weights
-    reached = (cum >= 0.5).nonzero().flatten()
-    first = torch.full((n_rays,), len(t), dtype=torch.long, device=t.device)
-    first = first.scatter_reduce(0, ray[reached], reached, reduce="amin")
-    hit = first < len(t)
-    i = first[hit]
-    before = (cum[i] - weights[i]).clamp(max=0.5)  # weight accumulated before the interval
-    # (1 - before) * (1 - exp(-sigma s)) = 0.5 - before  ->  s = ln(2 (1 - before)) / sigma
-    s = torch.log(2 * (1 - before)) / sigma[i].clamp_min(1e-12)
-    out = torch.full((n_rays,), float("inf"), dtype=t.dtype, device=t.device)
-    out[hit] = (t[i] - dt[i] / 2 + torch.minimum(s, dt[i])).to(t.dtype)
-    return out

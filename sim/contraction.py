@@ -64,3 +64,15 @@ def contracted_step(t: float, half_extent: float, resolution: int) -> float:
     m = max(t / half_extent, 1.0)
     cell_c = 4.0 / resolution  # a cell of the cube in contracted units (c spans 4)
     return 0.5 * cell_c * m * m * half_extent
+
+
+def cell_steps(res: tuple[int, int, int], half_extent: float, step_min: float) -> Tensor:
+    """The marching step ``[rx, ry, rz]`` at each cell of a contracted grid: the larger of
+    ``step_min`` and `contracted_step` at the cell's distance from the box centre (cameras sit
+    inside the box), in half extents ``m`` (1 inside the box)."""
+    idx = [(torch.arange(n, dtype=torch.float32) + 0.5) / n for n in res]
+    x01 = torch.stack(torch.meshgrid(*idx, indexing="ij"), -1).reshape(-1, 3)
+    c = (4.0 * x01 - 2.0).abs().amax(-1)
+    m = torch.where(c > 1.0, 1.0 / (2.0 - c), torch.ones_like(c))
+    cell_c = 4.0 / max(res)
+    return (0.5 * cell_c * m * m * half_extent).clamp_min(step_min).reshape(res)

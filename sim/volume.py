@@ -137,3 +137,22 @@ def distortion_loss(weights: Tensor, s: Tensor, ds: Tensor, ray_indices: Tensor,
     ws_before = exclusive_segment_cumsum(weights * s, ray_indices, n_rays)
     per_sample = 2 * weights * (s * w_before - ws_before) + weights * weights * ds / 3
     return torch.zeros(n_rays, dtype=weights.dtype, device=weights.device).index_add(0, ray_indices, per_sample)
+
+
+@torch.no_grad()
+def median_distance(weights: Tensor, t: Tensor, dt: Tensor, sigma: Tensor, ray: Tensor, n_rays: int) -> Tensor:
+    """Per ray, the distance where the accumulated weight reaches 0.5 (``inf`` where the ray's total
+    stays below it): in the sample where it crosses, solved exactly for its constant density over
+    its interval ``[t - dt/2, t + dt/2]``, so the first surface is not quantised to the marching step."""
+    cum = exclusive_segment_cumsum(weights, ray, n_rays) + weights
+    reached = (cum >= 0.5).nonzero().flatten()
+    first = torch.full((n_rays,), len(t), dtype=torch.long, device=t.device)
+    first = first.scatter_reduce(0, ray[reached], reached, reduce="amin")
+    hit = first < len(t)
+    i = first[hit]
+    before = (cum[i] - weights[i]).clamp(max=0.5)  # weight accumulated before the interval
+    # (1 - before) * (1 - exp(-sigma s)) = 0.5 - before  ->  s = ln(2 (1 - before)) / sigma
+    s = torch.log(2 * (1 - before)) / sigma[i].clamp_min(1e-12)
+    out = torch.full((n_rays,), float("inf"), dtype=t.dtype, device=t.device)
+    out[hit] = (t[i] - dt[i] / 2 + torch.minimum(s, dt[i])).to(t.dtype)
+    return out

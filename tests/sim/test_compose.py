@@ -430,7 +430,7 @@ def test_ray_aabb_broadcasts_one_box_over_many_rays():
 
 
 def test_median_distance_is_exact_inside_a_constant_density_slab():
-    from sim.compose import median_distance
+    from sim.volume import median_distance
     from sim.volume import render_weights
 
     # two rays: a slab starting at 3.0 (sigma 2.5 per unit), and one that stays nearly transparent
