@@ -85,6 +85,9 @@ class SceneModelConfig:
     218 ms/step, 128 -> 178, 256 -> 188, 4096 -> 211; 640x360 render 0.78 / 0.71 / 0.84 / 0.81 s)."""
     normal_step: float = 0.02
     """Central-difference step (scene units) of the density gradient that gives normals."""
+    image_codes: int = 0
+    """Appearance codes of the background, one per training image, when its field takes them
+    (`FieldConfig.image_code_dim`): photos of one capture differ in exposure and white balance."""
     unbounded: bool = False
     """Contract all space beyond the AABB into the background field's cube (`sim.contraction`): the
     AABB is then the *inner box*, sampled linearly in the middle half of the cube, and far content
@@ -154,6 +157,9 @@ class NeuralScene(nn.Module):
             steps = cell_steps(res, float((aabb[1] - aabb[0]).max()) / 2, cfg.step_min)
             self.background_grid.set_cell_thresholds(cfg.min_alpha / steps)
         self.sky = SkyField() if cfg.far_field == "sky" else None
+        dim = cfg.background.image_code_dim
+        # Zero codes at first: the field starts as one without them.
+        self.image_codes = nn.Embedding(cfg.image_codes, dim, _weight=torch.zeros(cfg.image_codes, dim)) if dim and cfg.image_codes else None
         self.actor_fields = nn.ModuleDict({_key(a): RadianceField(cfg.actor) for a in asset_ids})
         r = cfg.actor_occupancy_resolution
         self.actor_grids = nn.ModuleDict({_key(a): OccupancyGrid((r, r, r)) for a in asset_ids})
@@ -455,18 +461,30 @@ class NeuralScene(nn.Module):
         return -torch.nn.functional.normalize(grad, dim=-1)
 
     @staticmethod
-    def _shade(part: dict, semantics: bool) -> tuple[Tensor, ...]:
+    def _shade(part: dict, semantics: bool, codes: Tensor | None = None) -> tuple[Tensor, ...]:
         """Density and colour (and class logits) of a part's samples; samples that kept their
-        geometry features from marching (inference) only run the colour MLP."""
+        geometry features from marching (inference) only run the colour MLP. ``codes``: per-ray
+        image codes (fields that take them)."""
         field = part["field"]
+        kw = {"codes": codes[part["ray"]]} if codes is not None else {}
         if "geo_nograd" in part:
-            return (part["sigma_nograd"],) + field.appearance(part["geo_nograd"], part["x01"], part["dirs"], semantics)
-        return field(part["x01"], part["dirs"], semantics=True) if semantics else field(part["x01"], part["dirs"])
+            return (part["sigma_nograd"],) + field.appearance(part["geo_nograd"], part["x01"], part["dirs"], semantics, **kw)
+        return field(part["x01"], part["dirs"], semantics=True, **kw) if semantics else field(part["x01"], part["dirs"], **kw)
+
+    def ray_image_codes(self, n_rays: int, codes: Tensor | None) -> Tensor | None:
+        """Per-ray image codes ``[R, D]`` for the background: ``codes`` (``[R, D]`` or one ``[D]``),
+        or, when None, the mean of the training images' codes (a new view's default exposure);
+        None when the background takes no codes."""
+        if self.image_codes is None:
+            return None
+        if codes is None:
+            codes = self.image_codes.weight.mean(0)
+        return codes.expand(n_rays, -1) if codes.dim() == 1 else codes
 
     def render_rays(self, origins: Tensor, dirs: Tensor, actors: list[ActorRays] = (), jitter: bool = False,
                     far_rgb: Tensor | None = None, prune: bool = True, normals: bool = False,
                     background: bool = True, semantics: bool = False, median: bool = False,
-                    step_cone: float | None = None) -> dict[str, Tensor]:
+                    step_cone: float | None = None, image_codes: Tensor | None = None) -> dict[str, Tensor]:
         """Render rays ``[R, 3]`` (world) through background + actors.
 
         Returns a dict: ``rgb [R,3]``, ``depth [R]`` (expected ray distance of the visible surface,
@@ -492,7 +510,8 @@ class NeuralScene(nn.Module):
         if torch.is_grad_enabled() and (origins.requires_grad or dirs.requires_grad or any(a.T_actor_world.requires_grad for a in actors)):
             parts = [self._positions_with_pose_grad(p, origins, dirs) for p in parts]
         semantics = semantics and getattr(self.background, "semantic_head", None) is not None
-        shaded = [self._shade(p, semantics and p["slot"] == 0) for p in parts]
+        codes = self.ray_image_codes(n_rays, image_codes)
+        shaded = [self._shade(p, semantics and p["slot"] == 0, codes if p["slot"] == 0 else None) for p in parts]
         ray, t, order = self._ray_order(parts)
         ray, t = ray[order], t[order]
         dt = torch.cat([p["dt"] for p in parts])[order]

@@ -164,6 +164,7 @@ class RayBank:
             "rgb": self.rgb[flat].float() / 255.0,
             "time_idx": self.view_time_idx[view],
             "pixel": flat,
+            "view": view,
         }
         if self.alpha is not None:
             out["alpha"] = self.alpha[flat]

@@ -146,6 +146,9 @@ class FieldConfig:
     """Added to the raw density before exp: starts the field nearly transparent."""
     semantic_classes: tuple[str, ...] = ()
     """Class names of a semantic head on the geometry features (empty = no head)."""
+    image_code_dim: int = 0
+    """Length of a per-image appearance code given to the colour MLP (a photo's exposure and white
+    balance, learned with the field; `sim.compose.SceneModelConfig.image_codes`); 0 = none."""
     mirror_y: bool = False
     """Left-right symmetric object (a car in its box frame: x forward, y left): both halves of the
     cube (y < 0.5 and y > 0.5) share one set of features, so a side seen in the log gives the shape
@@ -177,7 +180,8 @@ class RadianceField(nn.Module):
         self.density_mlp = mlp([n_enc, cfg.hidden_dim, 1 + cfg.geo_feat_dim])
         n_dir = cfg.sh_degree**2 if cfg.sh_degree > 0 else 0
         n_side = 1 if cfg.mirror_y else 0
-        self.color_mlp = mlp([cfg.geo_feat_dim + n_dir + n_side, cfg.color_hidden_dim, cfg.color_hidden_dim, 3], ColorSigmoid())
+        self.color_mlp = mlp([cfg.geo_feat_dim + n_dir + n_side + cfg.image_code_dim, cfg.color_hidden_dim, cfg.color_hidden_dim, 3],
+                             ColorSigmoid())
         # Semantic-NeRF style: class logits from the geometry features, view independent.
         self.semantic_head = nn.Linear(cfg.geo_feat_dim, len(cfg.semantic_classes)) if cfg.semantic_classes else None
         self.level_weights: Tensor | None = None
@@ -211,19 +215,25 @@ class RadianceField(nn.Module):
         """Density ``[N]`` at points ``[N, 3]`` of the unit cube."""
         return self._geometry(x01)[0]
 
-    def forward(self, x01: Tensor, dirs: Tensor, semantics: bool = False):
+    def forward(self, x01: Tensor, dirs: Tensor, semantics: bool = False, codes: Tensor | None = None):
         """Density ``[N]`` and colour ``[N, 3]``; ``dirs`` are unit view directions in the field's
-        frame. With ``semantics`` (and a semantic head) also class logits ``[N, C]``."""
+        frame. With ``semantics`` (and a semantic head) also class logits ``[N, C]``. ``codes``:
+        per-point image codes ``[N, image_code_dim]`` (fields with codes; None = zeros)."""
         sigma, geo = self._geometry(x01)
-        return (sigma,) + self.appearance(geo, x01, dirs, semantics)
+        return (sigma,) + self.appearance(geo, x01, dirs, semantics, codes)
 
-    def appearance(self, geo: Tensor, x01: Tensor, dirs: Tensor, semantics: bool = False) -> tuple[Tensor, ...]:
+    def appearance(self, geo: Tensor, x01: Tensor, dirs: Tensor, semantics: bool = False, codes: Tensor | None = None) -> tuple[Tensor, ...]:
         """Colour ``[N, 3]`` (and class logits with ``semantics``) from geometry features ``geo``
-        (the density MLP's other outputs at ``x01``)."""
-        out = in_blocks(lambda g, x, d: self._appearance_block(g, x, d, semantics), geo, x01, dirs)
+        (the density MLP's other outputs at ``x01``) and image ``codes`` (see `forward`)."""
+        if self.cfg.image_code_dim > 0 and codes is None:
+            codes = geo.new_zeros(len(geo), self.cfg.image_code_dim)
+        if self.cfg.image_code_dim > 0:
+            out = in_blocks(lambda g, x, d, c: self._appearance_block(g, x, d, semantics, c), geo, x01, dirs, codes)
+        else:
+            out = in_blocks(lambda g, x, d: self._appearance_block(g, x, d, semantics), geo, x01, dirs)
         return (out,) if isinstance(out, Tensor) else out
 
-    def _appearance_block(self, geo: Tensor, x01: Tensor, dirs: Tensor, semantics: bool) -> Tensor | tuple[Tensor, Tensor]:
+    def _appearance_block(self, geo: Tensor, x01: Tensor, dirs: Tensor, semantics: bool, codes: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         feats = [geo]
         if self.cfg.mirror_y:
             # The reflected half sees reflected directions; its side is an input of the colour MLP.
@@ -232,6 +242,8 @@ class RadianceField(nn.Module):
             feats.append(side)
         if self.cfg.sh_degree > 0:
             feats.append(sh_encode(dirs, self.cfg.sh_degree))
+        if codes is not None:
+            feats.append(codes)
         rgb = self.color_mlp(torch.cat(feats, -1))
         if semantics and self.semantic_head is not None:
             return rgb, self.semantic_head(geo)

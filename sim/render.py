@@ -35,8 +35,9 @@ def actor_rays_for_state(model: NeuralScene, state: SceneState, device="cpu") ->
 @torch.no_grad()
 def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: SceneState, chunk: int = 1 << 14,
                      normals: bool = False, background: bool = True, semantics: bool = True,
-                     step_cone: float | None = None) -> dict[str, Tensor]:
-    """Per-ray products of world rays ``[N, 3]`` at ``state``: ``rgb [N,3]``, ``ray_dist`` (expected)
+                     step_cone: float | None = None, image_code: Tensor | None = None) -> dict[str, Tensor]:
+    """Per-ray products of world rays ``[N, 3]`` at ``state`` (``image_code``: the background's
+    appearance code, default the training photos' mean, see `fit_image_code`): ``rgb [N,3]``, ``ray_dist`` (expected)
     and ``ray_dist_median [N]`` (both inf where accumulation < 0.5), ``accumulation [N]``,
     ``instance [N]`` (the actor holding most of the ray's weight, 0 = background / sky), and with
     ``normals`` the outward world-frame ``normals [N, 3]`` (zero where nothing was hit).
@@ -54,7 +55,7 @@ def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: S
     parts: dict[str, list[Tensor]] = {k: [] for k in keys}
     n_samples = 0
     for s in range(0, len(origins), chunk):
-        out = model.render_rays(origins[s : s + chunk], dirs[s : s + chunk], actors, normals=normals, background=background,
+        out = model.render_rays(origins[s : s + chunk], dirs[s : s + chunk], actors, normals=normals, background=background, image_codes=image_code,
                                 semantics=head, median=True, step_cone=step_cone)
         if head:
             out["background_class"] = class_ids[out["semantic_probs"].argmax(-1)]
@@ -75,10 +76,11 @@ def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: S
     return res
 
 
-def render_camera(model: NeuralScene, camera: Camera, state: SceneState, chunk: int = 1 << 14) -> dict[str, np.ndarray]:
+def render_camera(model: NeuralScene, camera: Camera, state: SceneState, chunk: int = 1 << 14,
+                  image_code: Tensor | None = None) -> dict[str, np.ndarray]:
     """RGB ``[H,W,3]``, depth / ray_dist / accumulation ``[H,W]`` and instance ids ``[H,W]`` of one view."""
     origins, dirs, z_per_dist = camera_rays(camera, model.aabb.device)
-    r = render_ray_batch(model, origins, dirs, state, chunk, semantics=False)
+    r = render_ray_batch(model, origins, dirs, state, chunk, semantics=False, image_code=image_code)
     H, W = camera.intrinsics.height, camera.intrinsics.width
     img = lambda x: x.reshape(H, W, *x.shape[1:]).cpu().numpy()
     return {
@@ -113,3 +115,33 @@ def sample_ray_distances(model: NeuralScene, origins: Tensor, dirs: Tensor, stat
         draws = t[idx] if len(t) else torch.full((n, n_draws), float("inf"), device=o.device)
         out.append(torch.where((total >= 0.5)[:, None], draws, torch.full_like(draws, float("inf"))))
     return torch.cat(out)
+
+
+def fit_image_code(model: NeuralScene, origins: Tensor, dirs: Tensor, target: Tensor, steps: int = 100, lr: float = 0.05,
+                   batch: int = 4096, seed: int = 0) -> Tensor:
+    """The background appearance code ``[D]`` that best reproduces ``target`` colours ``[N, 3]`` of
+    world rays ``[N, 3]`` (Adam on the code alone, the field frozen, from the training photos' mean).
+    The evaluation protocol of per-image appearance (NeRF-W, mip-NeRF 360, nerfacto): fit on one
+    half of a held-out photo, score the other half."""
+    if model.image_codes is None:
+        raise InputError("fit_image_code", "model", "this scene's background has no appearance codes")
+    code = model.image_codes.weight.detach().mean(0).clone().requires_grad_(True)
+    opt = torch.optim.Adam([code], lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        for _ in range(steps):
+            idx = torch.randint(len(origins), (min(batch, len(origins)),), generator=gen)
+            out = model.render_rays(origins[idx], dirs[idx], image_codes=code)
+            loss = torch.mean((out["rgb"] - target[idx]) ** 2)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.train(was_training)
+    return code.detach()

@@ -327,7 +327,12 @@ def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torc
         a = batch["alpha"][:, None]
         target = target * a + model.far_color(dirs[:n_cam]) .detach() * (1 - a)
     semantics = "semantic" in batch and model.background.semantic_head is not None
-    out = model.render_rays(origins, dirs, actors, jitter=True, far_rgb=far_rgb, semantics=semantics)
+    codes = None
+    if model.image_codes is not None:  # each photo's own code; LiDAR rays take the mean
+        codes = model.image_codes(batch["view"])
+        if len(origins) > n_cam:
+            codes = torch.cat([codes, model.image_codes.weight.mean(0).expand(len(origins) - n_cam, -1)])
+    out = model.render_rays(origins, dirs, actors, jitter=True, far_rgb=far_rgb, semantics=semantics, image_codes=codes)
     mse = torch.mean((out["rgb"][:n_cam] - target) ** 2)
     loss = mse
     stats = {"mse": mse.item()}

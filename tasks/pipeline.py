@@ -53,15 +53,16 @@ def is_capture_log(path: Path) -> bool:
 
 
 def model_config_for(aabb, far_field: str, semantic_classes: tuple[str, ...] = (), unbounded: bool = False,
-                     near: float = 0.0, pixel_angle: float | None = None) -> SceneModelConfig:
+                     near: float = 0.0, pixel_angle: float | None = None, n_images: int = 0) -> SceneModelConfig:
     """Sampling scaled to the scene: ~128 occupancy cells and ~512 steps across the AABB diagonal for
     small object-centric scenes; metric defaults for street-scale logs. ``semantic_classes`` gives
     the background field a semantic head (data with labels). ``unbounded``: a real capture whose
     AABB is the inner box of a contracted background (`sim.contraction`), ``near`` its near depth,
-    marched with cone steps of ``pixel_angle`` (the cameras' angle per pixel)."""
+    marched with cone steps of ``pixel_angle`` (the cameras' angle per pixel), with an appearance
+    code for each of its ``n_images`` training photos."""
     extent = np.asarray(aabb[1]) - np.asarray(aabb[0])
     if unbounded:
-        return unbounded_model_config(extent, far_field, near, pixel_angle or 1.0 / 512)
+        return unbounded_model_config(extent, far_field, near, pixel_angle or 1.0 / 512, n_images)
     if extent.max() > 20:  # a street in metres
         # min_alpha 1e-4: with 1e-3, thin structures (16 cm poles) that the young field leaves faint
         # lose their samples, hence their gradient, and never appear (measured: pole PSNR 14.7 -> 23.8 dB).
@@ -72,15 +73,16 @@ def model_config_for(aabb, far_field: str, semantic_classes: tuple[str, ...] = (
                             step_cone=0.0, step_max=diag / 512)
 
 
-def unbounded_model_config(extent: np.ndarray, far_field: str, near: float, pixel_angle: float) -> SceneModelConfig:
+def unbounded_model_config(extent: np.ndarray, far_field: str, near: float, pixel_angle: float, n_images: int = 0) -> SceneModelConfig:
     """A contracted background: 128 occupancy cells across the contracted cube (64 across the inner
     box), steps of ~1/256 of the inner box up close, growing with the pixel footprint, the hash grid
-    reaching 4096 cells across the cube (2048 across the inner box)."""
+    reaching 4096 cells across the cube (2048 across the inner box), and an 8-number appearance code
+    per training photo (exposure, white balance)."""
     size = float(extent.max())
     cfg = SceneModelConfig(far_field=far_field, unbounded=True, near=0.8 * near, occupancy_cell=2 * size / 128,
-                           occupancy_cell_z=None, step_min=size / 256, step_cone=pixel_angle, step_max=size)
+                           occupancy_cell_z=None, step_min=size / 256, step_cone=pixel_angle, step_max=size, image_codes=n_images)
     grid = replace(cfg.background.grid, log2_table_size=19, max_resolution=4096)
-    return replace(cfg, background=replace(cfg.background, grid=grid))
+    return replace(cfg, background=replace(cfg.background, grid=grid, image_code_dim=8 if n_images else 0))
 
 
 def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10, on_step=None) -> dict:
@@ -106,7 +108,7 @@ def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10
     classes = BACKGROUND_CLASSES if bank.semantic is not None else ()
     unbounded, near = (ds.unbounded, ds.near) if not is_capture_log(data) else (False, 0.0)
     pixel_angle = 1.0 / float(bank.K[:, 0].median())
-    model = NeuralScene(model_config_for(graph.aabb, far, classes, unbounded, near, pixel_angle), graph.aabb, graph.asset_ids)
+    model = NeuralScene(model_config_for(graph.aabb, far, classes, unbounded, near, pixel_angle, len(bank.K)), graph.aabb, graph.asset_ids)
     return train(model, bank, graph, cfg, out, extra_meta=extra, on_step=on_step)
 
 
