@@ -94,7 +94,8 @@ class CaptureLog:
     world: dict
     cameras: list[CaptureCamera]
     lidar: dict
-    """LiDAR config fields + ``T_ego_lidar``."""
+    """The LiDAR entry of log.json: its scan-pattern fields (``n_beams``, ..., ``max_range``, the
+    fields of `sensors.lidar.LidarConfig`) + ``T_ego_lidar``."""
     frames: list[CaptureFrame]
     scene: SceneGraph
 
