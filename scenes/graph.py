@@ -1,6 +1,6 @@
 """The scene graph: what exists, where, and when. It knows no renderer.
 
-Conventions (see DESIGN.md):
+Conventions (ARCHITECTURE.md):
 - World: right-handed, z up, metres. Actor frame: origin at the centre of the actor's 3D box,
   x forward, y left, z up (ISO 8855). A box has size (length along x, width along y, height along z).
 - `T_world_actor` maps actor-frame coordinates to world coordinates.

@@ -1,6 +1,6 @@
 """Small SE(3) / SO(3) helpers in numpy, shared by every package.
 
-Conventions (project-wide, see DESIGN.md):
+Conventions (project-wide, ARCHITECTURE.md):
 - World: right-handed, z up, metres. Actor/ego frames: x forward, y left, z up (ISO 8855).
 - Cameras: OpenCV (x right, y down, z forward). OpenGL/Blender cameras (x right, y up, z backward)
   are converted once, at load, with `opengl_to_opencv`.

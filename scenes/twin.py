@@ -1,22 +1,21 @@
 """The ground-truth twin: ray casting of the built-in world's meshes (open3d RaycastingScene, Embree).
 
-Conventions (see DESIGN.md):
+Conventions (ARCHITECTURE.md):
 - World: z up, metres. Actor meshes live in their box frame (x forward, y left, z up) and are placed
   with ``ActorState.T_world_actor``; the twin draws exactly what ``state.actors`` lists, so edits
   (moved, removed, inserted copies sharing an ``asset_id``) render with no extra work.
 - Cameras: OpenCV axes (x right, y down, z forward), ``T_world_cam`` maps camera to world.
   ``depth`` is z-depth along the camera z axis, ``ray_dist`` the distance along the unit ray; both
   ``inf`` for sky. Camera-frame normals face the camera; zeros for sky.
-- LiDAR frame: x forward, y left, z up; a spinning LiDAR has ``n_beams`` elevations x ``n_azimuth``
-  azimuths (beam-major order); range is ``inf`` where there is no return or beyond ``max_range``.
+- LiDAR frame: x forward, y left, z up; `Twin.lidar` casts the beam directions it is given (the
+  scan pattern is a sensor spec, `sensors.lidar.LidarConfig`, one layer up); range is ``inf`` where
+  there is no return or beyond ``max_range``.
 - Colour: view-independent Lambert shading of the procedural albedo (`scenes.materials.shade`);
   rays that hit nothing see `scenes.materials.sky_color`.
 - Semantic ids are `scenes.classes.CLASS_IDS` (0 = sky); instance ids are the actors' (0 = background).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -42,41 +41,6 @@ def _o3d():
                               "(Linux also needs the system library libusb-1.0-0)") from None
         _O3D = open3d
     return _O3D
-
-
-@dataclass(frozen=True)
-class LidarConfig:
-    """A spinning LiDAR: evenly spaced beam elevations x evenly spaced azimuths over 360 degrees."""
-
-    n_beams: int = 48
-    """Number of beams (elevations)."""
-    min_elevation_deg: float = -25.0
-    """Lowest beam elevation, degrees (negative = below the horizon)."""
-    max_elevation_deg: float = 30.0
-    """Highest beam elevation, degrees."""
-    n_azimuth: int = 512
-    """Azimuth steps per revolution (azimuth 0 = +x, counter-clockwise seen from above)."""
-    max_range: float = 60.0
-    """Returns farther than this are dropped (range ``inf``), metres."""
-    elevations_deg: tuple[float, ...] | None = None
-    """Explicit beam elevations (degrees, as in a real sensor's datasheet) instead of the even spread
-    between min and max; ``n_beams`` must then equal their number."""
-
-    def __post_init__(self):
-        if self.elevations_deg is not None:
-            el = tuple(float(e) for e in self.elevations_deg)
-            if len(el) != self.n_beams or not np.isfinite(el).all():
-                raise InputError("lidar config", "elevations_deg", f"expected {self.n_beams} finite angles (n_beams), got {len(el)}")
-            object.__setattr__(self, "elevations_deg", el)
-
-    def directions(self) -> np.ndarray:
-        """Unit beam directions ``[n_beams * n_azimuth, 3]`` in the LiDAR frame, beam-major."""
-        el = np.radians(np.linspace(self.min_elevation_deg, self.max_elevation_deg, self.n_beams)
-                        if self.elevations_deg is None else np.asarray(self.elevations_deg))
-        az = np.arange(self.n_azimuth) * (2 * np.pi / self.n_azimuth)
-        el, az = np.meshgrid(el, az, indexing="ij")
-        d = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
-        return d.reshape(-1, 3)
 
 
 def _mesh_tensors(vertices: np.ndarray, faces: np.ndarray):
@@ -202,16 +166,18 @@ class Twin:
             "semantic": r["semantic"].reshape(H, W),
         }
 
-    def lidar(self, T_world_lidar: np.ndarray, state: SceneState, cfg: LidarConfig | None = None) -> dict:
-        """One spinning-LiDAR sweep from ``T_world_lidar`` (no motion distortion: the sweep is instantaneous).
+    def lidar(self, T_world_lidar: np.ndarray, dirs_lidar: np.ndarray, state: SceneState,
+              max_range: float = np.inf) -> dict:
+        """One LiDAR sweep from ``T_world_lidar``: every beam of ``dirs_lidar [N, 3]`` (unit, LiDAR
+        frame; a scan pattern such as `sensors.lidar.LidarConfig.directions()`) cast at once (no
+        motion distortion: the sweep is instantaneous).
 
-        Returns ``dirs_lidar [N, 3]`` (unit, LiDAR frame), ``range [N]`` (inf = no return),
-        ``instance [N]`` int32 and ``semantic [N]`` uint8.
+        Returns ``dirs_lidar [N, 3]`` (as given), ``range [N]`` (inf = no return within
+        ``max_range``), ``instance [N]`` int32 and ``semantic [N]`` uint8.
         """
-        cfg = cfg or LidarConfig()
         T = np.asarray(T_world_lidar, dtype=np.float64)
-        dirs_l = cfg.directions()
+        dirs_l = np.asarray(dirs_lidar, dtype=np.float64).reshape(-1, 3)
         dirs_w = dirs_l @ T[:3, :3].T
         origins = np.broadcast_to(T[:3, 3], dirs_w.shape)
-        r = self.cast_rays(origins, dirs_w, state, max_range=cfg.max_range)
+        r = self.cast_rays(origins, dirs_w, state, max_range=max_range)
         return {"dirs_lidar": dirs_l, "range": r["dist"], "instance": r["instance"], "semantic": r["semantic"]}

@@ -1,6 +1,6 @@
 """The built-in procedural street world: background meshes, actor assets + tracks, and the ego route.
 
-Conventions (see DESIGN.md):
+Conventions (ARCHITECTURE.md):
 - World: right-handed, z up, metres. The street runs along +x from x=0 to x=street_length, centred
   on y=0; the road surface is z=0, sidewalks are raised by ``sidewalk_height``.
 - Cross-section (|y| from the centre): two driving lanes (|y| < lane_width, right lane y<0 drives +x),

@@ -1,7 +1,8 @@
-"""LiDAR sweeps rendered from the scene: ranges, ray drop, actor id per point; .npy / .ply / .pcd.
+"""LiDAR: the scan pattern of a spinning LiDAR (`LidarConfig`), and sweeps rendered from the scene:
+ranges, ray drop, actor id per point; .npy / .ply / .pcd.
 
-Conventions: LiDAR frame x forward, y left, z up; the scan pattern is a `scenes.twin.LidarConfig`
-(beam-major order, azimuth 0 = +x, counter-clockwise seen from above). A sweep is instantaneous
+Conventions: LiDAR frame x forward, y left, z up; the scan pattern is beam-major (azimuth 0 = +x,
+counter-clockwise seen from above). A sweep is instantaneous
 (no motion distortion). A beam returns nothing (range ``inf``, ``dropped``) when the ray escapes
 (accumulation below ``min_accumulation``: transmittance stays high) or its range exceeds
 ``max_range``. ``range_mode`` picks the expected range (``expected``) or the first surface
@@ -15,9 +16,44 @@ from pathlib import Path
 
 import numpy as np
 
+from scenes.errors import InputError
 from scenes.files import atomic_write
 from scenes.graph import SceneState
-from sensors.rig import LidarSensor
+
+
+@dataclass(frozen=True)
+class LidarConfig:
+    """A spinning LiDAR: evenly spaced beam elevations x evenly spaced azimuths over 360 degrees."""
+
+    n_beams: int = 48
+    """Number of beams (elevations)."""
+    min_elevation_deg: float = -25.0
+    """Lowest beam elevation, degrees (negative = below the horizon)."""
+    max_elevation_deg: float = 30.0
+    """Highest beam elevation, degrees."""
+    n_azimuth: int = 512
+    """Azimuth steps per revolution (azimuth 0 = +x, counter-clockwise seen from above)."""
+    max_range: float = 60.0
+    """Returns farther than this are dropped (range ``inf``), metres."""
+    elevations_deg: tuple[float, ...] | None = None
+    """Explicit beam elevations (degrees, as in a real sensor's datasheet) instead of the even spread
+    between min and max; ``n_beams`` must then equal their number."""
+
+    def __post_init__(self):
+        if self.elevations_deg is not None:
+            el = tuple(float(e) for e in self.elevations_deg)
+            if len(el) != self.n_beams or not np.isfinite(el).all():
+                raise InputError("lidar config", "elevations_deg", f"expected {self.n_beams} finite angles (n_beams), got {len(el)}")
+            object.__setattr__(self, "elevations_deg", el)
+
+    def directions(self) -> np.ndarray:
+        """Unit beam directions ``[n_beams * n_azimuth, 3]`` in the LiDAR frame, beam-major."""
+        el = np.radians(np.linspace(self.min_elevation_deg, self.max_elevation_deg, self.n_beams)
+                        if self.elevations_deg is None else np.asarray(self.elevations_deg))
+        az = np.arange(self.n_azimuth) * (2 * np.pi / self.n_azimuth)
+        el, az = np.meshgrid(el, az, indexing="ij")
+        d = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
+        return d.reshape(-1, 3)
 
 
 @dataclass
@@ -61,9 +97,10 @@ class LidarSweep:
         return written
 
 
-def capture_lidar(renderer, sensor: LidarSensor, T_world_ego: np.ndarray, state: SceneState,
+def capture_lidar(renderer, sensor, T_world_ego: np.ndarray, state: SceneState,
                   range_mode: str = "median", min_accumulation: float = 0.5) -> LidarSweep:
-    """Render one sweep of ``sensor`` mounted on an ego at ``T_world_ego``."""
+    """Render one sweep of ``sensor`` (a `sensors.rig.LidarSensor`: imported by the rig, not from it,
+    so this module stays below the rig) mounted on an ego at ``T_world_ego``."""
     if range_mode not in ("expected", "median"):
         raise ValueError(f"range_mode must be 'expected' or 'median', got '{range_mode}'")
     T = sensor.pose(T_world_ego)

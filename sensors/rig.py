@@ -14,8 +14,8 @@ import numpy as np
 
 from scenes.errors import InputError
 from scenes.transforms import is_rigid
-from scenes.twin import LidarConfig
 from scenes.lens import CameraModel
+from sensors.lidar import LidarConfig
 
 
 def _rigid(T, source: str, name: str) -> np.ndarray:
@@ -52,7 +52,7 @@ class CameraSensor(_Mounted):
 
 @dataclass(frozen=True)
 class LidarSensor(_Mounted):
-    """A spinning LiDAR of a rig (its scan pattern is a `scenes.twin.LidarConfig`)."""
+    """A spinning LiDAR of a rig (its scan pattern is a `sensors.lidar.LidarConfig`)."""
 
     _extrinsic = "T_ego_lidar"
     name: str = "lidar"

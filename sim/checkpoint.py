@@ -9,8 +9,8 @@ Layout (format ``nerfsim-scene``, version 1)::
 
 No pickle anywhere: tensors go through safetensors, everything else is JSON. Writes are atomic:
 tensor files first (temporary name + ``os.replace``), then ``scene.json`` pointing at them; a
-kill at any moment leaves the previous complete checkpoint readable. Every backend (torch, numba,
-tinycudann) reads and writes these same tensors.
+kill at any moment leaves the previous complete checkpoint readable. Every encoding backend (torch
+reference, numba CPU, numba.cuda; `sim.encoding`) reads and writes these same tensors.
 """
 
 from __future__ import annotations

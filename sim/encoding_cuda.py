@@ -1,12 +1,13 @@
-"""CUDA twin of the numba CPU hash-grid kernels (`sim.encoding`), written with numba.cuda.
+"""The hash-grid encoding's GPU backend: the CPU kernels' twin (`sim.encoding_cpu`), written with
+numba.cuda, and its autograd wrapper `hash_grid_encode_cuda`.
 
-The same semantics and the same corner arithmetic (`sim.encoding`'s `_level_consts_py`, `_cell_py`,
-`_trilinear_py`, `_frac_grads_py`, compiled here as CUDA device functions), so the three backends
-agree: the torch reference, the numba CPU kernels and these.
-Why not the torch reference on the GPU: it launches ~15 kernels per level per call, forward and
-backward; a training step of a street scene (a background and a dozen actor fields) launched ~10k
-kernels and was bound by launch overhead (H200: 40 ms of GPU work in a 220 ms step). Here a call is
-one kernel forward and two backward.
+The same semantics (`sim.encoding_reference`) and the same corner arithmetic (`sim.encoding_corners`,
+compiled here as CUDA device functions), so the three backends agree: the torch reference, the numba
+CPU kernels and these. Why not the torch reference on the GPU: it launches ~15 kernels per level per
+call, forward and backward; a street-scene training step (a background and a dozen actor fields)
+was bound by launch overhead (bench/RESULTS.md, "2026-11-26 GPU: python -m bench.run ..."). Here a
+call is one kernel forward and two backward; what that gained is in bench/RESULTS.md, "2026-11-26 GPU,
+numba.cuda hash-grid kernels working".
 
 Threads: forward and table-gradient run one thread per (point, level), levels adjacent so a point's
 coordinates are loaded once per warp; the table gradient scatters with float atomics (instant-ngp
@@ -14,12 +15,9 @@ does the same). The x-gradient runs one thread per point over all levels (no ato
 
 Nothing compiles at import time: the kernels compile on first use and numba caches them on disk.
 Tested on a CPU through numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which runs these same
-Python kernels thread by thread, and on a GPU against the CPU kernel and the torch reference
-(tests/sim/test_cuda.py; 7 passed on an H200 with numba-cuda 0.30.4). Measured there (bench/RESULTS.md):
-6.4 ns per sample forward + backward at 2^18 points, 9x the torch reference; street-world training
-went from 38k to 96k rays/s (with the earlier inline corner code; after the shared-helper rewrite a
-slower H200 measured 8.0 ns, and a same-machine A/B of training showed no difference). If numba's CUDA target cannot compile (a driver or toolkit it does not
-support), the self-test below catches it and the GPU runs the torch reference.
+Python kernels thread by thread (tests/sim/test_encoding.py), and on a GPU against the CPU kernel and
+the torch reference (tests/sim/test_cuda.py). If numba's CUDA target cannot compile (a driver or
+toolkit it does not support), the self-test below catches it and the GPU runs the torch reference.
 """
 
 from __future__ import annotations
@@ -31,8 +29,8 @@ import warnings
 import numpy as np
 import torch
 
-from sim import encoding as _enc
-from sim.encoding import HashGridConfig, _level_arrays
+from sim import encoding_corners as corners
+from sim.encoding_reference import HashGridConfig, hash_grid_encode_reference, level_arrays
 
 # numba-cuda (0.30.4 at least) references `np.row_stack`, an alias numpy 2.5 removed; without it
 # every kernel compile fails ("module 'numpy' has no attribute 'row_stack'"). Restoring the alias
@@ -44,7 +42,7 @@ try:
     from numba import cuda
 
     _level_consts_d, _cell_d, _trilinear_d, _frac_grads_d = (
-        cuda.jit(device=True)(f) for f in (_enc._level_consts_py, _enc._cell_py, _enc._trilinear_py, _enc._frac_grads_py))
+        cuda.jit(device=True)(f) for f in (corners.level_consts, corners.cell, corners.trilinear, corners.frac_grads))
     _HAVE_NUMBA_CUDA = True
     # Small grids are normal here (an actor's few hundred samples per step); numba warns on every
     # such launch, which buried training logs under hundreds of lines on the H200.
@@ -74,8 +72,6 @@ def cuda_backend_available() -> bool:
 
 
 def _self_test() -> None:
-    from sim.encoding import hash_grid_encode_reference
-
     # numba's CUDA simulator runs kernels on numpy arrays: CPU tensors, even on a machine with a GPU
     simulated = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
     device = torch.device("cuda") if torch.cuda.is_available() and not simulated else torch.device("cpu")
@@ -175,7 +171,7 @@ def _levels(cfg: HashGridConfig, device: torch.device):
     """Per-level resolutions and dense flags on ``device`` (kept: they are read by every call)."""
     key = (tuple(cfg.resolutions()), tuple(cfg.dense_levels()), str(device))
     if key not in _LEVELS:
-        res, dense = _level_arrays(cfg)
+        res, dense = level_arrays(cfg)
         _LEVELS[key] = (torch.from_numpy(res).to(device), torch.from_numpy(dense.astype(np.uint8)).to(device))
     return tuple(_arr(t) for t in _LEVELS[key])
 

@@ -16,10 +16,10 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from scenes.classes import ACTOR_CLASSES, CLASS_IDS
 from scenes.graph import SceneGraph
+from scenes.progress import JobProgress
 from sim.checkpoint import load_checkpoint, load_optimizer_state, read_checkpoint_meta, save_checkpoint
 from scenes.transforms import invert_pose
 from sim.compose import ActorRays, NeuralScene
@@ -375,12 +375,10 @@ def coarse_step_scale(cfg: TrainConfig, frac: float) -> float:
     return float(2.0 ** (round(math.log2(scale) * 4) / 4))  # quarter octaves: a few schedules, not one a step
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.4f}  PSNR {task.fields[psnr]:.2f}  {task.fields[rps]:,.0f} rays/s  {task.fields[spr]:.0f} spl/ray"),
-        TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False,
-    )
+def _progress(cfg: TrainConfig, step: int) -> JobProgress:
+    """A bar on a terminal; without one (CI, nohup, a cluster job) a plain line every 30 s
+    (`scenes.progress`), so a log file shows training advance."""
+    return JobProgress("train", cfg.steps, completed=step, enabled=cfg.progress)
 
 
 def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig, out_dir: str | Path,
@@ -427,8 +425,7 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
         save_checkpoint(out_dir, model, graph, step=step, optimizer=None if finished else opt,
                         train_state=state, extra=extra_meta)
 
-    with _progress(cfg.progress) as bar:
-        task = bar.add_task("train", total=cfg.steps, completed=step, loss=0.0, psnr=0.0, rps=0.0, spr=0.0)
+    with _progress(cfg, step) as bar:
         while step < cfg.steps and (cfg.max_seconds is None or elapsed < cfg.max_seconds):
             t0 = time.perf_counter()
             frac = max(step / cfg.steps, elapsed / cfg.max_seconds if cfg.max_seconds else 0.0)
@@ -458,7 +455,8 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
             ema_mse = stats["mse"] if ema_mse is None else 0.9 * ema_mse + 0.1 * stats["mse"]
             stats["rays_per_s"] = rays_done / t_run
             stats["psnr"] = psnr(ema_mse)
-            bar.update(task, completed=step, loss=stats["loss"], psnr=stats["psnr"], rps=stats["rays_per_s"], spr=stats["samples_per_ray"])
+            bar.update(step, eta_s=cfg.max_seconds - elapsed if cfg.max_seconds else None, loss=stats["loss"],
+                       psnr=stats["psnr"], rays_per_s=stats["rays_per_s"], samples_per_ray=stats["samples_per_ray"])
             if on_step is not None:
                 on_step(step, elapsed, model)
             if time.perf_counter() - last_ckpt > cfg.checkpoint_every_s:

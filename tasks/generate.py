@@ -114,7 +114,8 @@ def draw_variant(text: ScenarioText, graph, road: RoadMap, variant: int, seed: i
 def scenario_rig(scene, spec, source: str = "scenario") -> Rig:
     """The ego's cameras: the scene's capture rig (or the built-in default rig), at the scenario's
     resolution (intrinsics scaled), restricted to the cameras it names."""
-    from scenes.capture import CaptureConfig, read_capture_log
+    from scenes.capture import read_capture_log
+    from sensors.recording import CaptureConfig
 
     log_source = scene.meta.get("extra", {}).get("source", {})
     try:

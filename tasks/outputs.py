@@ -13,7 +13,7 @@ import numpy as np
 from scenes.errors import InputError
 from scenes.files import atomic_write, atomic_write_text as _atomic_text
 from scenes.graph import SceneGraph
-from scenes.twin import LidarConfig
+from sensors.lidar import LidarConfig
 from sensors.flow import correspondences
 from sensors.frame import Frame, capture_camera
 from scenes.lens import CameraModel

@@ -15,7 +15,8 @@ import yaml
 
 from scenes.camera import Camera
 from scenes.classes import BACKGROUND_CLASSES
-from scenes.capture import CaptureConfig, generate_capture_log, read_capture_log
+from scenes.capture import read_capture_log
+from sensors.recording import CaptureConfig, generate_capture_log
 from scenes.edits import Edit, apply_edits, edits_to_dict, load_edits
 from scenes.errors import InputError
 from scenes.files import atomic_write_text

@@ -41,7 +41,7 @@ from gymnasium import spaces
 from scenes.camera import Intrinsics
 from scenes.errors import InputError
 from scenes.transforms import make_pose, rot_z
-from scenes.twin import LidarConfig
+from sensors.lidar import LidarConfig
 from scenes.lens import CameraModel
 from sim.render import render_ray_batch
 from tasks.nav.dynamics import AgentState, Dynamics, make_dynamics, still

@@ -7,8 +7,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from scenes import capture
-from scenes.capture import CaptureConfig, generate_capture_log, read_capture_log
+from scenes.capture import read_capture_log
+from sensors import recording
+from sensors.recording import CaptureConfig, generate_capture_log
 from scenes.errors import InputError
 from scenes.twin import Twin
 from scenes.world import WorldConfig, build_world
@@ -75,7 +76,7 @@ def test_write_is_atomic(world, tmp_path, monkeypatch):
         if len(calls) == 3:
             raise RuntimeError("killed")
 
-    monkeypatch.setattr(capture, "_write_frame", boom)
+    monkeypatch.setattr(recording, "_write_frame", boom)
     out = tmp_path / "log"
     with pytest.raises(RuntimeError):
         generate_capture_log(world, CaptureConfig.tiny(), out, progress=False)

@@ -9,7 +9,7 @@ from scenes.camera import Camera, Intrinsics, pixel_rays
 from scenes.classes import CLASS_IDS
 from scenes.graph import SceneState
 from scenes.transforms import look_at, make_pose
-from scenes.twin import LidarConfig, Twin
+from scenes.twin import Twin
 from scenes.world import WorldConfig, build_world
 
 K = Intrinsics.from_fov(160, 90, 70)
@@ -139,17 +139,25 @@ def test_unknown_asset_is_reported(world, twin):
         twin.cast_rays(np.zeros((1, 3)), np.array([[1.0, 0, 0]]), SceneState(0.0, (bad,)))
 
 
+def _spin_directions(n_beams: int, min_el: float, max_el: float, n_azimuth: int) -> np.ndarray:
+    """Unit directions of a spinning scan, beam-major (the twin takes plain directions: the scan
+    pattern is a sensor spec, `sensors.lidar.LidarConfig`, tested in tests/sensors)."""
+    el, az = np.meshgrid(np.radians(np.linspace(min_el, max_el, n_beams)), np.arange(n_azimuth) * 2 * np.pi / n_azimuth,
+                         indexing="ij")
+    return np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1).reshape(-1, 3)
+
+
 def test_lidar_matches_cast_rays_and_sky_is_inf(world, twin):
     state = world.graph.at(1.0)
     T = world.T_world_ego(1.0) @ make_pose(np.eye(3), (0, 0, 1.9))
-    cfg = LidarConfig(n_beams=8, min_elevation_deg=-20, max_elevation_deg=40, n_azimuth=64, max_range=25.0)
-    sweep = twin.lidar(T, state, cfg)
-    n = cfg.n_beams * cfg.n_azimuth
+    max_range = 25.0
+    sweep = twin.lidar(T, _spin_directions(8, -20, 40, 64), state, max_range)
+    n = 8 * 64
     assert sweep["dirs_lidar"].shape == (n, 3) and sweep["range"].shape == (n,)
     assert np.allclose(np.linalg.norm(sweep["dirs_lidar"], axis=1), 1)
     dirs_w = sweep["dirs_lidar"] @ T[:3, :3].T
     ref = twin.cast_rays(np.broadcast_to(T[:3, 3], dirs_w.shape), dirs_w, state)
-    within = ref["dist"] <= cfg.max_range
+    within = ref["dist"] <= max_range
     assert np.allclose(sweep["range"][within], ref["dist"][within])
     assert np.all(np.isinf(sweep["range"][~within]))
     sky = ref["semantic"] == 0
@@ -159,15 +167,21 @@ def test_lidar_matches_cast_rays_and_sky_is_inf(world, twin):
     assert np.array_equal(sweep["instance"][within], ref["instance"][within])
 
 
-def test_render_speed_tiny(world, twin):
-    import time
-
-    cam = Camera(Intrinsics.from_fov(320, 180, 80), look_at((2.0, -1.75, 1.6), (20.0, -1.75, 1.0)))
-    state = world.graph.at(0.5)
-    twin.render(cam, state)
-    t0 = time.perf_counter()
-    twin.render(cam, world.graph.at(0.6))
-    assert time.perf_counter() - t0 < 1.0
+def test_a_reused_twin_follows_the_state_it_is_given(world, twin):
+    """The twin keeps the last actor scene it built: a render at another time must see the moving
+    car where it is then, exactly as a fresh twin does (no timing here: timings belong in bench/)."""
+    car = _car(world, moving=True)
+    at = lambda t: next(a for a in world.graph.at(t).actors if a.actor_id == car.actor_id)
+    cam = _cam_looking_at(at(0.5), offset=(-3.0, -7.0, 2.5))
+    before = twin.render(cam, world.graph.at(0.5))
+    after = twin.render(cam, world.graph.at(0.9))
+    fresh = Twin(world).render(cam, world.graph.at(0.9))
+    for k in ("rgb", "depth", "instance", "semantic"):
+        assert np.array_equal(after[k], fresh[k]), k
+    mask_before, mask_after = before["instance"] == car.instance_id, after["instance"] == car.instance_id
+    assert mask_before.sum() > 200 and mask_after.sum() > 200
+    assert (mask_before != mask_after).sum() > 0.05 * mask_before.sum()  # it moved in between
+    assert np.array_equal(twin.render(cam, world.graph.at(0.5))["instance"], before["instance"])
 
 
 def test_distance_to_surface_is_height_above_road_and_sees_actors(world, twin):

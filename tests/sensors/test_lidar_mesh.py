@@ -6,7 +6,7 @@ import open3d as o3d
 import pytest
 import trimesh
 
-from scenes.twin import LidarConfig
+from sensors.lidar import LidarConfig
 from sensors.lidar import capture_lidar
 from sensors.mesh import MeshConfig, actor_mesh, background_mesh, export_mesh
 from sensors.renderers import NeuralRenderer, TwinRenderer

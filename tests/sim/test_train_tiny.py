@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 import sim.train as train_mod
 from scenes.classes import BACKGROUND_CLASSES, CLASS_IDS
-from scenes.capture import CaptureConfig, generate_capture_log, read_capture_log
+from scenes.capture import read_capture_log
+from sensors.recording import CaptureConfig, generate_capture_log
 from scenes.world import WorldConfig, build_world
 from sim.checkpoint import read_checkpoint_meta
 from sim.compose import NeuralScene, SceneModelConfig
