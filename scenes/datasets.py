@@ -11,7 +11,7 @@ These on-disk formats are read, detected from the files (or forced with ``kind=`
 - ``"llff"`` and ``"colmap"``: real captures (``poses_bounds.npy``; a COLMAP sparse model), read by
   `scenes.captures`, unbounded, with their lens distortion.
 
-Conventions (DESIGN.md): the world is the dataparser's output frame. Cameras are OpenCV
+Conventions (ARCHITECTURE.md): the world is the dataparser's output frame. Cameras are OpenCV
 (x right, y down, z forward); the files and nerfstudio use OpenGL camera axes (z backward), which are
 converted once, here, with `opengl_to_opencv`. ``T_world_cam`` maps camera to world coordinates.
 Images are float32 RGB in [0, 1], *straight* (not premultiplied) colour as stored on disk; use

@@ -1,9 +1,9 @@
 """Radiance fields: hash-grid encoding + small MLPs, and a sky (far-field) model.
 
 A field lives in its own unit cube: callers map world or actor-box coordinates to ``x01 in [0,1]^3``
-(see `sim.compose`). Outputs are keyed by `FieldOutput` names, not loose strings.
-The encoding backend (torch reference, numba CPU kernel, tinycudann on CUDA) is chosen in
-`sim.encoding`; every backend reads and writes the same parameter tensors, so checkpoints agree.
+(see `sim.compose`, `sim.contraction`). The encoding backend (torch reference, numba CPU kernel,
+numba.cuda kernel) is chosen in `sim.encoding`; every backend reads and writes the same parameter
+tensors, so checkpoints agree.
 """
 
 from __future__ import annotations

@@ -80,20 +80,19 @@ class TrainConfig:
     black until its colour saturates and, without it, stays black for good (3 of 8 cars of a demo
     street). 0 = off."""
     color_floor_steps: int = 500
-    """An actor is opaque and its colour alive long before this (a probe of the demo street: logits
-    back to -1.5...-3 by step 125). Demo street, 1,200 steps (bench/RESULTS.md 2026-12-01): novel
-    PSNR 25.95 dB with the floor on the actors only, 26.31 on the background too. Kept on for the
-    whole run, the floor made lego-200 diverge after ~5 minutes."""
+    """An actor is opaque and its colour alive long before this; kept on for a whole run, the floor
+    made lego-200 diverge (bench/RESULTS.md, 2026-12-01 colour-floor A/B)."""
     distortion_loss_weight: float = 0.01
     """Weight of mip-NeRF 360's distortion loss on camera rays (`sim.volume.distortion_loss`, distance
     normalised as ``1 - near / t``), for unbounded backgrounds (real captures) only: without it a
-    young field fits the photos with haze spread along every ray (fern: weights of 0.01-0.03 on all
-    60 samples of a ray after 180 steps), which also keeps every cell occupied and rays long."""
+    young field fits the photos with haze spread along every ray, which also keeps every cell
+    occupied and rays long (bench/RESULTS.md, fern diagnosis)."""
     coarse_step_scale: float = 4.0
     """Unbounded backgrounds: the marching steps start this many times longer and shrink
     geometrically to their configured length over the first ``coarse_step_fraction`` of the run. A
-    young field is haze along every ray (fern: ~60 samples per ray for the first hundreds of steps);
-    coarse steps make those steps cheap, and the dynamic batch turns the saving into more rays."""
+    young field is haze along every ray (tens of samples per ray for hundreds of steps on a real
+    capture); coarse steps make those steps cheap, and the dynamic batch turns the saving into more
+    rays."""
     coarse_step_fraction: float = 0.3
     """Share of the run (steps or time, whichever runs out first) over which the steps reach their
     configured length; 0 = fine steps from the start."""
@@ -107,11 +106,9 @@ class TrainConfig:
     occupancy_warmup_decay: float = 0.5
     """Without LiDAR, the factor on each cell's density memory per refresh during the warm-up (the
     grids' own decay, 0.95, applies after it). The first refresh records the young field's haze
-    (~0.37 everywhere); at 0.95 per refresh that memory needs ~25 refreshes (400 steps, 2 minutes
-    on a 2-core CPU) to fall under the threshold, so every cell stayed occupied and rays marched
-    ~25-250 samples. Measured, lego-200, 120 s on the 2-core CPU: 0.95 -> grid still 100% occupied,
-    1,335 rays/s, train PSNR 21.9; 0.7 -> 8.3% occupied, 5,791 rays/s, 25.7; 0.5 -> 8.4%, 6,625,
-    26.2."""
+    (~0.37 everywhere); at 0.95 per refresh that memory takes ~25 refreshes to fall under the
+    threshold, and every cell stayed occupied meanwhile (bench/RESULTS.md, "Figures moved out of
+    docstrings": the lego-200 A/B of 0.95 / 0.7 / 0.5)."""
     random_background: bool = True
     """With alpha masks: composite targets on a random colour per ray (learns true transparency)."""
     checkpoint_every_s: float = 60.0
