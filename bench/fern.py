@@ -10,6 +10,7 @@ held-out photos (0, 8, 16) and writes what a person would look at:
   near = bright).
 
     python -m bench.fern --seconds 600 --work /tmp/fern_bench
+    python -m bench.fern --eval-only /tmp/fern_bench/fern_scene   # scores, + the half-image code fit
 
 Prints one JSON line; bench/RESULTS.md records the figures with the machine and date.
 """
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from sim.render import fit_image_code
 
 FERN = Path(__file__).resolve().parents[2] / "shared" / "data" / "fern-llff"
 CURVE_SECONDS = (60.0, 120.0, 300.0)
@@ -47,6 +50,24 @@ def scores(outs: list[dict], ds) -> dict:
     ps = [psnr(o["rgb"], gt) for o, gt in zip(outs, ds.images)]
     ss = [ssim(o["rgb"], gt) for o, gt in zip(outs, ds.images)]
     return {"test_psnr": float(np.mean(ps)), "test_psnr_per_view": [round(p, 2) for p in ps], "test_ssim": float(np.mean(ss))}
+
+
+def half_fit_psnr(scene, ds, steps: int = 100) -> float:
+    """The per-image appearance protocol (NeRF-W, mip-NeRF 360): each test photo's appearance code
+    fitted on its left half (`sim.render.fit_image_code`), PSNR of its right half."""
+    from sim.rays import camera_rays
+    from sim.render import render_camera
+    from tasks.evaluate import psnr
+
+    ps = []
+    for cam, gt in zip(ds.cameras, ds.images):
+        o, d, _ = camera_rays(cam)
+        W = cam.intrinsics.width
+        left = (torch.arange(len(o)) % W) < W // 2
+        code = fit_image_code(scene.model, o[left], d[left], torch.as_tensor(gt.reshape(-1, 3))[left], steps=steps)
+        rgb = render_camera(scene.model, cam, scene.graph.at(0.0), image_code=code)["rgb"]
+        ps.append(psnr(rgb[:, W // 2 :], gt[:, W // 2 :]))
+    return float(np.mean(ps))
 
 
 def contact_sheet(outs: list[dict], ds, path: Path) -> None:
@@ -100,6 +121,23 @@ def run(work: Path, seconds: float, data: Path = FERN, device: str = "cpu") -> d
             "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
+def evaluate(scene_dir: Path, data: Path = FERN, device: str = "cpu") -> dict:
+    """Scores of a trained fern scene: test PSNR with the mean appearance code and with codes
+    fitted on each photo's left half (right halves scored)."""
+    from scenes.datasets import load_static_dataset
+    from tasks.pipeline import load_scene
+
+    test = load_static_dataset(data, "test")
+    scene = load_scene(scene_dir, device)
+    outs, render_s = test_views(scene, test)
+    out = {"fern_" + k: v for k, v in scores(outs, test).items()}
+    out["fern_render_seconds_504x378"] = render_s
+    out["fern_render_samples_per_ray"] = outs[0]["samples_per_ray"]
+    if scene.model.image_codes is not None:
+        out["fern_test_psnr_right_half_code_fit_on_left"] = half_fit_psnr(scene, test)
+    return out
+
+
 def _plot(curve: list[tuple[float, float]], path: Path) -> None:
     import matplotlib
 
@@ -122,9 +160,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--work", type=Path, default=Path("bench_out"), help="folder for the scene and pictures")
     ap.add_argument("--data", type=Path, default=FERN, help="the LLFF fern folder")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--eval-only", type=Path, default=None, help="score this trained scene folder instead of training")
     a = ap.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
-    out = run(a.work, a.seconds, a.data, a.device)
+    out = evaluate(a.eval_only, a.data, a.device) if a.eval_only else run(a.work, a.seconds, a.data, a.device)
     print(json.dumps(out))
     return out
 

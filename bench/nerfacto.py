@@ -11,14 +11,17 @@ The loop is nerfstudio's own train iteration (losses, backward, every optimiser,
 callbacks), timed after a few warm-up iterations. Rays/s = 4096 x iterations / seconds.
 
     python -m bench.nerfacto --lego ../shared/data/lego-200 --iterations 20
+    python -m bench.nerfacto --llff ../shared/data/fern-llff --seconds 600   # fern side by side (issue 20)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -32,7 +35,7 @@ class _NoLPIPS(torch.nn.Module):
         return torch.zeros(())
 
 
-def _nerfacto_pipeline(lego: Path, device: str):
+def _nerfacto_pipeline(lego: Path, device: str, dataparser=None):
     import torchmetrics.image.lpip as lpip
     from nerfstudio.configs.method_configs import method_configs
     from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
@@ -42,7 +45,7 @@ def _nerfacto_pipeline(lego: Path, device: str):
     cfg = method_configs["nerfacto"]
     dm = cfg.pipeline.datamanager
     cfg.pipeline.datamanager = VanillaDataManagerConfig(
-        dataparser=BlenderDataParserConfig(data=lego),
+        dataparser=dataparser or BlenderDataParserConfig(data=lego),
         train_num_rays_per_batch=dm.train_num_rays_per_batch,
         eval_num_rays_per_batch=dm.eval_num_rays_per_batch,
     )
@@ -50,12 +53,11 @@ def _nerfacto_pipeline(lego: Path, device: str):
     return cfg, pipeline
 
 
-def nerfacto_train_rays_per_s(lego: Path, iterations: int = 20, warmup: int = 3, device: str = "cpu") -> dict:
-    """Training rays/s of nerfacto on ``lego`` (``iterations`` timed after ``warmup``)."""
+def _iteration_fn(cfg, pipeline):
+    """nerfstudio's own train iteration (callbacks, losses, backward, every optimiser)."""
     from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
     from nerfstudio.engine.optimizers import Optimizers
 
-    cfg, pipeline = _nerfacto_pipeline(lego, device)
     optimizers = Optimizers(cfg.optimizers, pipeline.get_param_groups())
     callbacks = pipeline.get_training_callbacks(TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=pipeline, trainer=None))
     pipeline.train()
@@ -73,6 +75,13 @@ def nerfacto_train_rays_per_s(lego: Path, iterations: int = 20, warmup: int = 3,
             cb.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
         return float(loss.detach())
 
+    return iteration
+
+
+def nerfacto_train_rays_per_s(lego: Path, iterations: int = 20, warmup: int = 3, device: str = "cpu") -> dict:
+    """Training rays/s of nerfacto on ``lego`` (``iterations`` timed after ``warmup``)."""
+    cfg, pipeline = _nerfacto_pipeline(lego, device)
+    iteration = _iteration_fn(cfg, pipeline)
     for step in range(warmup):
         iteration(step)
     t = time.perf_counter()
@@ -84,13 +93,72 @@ def nerfacto_train_rays_per_s(lego: Path, iterations: int = 20, warmup: int = 3,
             "nerfacto_rays_per_batch": rays, "nerfacto_last_loss": loss}
 
 
+def llff_as_nerfstudio(llff: Path, work: Path) -> Path:
+    """A nerfstudio ``transforms.json`` of an LLFF capture (our reader's cameras, OpenGL axes,
+    absolute image paths) with the LLFF protocol's split as ``{train,val,test}_filenames``."""
+    import json
+
+    from scenes.datasets import load_static_dataset
+
+    train, test = load_static_dataset(llff, "train"), load_static_dataset(llff, "test")
+    frames, names = [], {}
+    for split, ds in (("train", train), ("test", test)):
+        for cam, path in zip(ds.cameras, ds.meta["image_paths"]):
+            K = cam.intrinsics
+            T = cam.T_world_cam @ np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV -> OpenGL camera axes
+            frames.append({"file_path": path, "transform_matrix": T.tolist(), "fl_x": K.fx, "fl_y": K.fy, "cx": K.cx,
+                           "cy": K.cy, "w": K.width, "h": K.height})
+            names.setdefault(split, []).append(path)
+    work.mkdir(parents=True, exist_ok=True)
+    meta = {"camera_model": "OPENCV", "frames": frames, "train_filenames": names["train"],
+            "val_filenames": names["test"], "test_filenames": names["test"]}
+    (work / "transforms.json").write_text(json.dumps(meta))
+    return work
+
+
+def nerfacto_on_llff(llff: Path, work: Path, seconds: float, device: str = "cpu") -> dict:
+    """nerfacto trained on an LLFF capture's training photos for ``seconds`` of training time (its
+    standard nerfstudio dataparser: poses oriented, centred and scaled), then its renders of the
+    test photos scored with our PSNR (the same function as nerfsim's bench)."""
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+    from tasks.evaluate import psnr
+
+    data = llff_as_nerfstudio(llff, work)
+    cfg, pipeline = _nerfacto_pipeline(data, device, NerfstudioDataParserConfig(data=data, downscale_factor=1))
+    iteration = _iteration_fn(cfg, pipeline)
+    step, elapsed = 0, 0.0
+    while elapsed < seconds:
+        t = time.perf_counter()
+        iteration(step)
+        elapsed += time.perf_counter() - t
+        step += 1
+    pipeline.eval()
+    ds = pipeline.datamanager.eval_dataset
+    ps = []
+    with torch.no_grad():
+        for i in range(len(ds)):
+            out = pipeline.model.get_outputs_for_camera(ds.cameras[i : i + 1].to(device))
+            gt = ds.get_image_float32(i)[..., :3].numpy()
+            ps.append(psnr(out["rgb"].clamp(0, 1).cpu().numpy(), gt))
+    rays = cfg.pipeline.datamanager.train_num_rays_per_batch
+    return {"nerfacto_fern_steps": step, "nerfacto_fern_train_seconds": elapsed, "nerfacto_fern_rays_per_s": rays * step / elapsed,
+            "nerfacto_fern_test_psnr": float(np.mean(ps)), "nerfacto_fern_test_psnr_per_view": [round(p, 2) for p in ps]}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--lego", type=Path, required=True)
+    ap.add_argument("--lego", type=Path, default=None, help="lego-200: training rays/s")
+    ap.add_argument("--llff", type=Path, default=None, help="an LLFF capture (fern): train --seconds, score the test photos")
+    ap.add_argument("--seconds", type=float, default=600.0)
+    ap.add_argument("--work", type=Path, default=Path("bench_out/nerfacto_fern"))
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
-    print(nerfacto_train_rays_per_s(args.lego, args.iterations, device=args.device))
+    if args.llff:
+        print(json.dumps(nerfacto_on_llff(args.llff, args.work, args.seconds, args.device)))
+    if args.lego:
+        print(nerfacto_train_rays_per_s(args.lego, args.iterations, device=args.device))
 
 
 if __name__ == "__main__":
