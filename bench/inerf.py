@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.inversion import InversionConfig, _random_rotation, invert_actor_pose, invert_camera_pose, pose_errors
+from tasks.eval.metrics import pose_errors
+from tasks.pose.inversion import InversionConfig, _random_rotation, invert_actor_pose, invert_camera_pose
 
 
 def perturbed(T: np.ndarray, rng, max_deg: float, max_t: float, axes=(0, 1, 2), yaw_only: bool = False) -> np.ndarray:

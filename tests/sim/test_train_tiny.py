@@ -195,7 +195,7 @@ def test_sensor_products_of_the_trained_tiny_world_against_its_twin(run, log):
     from sensors.lidar import capture_lidar
     from sensors.renderers import NeuralRenderer, TwinRenderer
     from sensors.rig import Rig
-    from tasks.sensor_report import mask_iou
+    from tasks.eval.metrics import mask_iou
 
     neural, truth = NeuralRenderer(run["model"]), TwinRenderer(Twin(build_world(WorldConfig.tiny())))
     frame = log.frames[len(log.frames) // 2]

@@ -16,7 +16,7 @@ from sim.encoding import HashGridConfig
 from sim.field import FieldConfig
 from sim.rays import camera_rays, ray_aabb
 from sim.render import render_camera
-from tasks.cameras import load_cameras, save_cameras
+from tasks.cli.camera_files import load_cameras, save_cameras
 from tasks.cli import main
 from scenes.camera import Camera
 
@@ -131,7 +131,7 @@ def test_render_all_outputs_and_export_meshes_from_the_command_line(tmp_path, ca
     import trimesh
 
     from sim.checkpoint import save_checkpoint
-    from tasks.cameras import cameras_to_dict
+    from tasks.cli.camera_files import cameras_to_dict
 
     model, graph = _tiny_scene()
     save_checkpoint(tmp_path / "scene", model, graph)

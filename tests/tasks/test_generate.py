@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-import tasks.generate as gen
+import tasks.scenarios.dataset as gen
 from scenes.errors import InputError
 from scenes.world import WorldConfig, build_world
 from sensors.boxes import box_corners, kitti_box_to_cam
@@ -20,9 +20,10 @@ from sim.checkpoint import save_checkpoint
 from sim.compose import NeuralScene, SceneModelConfig
 from sim.encoding import HashGridConfig
 from sim.field import FieldConfig
-from tasks.generate import GenerateConfig, generate
-from tasks.labels import parse_kitti_calib, parse_kitti_object_line, parse_kitti_tracking_line
-from tasks.scenario import TEMPLATES_DIR
+from tasks.pipeline import shared_scene
+from tasks.scenarios.dataset import GenerateConfig, generate
+from tasks.scenarios.labels import parse_kitti_calib, parse_kitti_object_line, parse_kitti_tracking_line
+from tasks.scenarios.schema import TEMPLATES_DIR
 
 FRAMES = 4
 
@@ -203,7 +204,7 @@ def test_actors_of_another_trained_scene_can_be_inserted(scene, tmp_path):
     poses = json.loads((tmp_path / "out" / "variant_0000" / "poses.json").read_text())
     guest = poses["frames"][0]["actors"][0]
     assert guest["asset_id"] == "other_street/car_001" and manifest["variants"]["0"]["violations"] == []
-    host, lib = gen._scene(scene), gen._scene(other)
+    host, lib = shared_scene(scene), shared_scene(other)
     assert host.model.actor_field("other_street/car_001") is lib.model.actor_field("car_001")
     boxes = json.loads((tmp_path / "out" / "variant_0000" / "boxes" / "front" / "000000.json").read_text())["boxes"]
     assert boxes[0]["actor_id"] == "guest" and boxes[0]["visible_pixels"] > 0

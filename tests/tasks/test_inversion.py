@@ -17,7 +17,8 @@ from sim.compose import NeuralScene, SceneModelConfig
 from sim.encoding import HashGridConfig
 from sim.field import FieldConfig
 from sim.lie import se3_exp, so3_exp
-from tasks.inversion import InversionConfig, _random_rotation, _solve_pnp, invert_actor_pose, invert_camera_pose, pose_errors
+from tasks.eval.metrics import pose_errors
+from tasks.pose.inversion import InversionConfig, _random_rotation, _solve_pnp, invert_actor_pose, invert_camera_pose
 
 AABB = ((-2.0, -8.0, -1.0), (14.0, 8.0, 5.0))
 LENS = CameraModel("pinhole", 64, 48, 50.0, 50.0, 32.0, 24.0)
@@ -231,7 +232,7 @@ def test_localize_command_writes_the_pose_and_rejects_bad_input(tmp_path, capsys
 
     from scenes.camera import Camera, Intrinsics
     from sim.checkpoint import save_checkpoint
-    from tasks.cameras import load_views, save_cameras
+    from tasks.cli.camera_files import load_views, save_cameras
     from tasks.cli import main
 
     small = FieldConfig(grid=HashGridConfig(n_levels=4, log2_table_size=10, base_resolution=4, max_resolution=32),
@@ -311,7 +312,7 @@ def test_polish_walks_down_a_valley_along_the_line_of_sight():
     """`_polish_actor` on a score that is nearly flat along the camera's line of sight (a far car's
     distance barely changes its image) and steep across it and in yaw: a pose 13 cm short, 5 cm
     aside and 1.5 degrees off comes back to within the last step (1 cm, 0.25 degrees)."""
-    from tasks.inversion import _polish_actor
+    from tasks.pose.inversion import _polish_actor
 
     T_true = make_pose(rot_z(0.7), (12.0, 5.0, 0.75))
     sight = T_true[:3, 3] * [1.0, 1.0, 0.0] / np.linalg.norm(T_true[:2, 3])  # camera at the origin

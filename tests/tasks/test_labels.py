@@ -16,7 +16,7 @@ from pycocotools.cocoeval import COCOeval
 from scenes.errors import InputError
 from sensors.boxes import BoxLabel, amodal_box, box_corners, kitti_box_to_cam, kitti_pose, modal_box
 from sensors.lens import CameraModel
-from tasks.labels import (CocoBuilder, kitti_calib_text, kitti_object_lines, kitti_occluded_level, kitti_tracking_lines,
+from tasks.scenarios.labels import (CocoBuilder, kitti_calib_text, kitti_object_lines, kitti_occluded_level, kitti_tracking_lines,
                           kitti_truncation_level, parse_kitti_calib, parse_kitti_object_line, parse_kitti_tracking_line)
 
 MODEL = CameraModel("pinhole", 160, 120, 100.0, 95.0, 81.0, 58.5)

@@ -226,9 +226,9 @@ def test_scenario_actors_replace_the_scene_and_the_agent_takes_the_ego_start(tmp
     from sim.compose import NeuralScene, SceneModelConfig
     from sim.encoding import HashGridConfig
     from sim.field import FieldConfig
-    from tasks.generate import draw_variant
-    from tasks.scenario import load_scenario_text
-    from tasks.traffic import actor_library
+    from tasks.scenarios.variants import draw_variant
+    from tasks.scenarios.schema import load_scenario_text
+    from tasks.scenarios.traffic import actor_library
 
     world = build_world(WorldConfig())
     small = FieldConfig(grid=HashGridConfig(n_levels=2, log2_table_size=8, base_resolution=4, max_resolution=16), hidden_dim=8,

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from scenes.errors import InputError
 from scenes.roadmap import RoadMap
 from scenes.world import WorldConfig, build_world
-from tasks.generate import draw_variant
-from tasks.scenario import (ScenarioText, expand, list_templates, load_scenario_text, parse_scenario_text,
+from tasks.scenarios.variants import draw_variant
+from tasks.scenarios.schema import (ScenarioText, expand, list_templates, load_scenario_text, parse_scenario_text,
                             scenario_from_tree)
-from tasks.traffic import SIM_DT, build_scenario_world, check_scenario_world
+from tasks.scenarios.traffic import SIM_DT, build_scenario_world, check_scenario_world
 
 TEMPLATES = ("cut_in", "dense_traffic", "jaywalker", "lead_hard_brake", "occluded_pedestrian", "stalled_vehicle",
              "tailgater", "wrong_way_driver")

@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
 from scenes.errors import InputError
 from scenes.graph import SceneState
-from scenes.transforms import invert_pose, rotation_angle_deg
+from scenes.settings import ANY_FINITE, AT_LEAST_ONE, POSITIVE, Range
+from scenes.transforms import invert_pose
 from sensors.lens import CameraModel
 from sim.compose import ActorRays, NeuralScene
 from sim.field import RadianceField
@@ -55,50 +57,51 @@ class InversionConfig:
 
     iterations: int = 200
     """Adam steps per hypothesis."""
-    rays: int = 1024
+    rays: Annotated[int, AT_LEAST_ONE] = 1024
     """Pixels rendered per step."""
-    sampling: str = "interest_regions"
-    """random | interest_points | interest_regions."""
-    lr: float = 0.01
+    sampling: Literal["random", "interest_points", "interest_regions"] = "interest_regions"
+    """Which pixels each step renders: uniform, keypoints, or keypoints dilated (iNeRF's best)."""
+    lr: Annotated[float, POSITIVE] = 0.01
     """Initial learning rate of the rotation part of the twist (radians). 0.03 made the street's
     camera wander off (0.7 deg -> 17 deg); 0.01 brought it to 0.04 deg."""
-    lr_translation: float = 0.03
+    lr_translation: Annotated[float, POSITIVE] = 0.03
     """Initial learning rate of the translation part (scene units). lego-200, 150 steps: 0.01 left a
     0.7 deg / 0.21 start at 1.7 deg / 0.11, 0.03 brought it to 0.24 deg / 0.014."""
-    lr_final: float = 0.1
+    lr_final: Annotated[float, POSITIVE] = 0.1
     """Learning rates at the last step, as a fraction of the initial ones (exponential decay)."""
-    huber_delta: float = 0.1
+    huber_delta: Annotated[float, POSITIVE] = 0.1
     """Huber loss transition (RGB units); robust to unexplained pixels."""
-    coarse_to_fine: float = 0.0
+    coarse_to_fine: Annotated[float, Range(lo=0.0, hi=1.0)] = 0.0
     """Fraction of the run over which the fine hash-grid levels fade in (0 = all levels from the
     start). Off by default: the fields were trained with every level, and fading levels of a trained
     field changes its density rather than blurring it (lego-200: no better at 0.5 than at 0)."""
     start_levels: float = 4.0
     """Hash-grid levels fully on at the first step of coarse-to-fine."""
-    hypotheses: int = 3
+    hypotheses: Annotated[int, AT_LEAST_ONE] = 3
     """Starts in all: the given pose, then perturbed ones while the photometric check fails."""
     restart_rotation_deg: float = 20.0
+    """Rotation of the extra starts about a random axis, degrees."""
     restart_translation: float = 0.1
-    """Perturbation of the extra starts (rotation about a random axis; translation per axis, scene units)."""
+    """Translation of the extra starts per axis, scene units."""
     match_rounds: int = 2
     """Feature-matching rounds before the photometric descent (0 = off): render the scene at the
     current estimate, match SIFT features of the render and the image, lift the render's to 3D by
     its depth and solve PnP (RANSAC). Wide basin: a start 40 degrees off still shares features with
     the image, where the photometric loss alone is flat."""
-    match_canvas: float = 1.6
+    match_canvas: Annotated[float, Range(lo=1.0)] = 1.6
     """The first round renders a canvas this much larger than the image (same focal length), so
     that a start looking away from the scene's part in the image still sees it."""
-    match_wide_canvas: float = 3.0
+    match_wide_canvas: Annotated[float, Range(lo=1.0)] = 3.0
     """When the first round finds too few inliers it tries once more on a canvas this much larger,
     at half the resolution (starts looking far away from the image's content)."""
-    match_min_inliers: int = 12
+    match_min_inliers: Annotated[int, Range(lo=4)] = 12
     """PnP solutions with fewer RANSAC inliers are ignored."""
-    match_reprojection_px: float = 2.0
+    match_reprojection_px: Annotated[float, POSITIVE] = 2.0
     """RANSAC inlier threshold (pixels of the image)."""
     refine_iterations: int = 20
     """Cameras: Adam steps after a successful feature match (instead of ``iterations``): the matched
     pose is within a fraction of a degree, so a short descent at ``refine_lr_scale`` polishes it."""
-    refine_lr_scale: float = 0.1
+    refine_lr_scale: Annotated[float, POSITIVE] = 0.1
     """Learning rates of that descent, as a fraction of ``lr`` / ``lr_translation``: the full rates
     step further than the matched pose's error."""
     actor_search_xy: float = 1.0
@@ -108,13 +111,13 @@ class InversionConfig:
     further."""
     actor_search_yaw_deg: float = 30.0
     """Actors: half-width of the same search over yaw (about the actor's z axis)."""
-    actor_search_levels: int = 4
+    actor_search_levels: Annotated[int, AT_LEAST_ONE] = 4
     """Levels of that search: a 5x5x5 grid of half-width steps, then 3x3x3 grids, each halving the step."""
-    actor_search_branches: int = 8
+    actor_search_branches: Annotated[int, AT_LEAST_ONE] = 8
     """The search refines this many of its first level's best candidates through the finer levels
     and keeps the one that scores best on every pixel of the region: blurred and subsampled, the
     first level's ranking is only rough (a car a few metres away, cut by the image's edge)."""
-    actor_search_rays: int = 1024
+    actor_search_rays: Annotated[int, AT_LEAST_ONE] = 1024
     """At most this many pixels (a strided grid over the actor's region) score each candidate of
     the search's levels; the line-of-sight slide uses every pixel."""
     actor_refine_iterations: int = 25
@@ -128,11 +131,15 @@ class InversionConfig:
     descent's random rays stop 10-20 cm short of the best pose where a car's image changes little
     (cut by the image's edge, far away). 0 = off."""
     actor_polish_yaw_deg: float = 1.0
+    """Actors: the pattern search's first yaw step, degrees."""
     actor_polish_levels: int = 3
-    converged_psnr: float = 20.0
+    """Actors: levels of the pattern search (each halves the steps)."""
+    converged_psnr: Annotated[float, ANY_FINITE] = 20.0
     """A hypothesis converged when the PSNR of ``check_rays`` random pixels reaches this."""
-    check_rays: int = 4096
+    check_rays: Annotated[int, AT_LEAST_ONE] = 4096
+    """Random pixels of the photometric check."""
     seed: int = 0
+    """Seed of the pixel draws and the extra hypotheses."""
 
 
 @dataclass
@@ -662,13 +669,8 @@ def _box_region(lens: CameraModel, T_world_cam: np.ndarray, size, T_world_actor:
     return mask
 
 
-def pose_errors(T_est: np.ndarray, T_true: np.ndarray) -> tuple[float, float]:
-    """Rotation error (degrees) and translation error (scene units) between two poses."""
-    return rotation_angle_deg(T_est[:3, :3], T_true[:3, :3]), float(np.linalg.norm(T_est[:3, 3] - T_true[:3, 3]))
-
-
 def write_localization(out, res: InversionResult, view) -> None:
-    """``result.json``, ``cameras.json`` (the estimated pose, `tasks.cameras` format) and ``loss.png``."""
+    """``result.json``, ``cameras.json`` (the estimated pose, `tasks.cli.camera_files` format) and ``loss.png``."""
     import json
     from pathlib import Path
 

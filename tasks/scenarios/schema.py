@@ -60,7 +60,8 @@ import yaml
 from scenes.errors import InputError
 from scenes.roadmap import LANES
 
-TEMPLATES_DIR = Path(__file__).parent / "scenarios"
+TEMPLATES_DIR = Path(__file__).parent
+"""The corner-case library: the ``*.yaml`` templates beside this module."""
 BEHAVIOURS = ("keep_lane", "follow", "lane_change", "cut_in", "hard_brake", "stop", "stalled", "wrong_way", "cross", "emerge")
 EGO_BEHAVIOURS = ("keep_lane", "follow", "lane_change", "hard_brake", "stop")
 TRIGGERS = ("time", "distance_to_ego", "ttc_to_ego", "ahead_of_ego")

@@ -26,7 +26,7 @@ from scenes.graph import Actor, ActorTrack, SceneGraph
 from scenes.roadmap import RoadMap
 from scenes.transforms import make_pose, rot_z
 from scenes.world import footprint_overlaps, footprints
-from tasks.scenario import ActorSpec, Behaviour, Scenario
+from tasks.scenarios.schema import ActorSpec, Behaviour, Scenario
 
 SIM_DT = 0.05
 ACCEL = 2.5

@@ -21,15 +21,26 @@ It is converted to OpenCV axes once, here.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from scenes.camera import Camera, Intrinsics
 from scenes.errors import InputError, read_json_object
+from scenes.files import atomic_write_json
 from scenes.transforms import is_rigid, opengl_to_opencv
 from sensors.lens import CameraModel
-from tasks.outputs import View
+
+
+@dataclass(frozen=True)
+class View:
+    """One camera to render: its lens, pose and time."""
+
+    name: str
+    model: CameraModel
+    T_world_cam: np.ndarray
+    time: float
 
 
 def _pose(value, src, field) -> np.ndarray:
@@ -129,4 +140,4 @@ def cameras_to_dict(cameras: list[Camera]) -> dict:
 
 
 def save_cameras(cameras: list[Camera], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(cameras_to_dict(cameras), indent=1))
+    atomic_write_json(path, cameras_to_dict(cameras))

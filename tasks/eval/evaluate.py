@@ -1,4 +1,4 @@
-"""Evaluation: image metrics, novel cameras off the driven path, standard edits, scene reports.
+"""Evaluation: novel cameras off the driven path, standard edits, scene reports.
 
 Novel cameras for the built-in world are the rig cameras of held-out frames moved 1 m up (world z)
 or 1 m to the ego's left: views never trained on. The ground truth is the mesh twin at the same
@@ -8,7 +8,6 @@ time, after the same edits. Depth metrics use metric z-depth where both depths a
 from __future__ import annotations
 
 import numpy as np
-from skimage.metrics import structural_similarity
 
 from scenes.camera import Camera
 from scenes.edits import Edit, InsertActor, MoveActor, RemoveActor, apply_edits
@@ -16,21 +15,9 @@ from scenes.graph import SceneGraph
 from scenes.transforms import make_pose
 from sim.data import holdout_frame
 from sim.render import render_camera
+from tasks.eval.metrics import depth_abs_rel, psnr, ssim
 
 NOVEL_OFFSETS = {"up_1m": ("world", (0.0, 0.0, 1.0)), "left_1m": ("ego", (0.0, 1.0, 0.0))}
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(-10 * np.log10(max(np.mean((np.asarray(a, np.float64) - b) ** 2), 1e-12)))
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    return float(structural_similarity(a, b, channel_axis=-1, data_range=1.0))
-
-
-def depth_abs_rel(pred: np.ndarray, gt: np.ndarray) -> float:
-    valid = np.isfinite(gt) & np.isfinite(pred) & (gt > 0)
-    return float(np.mean(np.abs(pred[valid] - gt[valid]) / gt[valid])) if valid.any() else float("nan")
 
 
 def shifted_camera(cam: Camera, T_world_ego: np.ndarray, frame: str, offset, tag: str) -> Camera:
