@@ -102,7 +102,8 @@ def command_from_file(cls, data: dict, source: str | Path):
     return _build(cls, tree, str(source), "")
 
 
-def _build(cls, tree: dict, source: str, where: str):
+def _build(cls, tree: dict, source: str, where: str, base=None):
+    """``cls`` from a mapping; settings it does not give come from ``base`` (an instance), or the defaults."""
     import tyro
 
     hints = _hints(cls)
@@ -122,12 +123,9 @@ def _build(cls, tree: dict, source: str, where: str):
         raise InputError(source, _dotted(where, unknown[0]), f"unknown setting; expected one of {', '.join(sorted(fields))}")
     values = {}
     for name, f in fields.items():
-        if name in tree:
-            values[name] = _convert(hints[name], tree[name], source, _dotted(where, name), _default_of(f))
-        elif f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
-            values[name] = _default_of(f)
-        else:
-            values[name] = tyro.MISSING
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        default = getattr(base, name) if base is not None else _default_of(f) if has_default else tyro.MISSING
+        values[name] = _convert(hints[name], tree[name], source, _dotted(where, name), default) if name in tree else default
     return cls(**values)
 
 
@@ -159,12 +157,8 @@ def _convert(hint, value, source: str, where: str, default=None):
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise InputError(source, where, f"expected a mapping of {kind.__name__} settings, got {value!r}")
-        base = default if dataclasses.is_dataclass(default) else None
-        built = _build(kind, value, source, where)
-        if base is not None:  # settings the file does not give keep the default instance's values
-            given = set(value)
-            built = dataclasses.replace(base, **{k: getattr(built, k) for k in given})
-        return built
+        # Settings the file does not give keep the values of the field's default instance.
+        return _build(kind, value, source, where, default if dataclasses.is_dataclass(default) else None)
     origin = typing.get_origin(kind)
     if origin is Literal:
         choices = typing.get_args(kind)
@@ -266,3 +260,30 @@ def check_bounds(command) -> None:
             problem = setting.range.problem(float(item))
             if problem is not None:
                 raise InputError(setting.flag, None, problem)
+
+
+def _marker(name: str):
+    """The object tyro's ``Annotated`` marker ``tyro.conf.<name>`` puts in a hint's metadata."""
+    import tyro
+
+    return typing.get_args(getattr(tyro.conf, name)[int])[1]
+
+
+def setting_flags(cls, prefix: str = "", required_positional: bool = False) -> list[tuple[str, bool]]:
+    """``(flag, positional)`` of every setting of a command dataclass: the flag as ``--help``
+    spells it, and whether the setting is a positional argument instead (shown by its type)."""
+    out = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        kind, meta = _strip(hints[f.name])
+        sub = _nested_dataclass(kind)
+        if sub is not None:
+            inner = prefix if _unflagged(meta) else f"{prefix}{f.name.replace('_', '-')}."
+            out += setting_flags(sub, inner, required_positional or _marker("PositionalRequiredArgs") in meta)
+            continue
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        positional = _marker("Positional") in meta or (required_positional and required)
+        out.append((f"--{prefix}{f.name.replace('_', '-')}", positional))
+    return out
