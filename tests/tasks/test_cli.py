@@ -41,6 +41,14 @@ def test_cameras_file_roundtrip_and_errors(tmp_path):
     p.write_text(json.dumps(d))
     with pytest.raises(InputError, match=r"cameras\[0\].T_world_cam"):
         load_cameras(p)
+    d["cameras"][0]["T_world_cam"] = np.asarray(cams[0].T_world_cam).flatten().tolist()  # 16 numbers: nerfstudio's form, not ours
+    p.write_text(json.dumps(d))
+    with pytest.raises(InputError, match=r"cameras\[0\].T_world_cam.*4x4 matrix, got shape \(16,\)"):
+        load_cameras(p)
+    d["cameras"][0]["T_world_cam"] = (np.diag([1.0, 1.0, 2.0, 1.0]) @ cams[0].T_world_cam).tolist()  # scaled: not rigid
+    p.write_text(json.dumps(d))
+    with pytest.raises(InputError, match="rigid transform"):
+        load_cameras(p)
     p.write_text("{broken")
     with pytest.raises(InputError, match="not valid JSON"):
         load_cameras(p)
