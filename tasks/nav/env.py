@@ -313,7 +313,7 @@ class NavEnv(gymnasium.Env):
         actors = [a for a in self.nearby_actors(state, t) if not moving_only or np.linalg.norm(a["velocity"]) > 0.1]
         if actors:
             centres, radii = self.dynamics.body_points(state)
-            contact = _first_contact(centres, radii, v, actors, np.arange(0.0, min(ttc, horizon), 0.1))
+            contact = first_contact(centres, radii, v, actors, np.arange(0.0, min(ttc, horizon), 0.1))
             if contact is not None:
                 return contact
         return float(ttc) if ttc <= horizon else float("inf")
@@ -404,7 +404,7 @@ def _start_goal_from_options(options: dict, ground_z: float, ground: bool):
     return pos, float(start[-1]), goal3
 
 
-def _first_contact(centres: np.ndarray, radii: np.ndarray, velocity: np.ndarray, actors: list[dict], taus: np.ndarray) -> float | None:
+def first_contact(centres: np.ndarray, radii: np.ndarray, velocity: np.ndarray, actors: list[dict], taus: np.ndarray) -> float | None:
     """The first of the times ``taus`` (s, increasing) at which the body spheres, moving at
     ``velocity``, touch an actor box moving at its own velocity; None if they never do. All times at
     once, in the box's moving frame (the body moves at the velocity relative to the box)."""

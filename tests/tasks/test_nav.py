@@ -115,18 +115,18 @@ def test_first_contact_with_a_moving_box_follows_the_closing_speed():
     the path), 10.25 m ahead and coming at 3 m/s: the 8.75 m gap closes at 5 m/s, so contact is first
     seen at the 0.1 s step after 1.75 s; unturned (2 m half-extent) after 1.55 s; a box moving away
     faster than the body is never reached; one off the path is never touched."""
-    from tasks.nav.env import _first_contact
+    from tasks.nav.env import first_contact
 
     centres, radii = np.array([[0.0, 0.0, 0.5], [0.0, 0.0, 1.2]]), np.array([0.5, 0.5])
     box = {"center": np.array([10.25, 0.0, 1.0]), "size": np.array([4.0, 2.0, 2.0]), "yaw": np.pi / 2,
            "velocity": np.array([-3.0, 0.0, 0.0])}
     taus, v = np.arange(0.0, 5.0, 0.1), np.array([2.0, 0.0, 0.0])
-    assert _first_contact(centres, radii, v, [box], taus) == pytest.approx(1.8)
-    assert _first_contact(centres, radii, v, [box | {"yaw": 0.0}], taus) == pytest.approx(1.6)
-    assert _first_contact(centres, radii, v, [box | {"velocity": np.array([3.0, 0.0, 0.0])}], taus) is None
+    assert first_contact(centres, radii, v, [box], taus) == pytest.approx(1.8)
+    assert first_contact(centres, radii, v, [box | {"yaw": 0.0}], taus) == pytest.approx(1.6)
+    assert first_contact(centres, radii, v, [box | {"velocity": np.array([3.0, 0.0, 0.0])}], taus) is None
     aside = box | {"center": np.array([10.25, 3.0, 1.0])}
-    assert _first_contact(centres, radii, v, [aside], taus) is None
-    assert _first_contact(centres, radii, v, [aside, box], taus) == pytest.approx(1.8)
+    assert first_contact(centres, radii, v, [aside], taus) is None
+    assert first_contact(centres, radii, v, [aside, box], taus) == pytest.approx(1.8)
 
 
 # ---- the gymnasium contract ---------------------------------------------------------------------
