@@ -187,3 +187,17 @@ def test_in_range_numbers_are_accepted():
     assert parse(["nav-eval", "scene", "--env.collision-reward", "-50", "--pairs", "1"]).settings.env.collision_reward == -50
     assert isinstance(parse(["generate", "cut_in", "--variants", "1"]), Generate)
     assert isinstance(parse(["nav-eval", "scene"]), NavEval)
+
+
+def test_model_settings_given_replace_only_those_scaled_to_the_data():
+    """train: --model.* settings differ from SceneModelConfig's defaults; they replace those in the
+    config scaled to the data and leave the rest (here a street: min_alpha 1e-4, semantic head)."""
+    from tasks.pipeline import model_config_for, with_overrides
+
+    street = model_config_for(((-50, -20, -1), (50, 20, 10)), "sky", ("road", "building"))
+    cmd = parse(["train", "log", "--model.background.grid.n-levels", "8", "--model.step-max", "2.0"])
+    cfg = with_overrides(street, changed_settings(cmd.model, SceneModelConfig()))
+    assert cfg.background.grid.n_levels == 8 and cfg.step_max == 2.0
+    assert cfg.min_alpha == street.min_alpha == 1e-4 and cfg.background.semantic_classes == ("road", "building")
+    assert cfg.background.grid.log2_table_size == street.background.grid.log2_table_size
+    assert with_overrides(street, changed_settings(parse(["train", "log"]).model, SceneModelConfig())) == street
