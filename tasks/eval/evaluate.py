@@ -82,8 +82,8 @@ def standard_edits(graph: SceneGraph, x_range: tuple[float, float], duration: fl
     with the same heading; every moved or inserted box is checked against all actors over time (no
     interpenetration). The copy keeps its heading because the capture rig looks forward: it never
     sees the front of a car parked facing the way the ego drives, and a copy turned round would show
-    that face, which no field can know (demo17 scene: edit drop 0.88 dB with the heading kept, 2.36 dB
-    turned round; remove + move alone 0.17 dB)."""
+    that face, which no field can know (the PSNR drop of both choices is measured in
+    bench/RESULTS.md)."""
     parked = [a for a in graph.actors if a.class_name == "car" and len(a.track.times) == 1]
     if len(parked) < 2:
         return [RemoveActor(parked[0].actor_id)] if parked else []
