@@ -86,7 +86,10 @@ def test_manifest_lists_every_file_with_its_hash(reference):
     assert "uniform" not in (out / "variant_0001" / "scenario.yaml").read_text()
 
 
-def test_coco_reads_back_with_pycocotools_and_scores_ap_1_against_itself(reference):
+def test_coco_reads_back_with_pycocotools_and_scores_ap_1_on_the_instance_images(reference):
+    """Detections made from the instance images on disk alone (masks encoded and boxed by
+    pycocotools) score AP 1 against the COCO file."""
+    from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -94,12 +97,17 @@ def test_coco_reads_back_with_pycocotools_and_scores_ap_1_against_itself(referen
     coco = COCO(str(out / "variant_0000" / "coco.json"))
     anns = coco.loadAnns(coco.getAnnIds())
     assert len(coco.getImgIds()) == 2 * FRAMES and len(anns) > 0
+    found = []
     for ann in anns:  # masks match the instance images on disk
         img = coco.loadImgs(ann["image_id"])[0]
         instance = iio.imread(out / "variant_0000" / img["file_name"].replace("images/", "instance/"))
         assert np.array_equal(coco.annToMask(ann).astype(bool), instance == ann["track_id"])
+        rle = mask_utils.encode(np.asfortranarray((instance == ann["track_id"]).astype(np.uint8)))
+        rle["counts"] = rle["counts"].decode()
+        found.append({"image_id": ann["image_id"], "category_id": ann["category_id"], "segmentation": rle,
+                      "bbox": mask_utils.toBbox(rle).tolist(), "score": 1.0})
     for iou in ("bbox", "segm"):
-        dets = coco.loadRes([{**a, "score": 1.0} for a in anns])
+        dets = coco.loadRes(found)
         ev = COCOeval(coco, dets, iou)
         ev.params.areaRng = [[0, 1e10]] * 4  # tiny test images: every object is 'small'
         ev.evaluate(), ev.accumulate(), ev.summarize()
