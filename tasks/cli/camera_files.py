@@ -20,7 +20,6 @@ It is converted to OpenCV axes once, here.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -12,7 +12,6 @@ import numpy as np
 from scenes.camera import Camera
 from scenes.edits import Edit, InsertActor, MoveActor, RemoveActor, apply_edits
 from scenes.graph import SceneGraph
-from scenes.transforms import make_pose
 from sim.data import holdout_frame
 from sim.render import render_camera
 from tasks.eval.metrics import depth_abs_rel, psnr, ssim

@@ -31,7 +31,6 @@ Conventions: world z up, metres, seconds; OpenCV camera axes; ego x forward, y l
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from typing import Annotated, Literal
 
 import gymnasium
