@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.inversion import InversionConfig, _random_rotation, invert_actor_pose, invert_camera_pose, pose_errors
+from tasks.eval.metrics import pose_errors
+from tasks.pose.inversion import InversionConfig, invert_actor_pose, invert_camera_pose
+from tasks.pose.problem import random_rotation
 
 
 def perturbed(T: np.ndarray, rng, max_deg: float, max_t: float, axes=(0, 1, 2), yaw_only: bool = False) -> np.ndarray:
@@ -29,7 +31,7 @@ def perturbed(T: np.ndarray, rng, max_deg: float, max_t: float, axes=(0, 1, 2), 
         a = np.radians(rng.uniform(-max_deg, max_deg))
         delta[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
     else:
-        delta[:3, :3] = _random_rotation(rng, max_deg)
+        delta[:3, :3] = random_rotation(rng, max_deg)
     for i in axes:
         delta[i, 3] = rng.uniform(-max_t, max_t)
     return T @ delta

@@ -66,7 +66,7 @@ def bench_world(work: Path, seconds: float, device: torch.device, log_dir: Path 
     evaluate it (against the twin where open3d imports) and time a 640x360 RGB + depth frame."""
     from sim.train import TrainConfig
     from tasks.pipeline import make_world_log, train_scene
-    from tasks.report import evaluate_scene
+    from tasks.eval.report import evaluate_scene
 
     log_dir, scene_dir = log_dir or work / "world_log", work / "world_scene"
     if not (log_dir / "log.json").exists():
@@ -136,7 +136,7 @@ def bench_lego(work: Path, seconds: float, device: torch.device, lego: Path = LE
     `LEGO_CURVE_SECONDS` on the way (off the training clock), drawn to ``lego200_psnr_curve.png``."""
     from sim.train import TrainConfig
     from tasks.pipeline import load_scene, train_scene
-    from tasks.report import evaluate_scene, static_test_metrics
+    from tasks.eval.report import evaluate_scene, static_test_metrics
 
     if not lego.exists():
         return {"lego200_skipped": f"{lego} not found"}
@@ -206,8 +206,9 @@ def bench_generate(work: Path, scene_dir: Path, frames: int = 3) -> dict:
     import ray
     import yaml
 
-    from tasks.generate import GenerateConfig, _scene, generate
-    from tasks.scenario import TEMPLATES_DIR
+    from tasks.pipeline import shared_scene
+    from tasks.scenarios.dataset import GenerateConfig, generate
+    from tasks.scenarios.schema import TEMPLATES_DIR
 
     def scenario(n_frames: int) -> Path:
         tree = yaml.safe_load((TEMPLATES_DIR / "cut_in.yaml").read_text())
@@ -228,7 +229,7 @@ def bench_generate(work: Path, scene_dir: Path, frames: int = 3) -> dict:
             ray.shutdown()
         return dt
 
-    _scene(scene_dir)  # loaded once per process, like every variant after a run's first
+    shared_scene(scene_dir)  # loaded once per process, like every variant after a run's first
     in_process = timed("gen_in_process", 1, 0, GENERATE_FRAMES)
     one, two = timed("gen_ray_1", 2, 1, frames), timed("gen_ray_2", 2, 2, frames)
     return {"generate_frames_per_min_640x360": GENERATE_FRAMES / in_process * 60, "generate_ray_1_worker_seconds": one,

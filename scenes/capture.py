@@ -51,7 +51,7 @@ import numpy as np
 from scenes.camera import Camera, Intrinsics
 from scenes.errors import InputError, read_json_object
 from scenes.graph import SceneGraph
-from scenes.transforms import is_rigid
+from scenes.transforms import rigid_pose
 
 FORMAT_NAME = "nerfsim-capture-log"
 FORMAT_VERSION = 1
@@ -141,17 +141,7 @@ def _field(d, key: str, src, where: str, kind=None):
 
 
 def _pose(value, src, name: str) -> np.ndarray:
-    try:
-        T = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(src, name, "expected a 4x4 list of numbers") from None
-    if T.shape != (4, 4):
-        raise InputError(src, name, f"expected a 4x4 matrix, got shape {T.shape}")
-    if not np.all(np.isfinite(T)):
-        raise InputError(src, name, "pose has non-finite values (NaN/inf)")
-    if not is_rigid(T):
-        raise InputError(src, name, "pose is not a rigid transform (orthonormal rotation, last row 0 0 0 1)")
-    return T
+    return rigid_pose(value, src, name)
 
 
 def _png_size(path: Path, name: str) -> tuple[int, int]:

@@ -25,3 +25,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_json(path: str | Path, data, indent: int | None = 1) -> Path:
+    """``data`` as JSON (``indent`` spaces per level; None = one line)."""
+    import json
+
+    return atomic_write_text(path, json.dumps(data, indent=indent))

@@ -146,3 +146,22 @@ def is_rigid(T: np.ndarray, atol: float = 1e-4) -> bool:
         and abs(np.linalg.det(R) - 1.0) < atol
         and np.allclose(T[3], [0, 0, 0, 1], atol=atol)
     )
+
+
+def rigid_pose(value, source, field: str | None) -> np.ndarray:
+    """``value`` (nested lists / an array) as a 4x4 rigid transform, or `scenes.errors.InputError`
+    naming ``source`` and ``field`` and what is wrong: not numbers, not 4x4, not finite, not rigid
+    (`is_rigid`). The one check of poses read from files and given to sensors."""
+    from scenes.errors import InputError
+
+    try:
+        T = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(source, field, "expected a 4x4 matrix of numbers") from None
+    if T.shape != (4, 4):
+        raise InputError(source, field, f"expected a 4x4 matrix, got shape {T.shape}")
+    if not np.all(np.isfinite(T)):
+        raise InputError(source, field, "expected a finite 4x4 rigid transform (pose has NaN/inf)")
+    if not is_rigid(T):
+        raise InputError(source, field, "expected a 4x4 rigid transform (orthonormal rotation with det +1, last row 0 0 0 1)")
+    return T

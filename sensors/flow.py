@@ -15,12 +15,11 @@ Conventions: OpenCV cameras, pixel centres at integer + 0.5, world z up, metres.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from scenes.files import atomic_write
 from scenes.graph import SceneState
 from sensors.frame import Frame
 
@@ -36,10 +35,7 @@ class Correspondence:
 
     def save(self, path) -> None:
         """``.npz`` with ``flow`` (float32 [H, W, 2]), ``in_view`` and ``visible`` (bool [H, W]); atomic."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-        np.savez_compressed(tmp, flow=self.flow, in_view=self.in_view, visible=self.visible)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: np.savez_compressed(tmp, flow=self.flow, in_view=self.in_view, visible=self.visible))
 
 
 def carry_points(points: np.ndarray, instance: np.ndarray, state_a: SceneState, state_b: SceneState) -> tuple[np.ndarray, np.ndarray]:

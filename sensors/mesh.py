@@ -15,7 +15,6 @@ whatever trimesh writes (``.ply``, ``.obj``, ``.glb``); open3d and trimesh read 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 import trimesh
 
+from scenes.files import atomic_write
 from sim.compose import NeuralScene
 from sim.field import RadianceField
 from sim.occupancy import OccupancyGrid
@@ -147,9 +147,4 @@ def actor_mesh(model: NeuralScene, asset_id: str, size, cfg: MeshConfig = MeshCo
 
 def export_mesh(mesh: trimesh.Trimesh, path: Path) -> Path:
     """Write ``mesh`` atomically; the format follows the suffix (.ply, .obj, .glb)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    mesh.export(tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, mesh.export)

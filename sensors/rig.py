@@ -13,16 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scenes.errors import InputError
-from scenes.transforms import is_rigid
-from scenes.lens import CameraModel
+from scenes.transforms import rigid_pose
 from sensors.lidar import LidarConfig
+from scenes.lens import CameraModel
 
 
 def _rigid(T, source: str, name: str) -> np.ndarray:
-    T = np.asarray(T, dtype=np.float64)
-    if T.shape != (4, 4) or not is_rigid(T):
-        raise InputError(source, name, "expected a finite 4x4 rigid transform")
-    return T
+    return rigid_pose(T, source, name)
 
 
 class _Mounted:

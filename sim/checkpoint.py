@@ -16,7 +16,6 @@ reference, numba CPU, numba.cuda; `sim.encoding`) reads and writes these same te
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from scenes.errors import InputError, read_json_object
+from scenes.files import atomic_write, atomic_write_bytes
 from scenes.graph import SceneGraph
 from sim.compose import NeuralScene, SceneModelConfig
 
@@ -31,16 +31,8 @@ FORMAT = "nerfsim-scene"
 FORMAT_VERSION = 1
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp)))
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
@@ -79,7 +71,7 @@ def save_checkpoint(path: str | Path, model: NeuralScene, graph: SceneGraph, *, 
         _atomic_save_tensors(tensors, path / opt_name)
         meta["optimizer"] = opt_name
         meta["optimizer_param_groups"] = groups
-    _atomic_write_bytes(path / "scene.json", json.dumps(meta, indent=1).encode())
+    atomic_write_bytes(path / "scene.json", json.dumps(meta, indent=1).encode())
     # Older tensor files are now unreferenced.
     keep = {meta["weights"], meta.get("optimizer")}
     for f in path.glob("*.safetensors*"):  # also temporary files left by a killed save

@@ -17,13 +17,15 @@ from rich.progress import Progress
 from scenes.camera import Camera
 from scenes.capture import read_capture_log
 from scenes.edits import apply_edits, load_edits
+from scenes.files import atomic_write_json, atomic_write_text
 from sim.render import render_camera
 from sim.train import TrainConfig
-from tasks.cameras import save_cameras
-from tasks.evaluate import psnr, standard_edits
+from tasks.cli.camera_files import save_cameras
+from tasks.eval.evaluate import standard_edits
+from tasks.eval.metrics import psnr
 from tasks.media import colorize_depth, colorize_ids, grid, label, write_png, write_video
-from tasks.pipeline import atomic_write_json, load_scene, make_world_log, train_scene, twin_for, write_edits
-from tasks.report import evaluate_scene
+from tasks.pipeline import load_scene, make_world_log, train_scene, twin_for, write_edits
+from tasks.eval.report import evaluate_scene
 
 console = Console()
 
@@ -57,7 +59,7 @@ def run_demo(out: Path, train_seconds: float = 360.0, tiny: bool = False) -> dic
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    (out / "README.md").write_text(_demo_readme(out, train_seconds, tiny))
+    atomic_write_text(out / "README.md", _demo_readme(out, train_seconds, tiny))
     log_dir = out / "log"
     if not (log_dir / "log.json").exists():
         console.rule("1/4 built-in world -> capture log")

@@ -5,12 +5,13 @@ Colour-mapped images are for looking only; metric values are always written sepa
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 from PIL import Image, ImageDraw
+
+from scenes.files import atomic_write
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
@@ -65,22 +66,16 @@ def grid(rows: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
 def write_png(path: str | Path, img: np.ndarray) -> None:
     """Atomic PNG write: a float image in [0, 1] as 8-bit, an integer image (uint8 / uint16 ids,
     millimetres) as it is."""
-    path = Path(path)
-    tmp = path.with_name(path.stem + f".tmp-{os.getpid()}" + path.suffix)
-    iio.imwrite(tmp, img if np.issubdtype(img.dtype, np.integer) else to_uint8(img))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: iio.imwrite(tmp, img if np.issubdtype(img.dtype, np.integer) else to_uint8(img)))
 
 
 def write_video(path: str | Path, frames: list[np.ndarray], fps: float = 10.0) -> None:
     """Atomic H.264 MP4 (even frame size enforced by padding)."""
-    path = Path(path)
-    tmp = path.with_name(path.stem + f".tmp-{os.getpid()}" + path.suffix)
     arr = np.stack([to_uint8(f) for f in frames])
     H, W = arr.shape[1:3]
     arr = np.pad(arr, ((0, 0), (0, H % 2), (0, W % 2), (0, 0)))
     plugin = {"plugin": "pyav"} if _has_pyav() else {}  # else imageio's ffmpeg plugin
-    iio.imwrite(tmp, arr, fps=fps, codec="libx264", **plugin)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: iio.imwrite(tmp, arr, fps=fps, codec="libx264", **plugin))
 
 
 def _has_pyav() -> bool:

@@ -6,7 +6,6 @@ static dataset (Blender ``transforms_*.json``, nerfstudio or instant-ngp ``trans
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from scenes.capture import read_capture_log
 from sensors.recording import CaptureConfig, generate_capture_log
 from scenes.edits import Edit, apply_edits, edits_to_dict, load_edits
 from scenes.errors import InputError
-from scenes.files import atomic_write_text
+from scenes.files import atomic_write_json, atomic_write_text
 from scenes.graph import SceneGraph
 from scenes.world import WorldConfig, build_world
 from sensors.mesh import MeshConfig
@@ -29,7 +28,7 @@ from sim.compose import NeuralScene, SceneModelConfig
 from sim.data import bank_from_capture_log, bank_from_static
 from sim.device import resolve_device
 from sim.train import TrainConfig, train
-from tasks.outputs import DEFAULT_OUTPUTS, render_views
+from tasks.cli.outputs import DEFAULT_OUTPUTS, render_views
 
 
 # ---- world ------------------------------------------------------------------------------------
@@ -86,9 +85,11 @@ def unbounded_model_config(extent: np.ndarray, far_field: str, near: float, pixe
     return replace(cfg, background=replace(cfg.background, grid=grid, image_code_dim=8 if n_images else 0))
 
 
-def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10, on_step=None) -> dict:
+def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10, on_step=None,
+                model_overrides: dict | None = None) -> dict:
     """Train a scene from a capture log or a static dataset into the checkpoint folder ``out``
-    (``on_step``: see `sim.train.train`)."""
+    (``on_step``: see `sim.train.train`). ``model_overrides``: settings of `SceneModelConfig`
+    (nested configs as nested dicts) that replace those `model_config_for` scales to the data."""
     data = Path(data)
     if not data.exists():
         raise InputError(data, None, "no such training data folder")
@@ -109,8 +110,15 @@ def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10
     classes = BACKGROUND_CLASSES if bank.semantic is not None else ()
     unbounded, near = (ds.unbounded, ds.near) if not is_capture_log(data) else (False, 0.0)
     pixel_angle = 1.0 / float(bank.K[:, 0].median())
-    model = NeuralScene(model_config_for(graph.aabb, far, classes, unbounded, near, pixel_angle, len(bank.K)), graph.aabb, graph.asset_ids)
+    model_cfg = model_config_for(graph.aabb, far, classes, unbounded, near, pixel_angle, len(bank.K))
+    model = NeuralScene(with_overrides(model_cfg, model_overrides or {}), graph.aabb, graph.asset_ids)
     return train(model, bank, graph, cfg, out, extra_meta=extra, on_step=on_step)
+
+
+def with_overrides(config, overrides: dict):
+    """A config dataclass with some settings replaced (``{name: value}``, nested configs as dicts)."""
+    values = {k: with_overrides(getattr(config, k), v) if isinstance(v, dict) else v for k, v in overrides.items()}
+    return replace(config, **values)
 
 
 # ---- rendering ----------------------------------------------------------------------------------
@@ -133,6 +141,46 @@ def load_scene(path: Path, device: str = "cpu") -> LoadedScene:
     return LoadedScene(model, graph, meta, Path(path))
 
 
+_SHARED: dict = {}
+
+
+def shared_scene(path: Path | str, load=load_scene):
+    """``load(path)`` once per process and ``load`` (a `LoadedScene` by default; navigation keeps its
+    `tasks.nav.scene.NavScene`): Ray workers and vector environments reuse it between tasks. The
+    object is shared: callers must not change it."""
+    key = (getattr(load, "__qualname__", repr(load)), str(Path(path).resolve()))
+    if key not in _SHARED:
+        _SHARED[key] = load(key[1])
+    return _SHARED[key]
+
+
+TIME_MARGIN_S = 1.0
+"""How far outside its time range a scene may be rendered (seconds): the actors' poses are held at
+their first / last keyframe there. Farther is refused (`check_view_times`)."""
+
+
+def scene_time_range(graph: SceneGraph) -> tuple[float, float] | None:
+    """First and last keyframe time of the scene's moving actors; None when nothing moves (any time
+    then shows the same scene)."""
+    times = [a.track.times for a in graph.actors if len(a.track.times) > 1]
+    if not times:
+        return None
+    return float(min(t[0] for t in times)), float(max(t[-1] for t in times))
+
+
+def check_view_times(graph: SceneGraph, views: list, source: str = "cameras") -> None:
+    """`InputError` for a view whose time lies more than `TIME_MARGIN_S` outside the scene's time
+    range: the scene was never seen then, and clamping the actors silently would pass it off as real."""
+    span = scene_time_range(graph)
+    if span is None:
+        return
+    lo, hi = span
+    for i, v in enumerate(views):
+        if not lo - TIME_MARGIN_S <= v.time <= hi + TIME_MARGIN_S:
+            raise InputError(source, f"cameras[{i}].time", f"{v.time:g} s is outside the scene's time range [{lo:g}, {hi:g}] s "
+                                                          f"(by more than {TIME_MARGIN_S:g} s)")
+
+
 def twin_for(scene: LoadedScene):
     """The ground-truth twin of a scene trained on the built-in world."""
     from scenes.twin import Twin
@@ -152,17 +200,19 @@ def edited_graph(graph: SceneGraph, edits: list[Edit] | Path | None, source: str
 
 
 def render_to_folder(scene_path: Path, views: list, out: Path, edits: Path | None = None, use_twin: bool = False,
-                     outputs: tuple[str, ...] = DEFAULT_OUTPUTS, progress: bool = True) -> list[str]:
-    """Render ``outputs`` (see `tasks.outputs`) of ``views`` (`tasks.outputs.View` or pinhole
+                     outputs: tuple[str, ...] = DEFAULT_OUTPUTS, progress: bool = True, cameras_source: str = "cameras") -> list[str]:
+    """Render ``outputs`` (see `tasks.cli.outputs`) of ``views`` (`tasks.cli.camera_files.View` or pinhole
     `Camera`) from a trained scene, or from its mesh twin, after optional edits. Returns the file
-    stem of each view."""
+    stem of each view. Views far outside the scene's time range are refused (`check_view_times`;
+    ``cameras_source`` names their file in the error)."""
     from sensors.renderers import NeuralRenderer, TwinRenderer
-    from tasks.cameras import view_of
+    from tasks.cli.camera_files import view_of
 
     scene = load_scene(scene_path)
     graph = edited_graph(scene.graph, edits)
-    renderer = TwinRenderer(twin_for(scene)) if use_twin else NeuralRenderer(scene.model)
     views = [view_of(v) if isinstance(v, Camera) else v for v in views]
+    check_view_times(graph, views, cameras_source)
+    renderer = TwinRenderer(twin_for(scene)) if use_twin else NeuralRenderer(scene.model)
     lidar = None
     source = scene.meta.get("extra", {}).get("source", {})
     if source.get("kind") == "capture-log" and "lidar" in outputs:
@@ -202,8 +252,4 @@ def export_scene_meshes(scene_path: Path, out: Path, fmt: str = "ply", backgroun
 
 
 def write_edits(edits: list[Edit], path: Path) -> None:
-    path.write_text(yaml.safe_dump(edits_to_dict(edits), sort_keys=False))
-
-
-def atomic_write_json(path: Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1))
+    atomic_write_text(path, yaml.safe_dump(edits_to_dict(edits), sort_keys=False))

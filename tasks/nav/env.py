@@ -31,7 +31,7 @@ Conventions: world z up, metres, seconds; OpenCV camera axes; ego x forward, y l
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
+from typing import Annotated, Literal
 
 import gymnasium
 import numpy as np
@@ -40,6 +40,7 @@ from gymnasium import spaces
 
 from scenes.camera import Intrinsics
 from scenes.errors import InputError
+from scenes.settings import ANY_FINITE, AT_LEAST_ONE, POSITIVE, Range
 from scenes.transforms import make_pose, rot_z
 from sensors.lidar import LidarConfig
 from scenes.lens import CameraModel
@@ -59,51 +60,51 @@ class NavConfig:
 
     scene: str = ""
     """Trained scene folder (``nerfsim train`` / ``nerfsim demo``'s ``scene/``)."""
-    dynamics: str = "unicycle"
+    dynamics: Literal["unicycle", "bicycle", "quadrotor"] = "unicycle"
     """Agent model: 'unicycle' (ground robot), 'bicycle' (car) or 'quadrotor' (drone)."""
-    observations: tuple[str, ...] = ("rgb", "depth")
+    observations: tuple[Literal["rgb", "depth", "lidar"], ...] = ("rgb", "depth")
     """Sensor products in the observation (any of rgb, depth, lidar; ``state`` is always there)."""
-    width: int = 128
+    width: Annotated[int, AT_LEAST_ONE] = 128
     """Camera image width, pixels."""
-    height: int = 72
+    height: Annotated[int, AT_LEAST_ONE] = 72
     """Camera image height, pixels."""
-    hfov_deg: float = 90.0
+    hfov_deg: Annotated[float, Range(lo=1.0, hi=179.0, strict_lo=True)] = 90.0
     """Camera horizontal field of view, degrees (pinhole)."""
-    max_depth: float = 80.0
+    max_depth: Annotated[float, POSITIVE] = 80.0
     """Depth written where the camera sees nothing closer (sky), metres."""
-    lidar_beams: int = 16
+    lidar_beams: Annotated[int, AT_LEAST_ONE] = 16
     """LiDAR beams (elevations from -15 to +15 degrees)."""
-    lidar_azimuths: int = 180
+    lidar_azimuths: Annotated[int, AT_LEAST_ONE] = 180
     """LiDAR azimuth steps per revolution."""
-    lidar_range: float = 40.0
+    lidar_range: Annotated[float, POSITIVE] = 40.0
     """LiDAR range, metres (farther returns read as this)."""
-    dt: float = 0.1
+    dt: Annotated[float, POSITIVE] = 0.1
     """Step length, seconds (10 Hz control)."""
-    max_steps: int = 600
+    max_steps: Annotated[int, AT_LEAST_ONE] = 600
     """Steps before the episode is truncated (60 s at 0.1 s)."""
-    goal_radius: float = 1.0
+    goal_radius: Annotated[float, POSITIVE] = 1.0
     """The goal is reached within this distance of the ego origin, metres."""
     start_time: float = 0.0
     """Scene time at reset, seconds."""
     moving_actors: bool = True
     """Actors follow their tracks as the episode runs; False freezes the scene at ``start_time``."""
-    density_threshold: float = DENSITY_THRESHOLD
+    density_threshold: Annotated[float, POSITIVE] = DENSITY_THRESHOLD
     """Background density (per metre) that counts as solid."""
-    min_distance: float = 10.0
+    min_distance: Annotated[float, POSITIVE] = 10.0
     """Smallest straight-line start-goal distance of sampled episodes, metres."""
-    max_distance: float = 35.0
+    max_distance: Annotated[float, POSITIVE] = 35.0
     """Largest straight-line start-goal distance of sampled episodes, metres."""
     flight_heights: tuple[float, float] = (1.5, 4.0)
     """Heights above ground between which drone starts and goals are sampled, metres."""
     nearby_radius: float = 30.0
     """Actors within this distance are listed in ``info['nearby_actors']``, metres."""
-    step_cost: float = 0.01
+    step_cost: Annotated[float, ANY_FINITE] = 0.01
     """Reward lost per step."""
-    goal_reward: float = 10.0
+    goal_reward: Annotated[float, ANY_FINITE] = 10.0
     """Reward for reaching the goal."""
-    collision_reward: float = -10.0
+    collision_reward: Annotated[float, ANY_FINITE] = -10.0
     """Reward for a collision or for leaving the scene."""
-    map_cell: float = 0.1
+    map_cell: Annotated[float, POSITIVE] = 0.1
     """Cell size of the density map used for clearance and start/goal sampling, metres."""
     scenario: str = ""
     """A scenario (template name or YAML file) whose actors replace the scene's; the agent takes the
@@ -121,19 +122,15 @@ class NavConfig:
             raise InputError("navigation config", "dt/max_steps", "must be positive")
 
 
-_SCENES: dict[str, NavScene] = {}
-
-
 def _scene_for(scene) -> NavScene:
     """A `NavScene` from an object or a path; loaded scenes are shared by the environments of a process."""
+    from tasks.pipeline import shared_scene
+
     if isinstance(scene, NavScene):
         return scene
     if not scene:
         raise InputError("navigation config", "scene", "give the folder of a trained scene (e.g. demo_out/scene)")
-    key = str(Path(scene).resolve())
-    if key not in _SCENES:
-        _SCENES[key] = NavScene.load(key)
-    return _SCENES[key]
+    return shared_scene(scene, NavScene.load)
 
 
 class NavEnv(gymnasium.Env):
@@ -315,7 +312,7 @@ class NavEnv(gymnasium.Env):
         actors = [a for a in self.nearby_actors(state, t) if not moving_only or np.linalg.norm(a["velocity"]) > 0.1]
         if actors:
             centres, radii = self.dynamics.body_points(state)
-            contact = _first_contact(centres, radii, v, actors, np.arange(0.0, min(ttc, horizon), 0.1))
+            contact = first_contact(centres, radii, v, actors, np.arange(0.0, min(ttc, horizon), 0.1))
             if contact is not None:
                 return contact
         return float(ttc) if ttc <= horizon else float("inf")
@@ -406,7 +403,7 @@ def _start_goal_from_options(options: dict, ground_z: float, ground: bool):
     return pos, float(start[-1]), goal3
 
 
-def _first_contact(centres: np.ndarray, radii: np.ndarray, velocity: np.ndarray, actors: list[dict], taus: np.ndarray) -> float | None:
+def first_contact(centres: np.ndarray, radii: np.ndarray, velocity: np.ndarray, actors: list[dict], taus: np.ndarray) -> float | None:
     """The first of the times ``taus`` (s, increasing) at which the body spheres, moving at
     ``velocity``, touch an actor box moving at its own velocity; None if they never do. All times at
     once, in the box's moving frame (the body moves at the velocity relative to the box)."""

@@ -22,6 +22,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 from rich.console import Console
@@ -30,6 +31,7 @@ from skimage.graph import MCP_Geometric
 
 from scenes.errors import InputError
 from scenes.files import atomic_write_text
+from scenes.settings import AT_LEAST_ONE
 from tasks.media import write_png, write_video
 from tasks.nav.env import NavConfig, NavEnv
 from tasks.nav.planner import CONTROLLERS
@@ -47,9 +49,9 @@ class NavEvalConfig:
     """Trained scene folder."""
     out: Path = Path("nav_eval")
     """Output folder (episodes.jsonl, summary.json, overview.png, videos)."""
-    controller: str = "planner"
+    controller: Literal["planner", "reactive"] = "planner"
     """'planner' (NeRF-Nav-style, density map) or 'reactive' (depth image only)."""
-    pairs: int = 50
+    pairs: Annotated[int, AT_LEAST_ONE] = 50
     """Number of start-goal pairs (episode i is seeded with seed + i; with a scenario in the
     environment config, episode i is that scenario's variant seed + i)."""
     seed: int = 0

@@ -275,7 +275,7 @@ class DepthReactiveController:
     def reset(self, env) -> None:
         env = self.env = env.unwrapped
         if "depth" not in env.cfg.observations:
-            raise InputError("reactive controller", "observations", "needs the 'depth' observation (e.g. --observations depth)")
+            raise InputError("reactive controller", "observations", "needs the 'depth' observation (e.g. nav-eval --env.observations depth)")
         d_cam = env._d_cam  # unit pixel rays, camera frame
         R = env.dynamics.T_ego_cam[:3, :3]
         self.rays_ego = (d_cam / d_cam[:, 2:3]) @ R.T  # ego-frame offset per metre of z-depth

@@ -64,11 +64,11 @@ class NavScene:
 
     def with_scenario(self, scenario: str, variant: int = 0, seed: int | None = None) -> "NavScene":
         """This scene with the actors of variant ``variant`` of a scenario (template name or YAML
-        file, `tasks.scenario`). The actors replay the scenario's simulation: their behaviours
+        file, `tasks.scenarios.schema`). The actors replay the scenario's simulation: their behaviours
         reacted to the scripted ego, not to the agent that replaces it."""
-        from tasks.generate import draw_variant
-        from tasks.scenario import load_scenario_text
-        from tasks.traffic import actor_library
+        from tasks.scenarios.variants import draw_variant
+        from tasks.scenarios.schema import load_scenario_text
+        from tasks.scenarios.traffic import actor_library
 
         if self.roadmap is None:
             raise InputError(self.name, "scenario", "scenarios need a scene of the built-in world (its road map)")

@@ -11,7 +11,7 @@ from sensors.lidar import capture_lidar
 from sensors.mesh import MeshConfig, actor_mesh, background_mesh, export_mesh
 from sensors.renderers import NeuralRenderer, TwinRenderer
 from sensors.rig import LidarSensor
-from tasks.sensor_report import chamfer
+from tasks.eval.metrics import chamfer
 
 SENSOR = LidarSensor("top", LidarConfig(n_beams=16, min_elevation_deg=-25.0, max_elevation_deg=15.0, n_azimuth=180, max_range=30.0),
                      T_ego_lidar=np.array([[1, 0, 0, 0.0], [0, 1, 0, 0.0], [0, 0, 1, 1.8], [0, 0, 0, 1.0]]))
@@ -167,7 +167,7 @@ def test_observed_surface_is_what_a_view_saw(box_world):
     degrees obliquely, and not behind the post; the roof is seen only from the raised camera."""
     from scenes.camera import Camera, Intrinsics
     from scenes.transforms import make_pose
-    from tasks.sensor_report import OBSERVED_MAX_INCIDENCE_DEG, observed_by
+    from tasks.eval.sensors import OBSERVED_MAX_INCIDENCE_DEG, observed_by
 
     car = box_world.graph.actor("car_0")
     mesh = trimesh.Trimesh(*[getattr(p.mesh, k) for p in box_world.actor_assets["car"] for k in ("vertices", "faces")])

@@ -11,7 +11,7 @@ from sensors.flow import correspondences, sampled_correspondences
 from sensors.frame import capture_camera
 from scenes.lens import CameraModel
 from sensors.renderers import UNLABELLED, NeuralRenderer, TwinRenderer
-from tasks.sensor_report import angular_error_deg, box_iou, mask_iou
+from tasks.eval.metrics import angular_error_deg, box_iou, mask_iou
 
 PINHOLE = CameraModel("pinhole", 96, 64, 60.0, 60.0, 48.0, 32.0)
 T_CAM = look_at(np.array([0.0, 0.5, 1.6]), np.array([8.0, -0.5, 0.8]))

@@ -192,7 +192,7 @@ def test_kill_before_scene_json_leaves_previous_checkpoint_loadable(graph, tmp_p
     def killed(*a, **k):
         raise Killed
 
-    monkeypatch.setattr(ckpt, "_atomic_write_bytes", killed)  # dies after the tensors, before scene.json
+    monkeypatch.setattr(ckpt, "atomic_write_bytes", killed)  # dies after the tensors, before scene.json
     with pytest.raises(Killed):
         save_checkpoint(folder, m2, graph, step=2)
     monkeypatch.undo()

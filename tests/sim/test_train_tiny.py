@@ -8,8 +8,6 @@ with the same config and must pick up at step ``N`` and do exactly ``M`` more st
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -27,6 +25,7 @@ from sim.encoding import HashGridConfig
 from sim.field import FieldConfig
 from sim.render import render_camera
 from sim.train import TrainConfig, train
+from tasks.eval.metrics import mask_iou, psnr
 
 pytestmark = pytest.mark.slow  # 10-40 s here (30 steps at 0.3-1.2 s/step, depending on machine load)
 
@@ -119,10 +118,6 @@ def run(log, bank, tmp_path_factory):
     return res
 
 
-def psnr(a, b) -> float:
-    return -10.0 * math.log10(float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
-
-
 def test_colours_have_a_gradient_floor_for_the_first_steps_only(run):
     """`TrainConfig.color_floor` for steps 0..19 (counted across the resume), then the exact gradient."""
     got = [c["floors"] for c in run["calls"][: N_STEPS + M_STEPS]]
@@ -196,7 +191,6 @@ def test_sensor_products_of_the_trained_tiny_world_against_its_twin(run, log):
     from sensors.lidar import capture_lidar
     from sensors.renderers import NeuralRenderer, TwinRenderer
     from sensors.rig import Rig
-    from tasks.sensor_report import mask_iou
 
     neural, truth = NeuralRenderer(run["model"]), TwinRenderer(Twin(build_world(WorldConfig.tiny())))
     frame = log.frames[len(log.frames) // 2]

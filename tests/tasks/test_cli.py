@@ -16,7 +16,7 @@ from sim.encoding import HashGridConfig
 from sim.field import FieldConfig
 from sim.rays import camera_rays, ray_aabb
 from sim.render import render_camera
-from tasks.cameras import load_cameras, save_cameras
+from tasks.cli.camera_files import load_cameras, save_cameras
 from tasks.cli import main
 from scenes.camera import Camera
 
@@ -40,6 +40,14 @@ def test_cameras_file_roundtrip_and_errors(tmp_path):
     d["cameras"][0]["T_world_cam"][0][0] = float("nan")
     p.write_text(json.dumps(d))
     with pytest.raises(InputError, match=r"cameras\[0\].T_world_cam"):
+        load_cameras(p)
+    d["cameras"][0]["T_world_cam"] = np.asarray(cams[0].T_world_cam).flatten().tolist()  # 16 numbers: nerfstudio's form, not ours
+    p.write_text(json.dumps(d))
+    with pytest.raises(InputError, match=r"cameras\[0\].T_world_cam.*4x4 matrix, got shape \(16,\)"):
+        load_cameras(p)
+    d["cameras"][0]["T_world_cam"] = (np.diag([1.0, 1.0, 2.0, 1.0]) @ cams[0].T_world_cam).tolist()  # scaled: not rigid
+    p.write_text(json.dumps(d))
+    with pytest.raises(InputError, match="rigid transform"):
         load_cameras(p)
     p.write_text("{broken")
     with pytest.raises(InputError, match="not valid JSON"):
@@ -131,7 +139,7 @@ def test_render_all_outputs_and_export_meshes_from_the_command_line(tmp_path, ca
     import trimesh
 
     from sim.checkpoint import save_checkpoint
-    from tasks.cameras import cameras_to_dict
+    from tasks.cli.camera_files import cameras_to_dict
 
     model, graph = _tiny_scene()
     save_checkpoint(tmp_path / "scene", model, graph)
@@ -170,3 +178,28 @@ def test_render_all_outputs_and_export_meshes_from_the_command_line(tmp_path, ca
     assert len(car.faces) == index["actor_car"]["faces"] > 0
     assert np.all(np.abs(car.vertices) <= np.array([2, 1, 0.75]) + 1e-3)  # in the box frame
     assert len(o3d.io.read_triangle_mesh(str(tmp_path / "meshes" / "background.ply")).triangles) == index["background"]["faces"]
+
+
+def test_a_camera_far_outside_the_scene_time_range_is_refused(tmp_path, capsys):
+    """Actors are known between their first and last keyframe: a camera at 1e9 s would show them
+    clamped at their last pose without a word. It is refused (1 s of margin either side)."""
+    from sim.checkpoint import save_checkpoint
+    from tasks.cli.camera_files import cameras_to_dict
+    from tasks.pipeline import TIME_MARGIN_S
+
+    model, graph = _tiny_scene()
+    car = graph.actors[0]
+    track = ActorTrack.from_poses([0.0, 4.0], [car.track.pose_at(0.0), make_pose(rot_z(0.3), [14, 0, 0.75])])
+    graph = graph.with_actors([Actor(car.actor_id, car.class_name, car.instance_id, car.size, track)])
+    save_checkpoint(tmp_path / "scene", model, graph)
+    lens = Intrinsics.from_fov(16, 12, 80)
+    for t, ok in ((4.0 + TIME_MARGIN_S - 0.01, True), (1e9, False), (-TIME_MARGIN_S - 0.5, False)):
+        cams = [Camera(lens, look_at([0, -1, 2], [10, 0, 1]), 0.0, "a"), Camera(lens, look_at([0, -1, 2], [10, 0, 1]), t, "b")]
+        (tmp_path / "cameras.json").write_text(json.dumps(cameras_to_dict(cams)))
+        out = tmp_path / f"out_{t:g}"
+        code = main(["render", str(tmp_path / "scene"), "--cameras", str(tmp_path / "cameras.json"), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == (0 if ok else 2), err
+        if not ok:
+            assert "cameras[1].time" in err and "cameras.json" in err and "[0, 4]" in err and "Traceback" not in err
+            assert not out.exists()  # refused before anything was written

@@ -4,6 +4,7 @@ in-process runner agree."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import imageio.v3 as iio
@@ -12,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-import tasks.generate as gen
+import tasks.scenarios.dataset as gen
 from scenes.errors import InputError
 from scenes.world import WorldConfig, build_world
 from sensors.boxes import box_corners, kitti_box_to_cam
@@ -20,9 +21,10 @@ from sim.checkpoint import save_checkpoint
 from sim.compose import NeuralScene, SceneModelConfig
 from sim.encoding import HashGridConfig
 from sim.field import FieldConfig
-from tasks.generate import GenerateConfig, generate
-from tasks.labels import parse_kitti_calib, parse_kitti_object_line, parse_kitti_tracking_line
-from tasks.scenario import TEMPLATES_DIR
+from tasks.pipeline import shared_scene
+from tasks.scenarios.dataset import GenerateConfig, generate
+from tasks.scenarios.labels import parse_kitti_calib, parse_kitti_object_line, parse_kitti_tracking_line
+from tasks.scenarios.schema import TEMPLATES_DIR
 
 FRAMES = 4
 
@@ -75,7 +77,7 @@ def test_manifest_lists_every_file_with_its_hash(reference):
         assert entry["frames"] == FRAMES and entry["cameras"] == ["front", "front_left"] and entry["violations"] == []
         on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
         assert on_disk == set(entry["files"])
-        assert all(gen._sha256(folder / f) == h for f, h in entry["files"].items())
+        assert all(hashlib.sha256((folder / f).read_bytes()).hexdigest() == h for f, h in entry["files"].items())
         for cam in entry["cameras"]:
             assert len(list((folder / "images" / cam).glob("*.png"))) == FRAMES
     assert json.loads((out / "manifest.json").read_text()) == json.loads(json.dumps(manifest, sort_keys=True))
@@ -84,7 +86,10 @@ def test_manifest_lists_every_file_with_its_hash(reference):
     assert "uniform" not in (out / "variant_0001" / "scenario.yaml").read_text()
 
 
-def test_coco_reads_back_with_pycocotools_and_scores_ap_1_against_itself(reference):
+def test_coco_reads_back_with_pycocotools_and_scores_ap_1_on_the_instance_images(reference):
+    """Detections made from the instance images on disk alone (masks encoded and boxed by
+    pycocotools) score AP 1 against the COCO file."""
+    from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -92,12 +97,17 @@ def test_coco_reads_back_with_pycocotools_and_scores_ap_1_against_itself(referen
     coco = COCO(str(out / "variant_0000" / "coco.json"))
     anns = coco.loadAnns(coco.getAnnIds())
     assert len(coco.getImgIds()) == 2 * FRAMES and len(anns) > 0
+    found = []
     for ann in anns:  # masks match the instance images on disk
         img = coco.loadImgs(ann["image_id"])[0]
         instance = iio.imread(out / "variant_0000" / img["file_name"].replace("images/", "instance/"))
         assert np.array_equal(coco.annToMask(ann).astype(bool), instance == ann["track_id"])
+        rle = mask_utils.encode(np.asfortranarray((instance == ann["track_id"]).astype(np.uint8)))
+        rle["counts"] = rle["counts"].decode()
+        found.append({"image_id": ann["image_id"], "category_id": ann["category_id"], "segmentation": rle,
+                      "bbox": mask_utils.toBbox(rle).tolist(), "score": 1.0})
     for iou in ("bbox", "segm"):
-        dets = coco.loadRes([{**a, "score": 1.0} for a in anns])
+        dets = coco.loadRes(found)
         ev = COCOeval(coco, dets, iou)
         ev.params.areaRng = [[0, 1e10]] * 4  # tiny test images: every object is 'small'
         ev.evaluate(), ev.accumulate(), ev.summarize()
@@ -159,11 +169,13 @@ def test_a_killed_run_resumes_without_losing_or_duplicating_frames(reference, sc
         generate(_config(scenario, scene, tmp_path / "run"))
     assert not (tmp_path / "run" / "manifest.json").exists() or not json.loads((tmp_path / "run" / "manifest.json").read_text())["variants"]
     monkeypatch.setattr(gen, "write_png", real)
-    rendered = []
-    monkeypatch.setattr(gen, "_write_frame", lambda out, cam, i, f, real=gen._write_frame: (rendered.append((cam, i)), real(out, cam, i, f)))
+    boxes = lambda: {p: p.stat().st_mtime_ns for p in (tmp_path / "run").glob("variant_*/boxes/*/*.json")}
+    before = boxes()  # a frame's boxes file is written last: what is on disk was finished
     resumed = generate(_config(scenario, scene, tmp_path / "run"))
-    assert rendered[:2] == [("front_left", 2), ("front", 3)]  # only what was missing of variant 0, then variant 1
-    assert len(rendered) == 3 + 2 * FRAMES
+    rendered = [(p.parent.parent.parent.name, p.parent.name, int(p.stem)) for p, t in boxes().items() if before.get(p) != t]
+    v0 = {(cam, i) for folder, cam, i in rendered if folder == "variant_0000"}
+    assert {("front_left", 2), ("front", 3)} <= v0 and len(v0) == 3  # only what was missing of variant 0
+    assert len(rendered) == 3 + 2 * FRAMES  # then all of variant 1
     for v in ("0", "1"):
         assert resumed["variants"][v]["files"] == manifest["variants"][v]["files"]
     assert not [p for p in (tmp_path / "run").rglob("*") if ".tmp-" in p.name]
@@ -203,7 +215,7 @@ def test_actors_of_another_trained_scene_can_be_inserted(scene, tmp_path):
     poses = json.loads((tmp_path / "out" / "variant_0000" / "poses.json").read_text())
     guest = poses["frames"][0]["actors"][0]
     assert guest["asset_id"] == "other_street/car_001" and manifest["variants"]["0"]["violations"] == []
-    host, lib = gen._scene(scene), gen._scene(other)
+    host, lib = shared_scene(scene), shared_scene(other)
     assert host.model.actor_field("other_street/car_001") is lib.model.actor_field("car_001")
     boxes = json.loads((tmp_path / "out" / "variant_0000" / "boxes" / "front" / "000000.json").read_text())["boxes"]
     assert boxes[0]["actor_id"] == "guest" and boxes[0]["visible_pixels"] > 0

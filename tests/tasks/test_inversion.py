@@ -11,13 +11,17 @@ import torch
 from torch import nn
 
 from scenes.graph import Actor, ActorTrack, SceneGraph
-from scenes.transforms import look_at, make_pose, rot_z
+from scenes.transforms import invert_pose, look_at, make_pose, rot_z
 from scenes.lens import CameraModel
 from sim.compose import NeuralScene, SceneModelConfig
 from sim.encoding import HashGridConfig
 from sim.field import FieldConfig
 from sim.lie import se3_exp, so3_exp
-from tasks.inversion import InversionConfig, _random_rotation, _solve_pnp, invert_actor_pose, invert_camera_pose, pose_errors
+from tasks.eval.metrics import pose_errors
+from tasks.pose.actor_search import polish_actor
+from tasks.pose.camera_search import solve_pnp
+from tasks.pose.inversion import InversionConfig, invert_actor_pose, invert_camera_pose
+from tasks.pose.problem import random_rotation
 
 AABB = ((-2.0, -8.0, -1.0), (14.0, 8.0, 5.0))
 LENS = CameraModel("pinhole", 64, 48, 50.0, 50.0, 32.0, 24.0)
@@ -93,7 +97,7 @@ def test_camera_pose_is_recovered_from_a_perturbed_start(sampling):
     image = _render(model, graph, T_true)
     rng = np.random.default_rng(3)
     delta = np.eye(4)
-    delta[:3, :3] = _random_rotation(rng, 6.0)
+    delta[:3, :3] = random_rotation(rng, 6.0)
     delta[:3, 3] = rng.uniform(-0.15, 0.15, 3)
     T_start = T_true @ delta
     cfg = InversionConfig(iterations=100, rays=512, sampling=sampling, hypotheses=1, converged_psnr=30.0, lr=0.02, lr_translation=0.02, lr_final=0.2,
@@ -147,10 +151,10 @@ def test_pnp_recovers_a_pose_from_exact_points_among_outliers():
     points = p_cam[ok] @ T_true[:3, :3].T + T_true[:3, 3]
     uv = uv[ok]
     uv[:15] = rng.uniform(0, 120, (15, 2))  # outliers
-    T, inliers = _solve_pnp(points, uv, lens, InversionConfig())
+    T, inliers = solve_pnp(points, uv, lens, InversionConfig())
     rot, trans = pose_errors(T, T_true)
     assert rot < 1e-3 and trans < 1e-4 and len(uv) - 15 <= inliers <= len(uv) - 10
-    assert _solve_pnp(points[:8], uv[:8], lens, InversionConfig())[0] is None  # below match_min_inliers
+    assert solve_pnp(points[:8], uv[:8], lens, InversionConfig())[0] is None  # below match_min_inliers
 
 
 def _textured_street() -> tuple[NeuralScene, SceneGraph]:
@@ -210,10 +214,16 @@ def test_grid_search_finds_a_car_started_far_off():
     res = invert_actor_pose(model, image, LENS, T_cam, graph.at(0.0), "car", T_start, cfg)
     rot_s, trans_s = pose_errors(res.trajectory[1], T_true)  # after the search
     rot, trans = pose_errors(res.T, T_true)
-    branches = cfg.actor_search_branches
-    assert res.match_inliers[0] == 125 + branches * (27 * (cfg.actor_search_levels - 1) + 1) + 18 + 27 + 18
     assert rot_s < 4.0 and trans_s < 0.15, (rot_s, trans_s)
     assert rot < 1.5 and trans < 0.06, (rot, trans)
+    # The search looks about as far as its half-widths (its finer grids add under half of them per
+    # axis, its two slides along the line of sight one more at most): set to the start's
+    # uncertainty, it cannot run off to a look-alike elsewhere. It stays on the ground plane.
+    moved = invert_pose(T_start) @ res.trajectory[1]
+    assert abs(np.degrees(np.arctan2(moved[1, 0], moved[0, 0]))) <= 1.5 * cfg.actor_search_yaw_deg
+    reach = 1.5 * np.hypot(cfg.actor_search_xy, cfg.actor_search_xy) + cfg.actor_search_xy
+    assert np.linalg.norm(moved[:2, 3]) <= reach and abs(moved[2, 3]) < 1e-6
+    assert res.match_inliers[0] > 0  # reported: the number of poses the search scored
 
 
 def test_a_failed_start_tries_more_hypotheses():
@@ -231,7 +241,7 @@ def test_localize_command_writes_the_pose_and_rejects_bad_input(tmp_path, capsys
 
     from scenes.camera import Camera, Intrinsics
     from sim.checkpoint import save_checkpoint
-    from tasks.cameras import load_views, save_cameras
+    from tasks.cli.camera_files import load_views, save_cameras
     from tasks.cli import main
 
     small = FieldConfig(grid=HashGridConfig(n_levels=4, log2_table_size=10, base_resolution=4, max_resolution=32),
@@ -308,10 +318,9 @@ def test_pose_data_in_bop_format_is_consistent(tmp_path):
 
 
 def test_polish_walks_down_a_valley_along_the_line_of_sight():
-    """`_polish_actor` on a score that is nearly flat along the camera's line of sight (a far car's
+    """`polish_actor` on a score that is nearly flat along the camera's line of sight (a far car's
     distance barely changes its image) and steep across it and in yaw: a pose 13 cm short, 5 cm
     aside and 1.5 degrees off comes back to within the last step (1 cm, 0.25 degrees)."""
-    from tasks.inversion import _polish_actor
 
     T_true = make_pose(rot_z(0.7), (12.0, 5.0, 0.75))
     sight = T_true[:3, 3] * [1.0, 1.0, 0.0] / np.linalg.norm(T_true[:2, 3])  # camera at the origin
@@ -329,9 +338,9 @@ def test_polish_walks_down_a_valley_along_the_line_of_sight():
     start = T_true.copy()
     start[:3, 3] += -0.13 * sight + 0.05 * across
     start[:3, :3] = rot_z(0.7 + np.radians(1.5))
-    T, n = _polish_actor(start, InversionConfig(), Score())
+    T, n = polish_actor(start, InversionConfig(), Score())
     rot, trans = pose_errors(T, T_true)
     assert trans < 0.011 and rot < 0.3, (trans, rot)
     assert pose_errors(start, T_true)[1] > 0.13 and n > 6
-    T_still, _ = _polish_actor(T_true, InversionConfig(), Score())
+    T_still, _ = polish_actor(T_true, InversionConfig(), Score())
     assert np.allclose(T_still, T_true)  # at the minimum it stays

@@ -1,5 +1,6 @@
 """KITTI / COCO label writers: fields round-trip, 3D boxes rebuild, calib projects like the lens,
-pycocotools reads the COCO file and scores it perfectly against itself."""
+pycocotools reads the COCO file and scores detections made from the masks alone perfectly, and the
+files are the same byte for byte in another process."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pycocotools.cocoeval import COCOeval
 from scenes.errors import InputError
 from sensors.boxes import BoxLabel, amodal_box, box_corners, kitti_box_to_cam, kitti_pose, modal_box
 from scenes.lens import CameraModel
-from tasks.labels import (CocoBuilder, kitti_calib_text, kitti_object_lines, kitti_occluded_level, kitti_tracking_lines,
+from tasks.scenarios.labels import (CocoBuilder, kitti_calib_text, kitti_object_lines, kitti_occluded_level, kitti_tracking_lines,
                           kitti_truncation_level, parse_kitti_calib, parse_kitti_object_line, parse_kitti_tracking_line)
 
 MODEL = CameraModel("pinhole", 160, 120, 100.0, 95.0, 81.0, 58.5)
@@ -204,24 +205,47 @@ def _coco_builder() -> CocoBuilder:
     return coco
 
 
-def _evaluate(gt: COCO, iou_type: str) -> float:
-    key = "bbox" if iou_type == "bbox" else "segmentation"
-    results = [{"image_id": a["image_id"], "category_id": a["category_id"], key: a[key], "score": 1.0}
-               for a in gt.dataset["annotations"]]
-    ev = COCOeval(gt, gt.loadRes(results), iou_type)
+def _frames() -> list[tuple[list[BoxLabel], np.ndarray]]:
+    """The two images of `_coco_builder`: labels and instance mask."""
+    return [_scene(actors)[:2] for actors in (ACTORS, {k: v for k, v in ACTORS.items() if k != "ped"})]
+
+
+def _predictions(shift_px: int = 0) -> list[dict]:
+    """Detections made independently of the writer: every instance's mask of the painted image,
+    encoded by pycocotools, its box from the mask (pycocotools), its category from the class name;
+    ``shift_px`` moves every mask right (a detector that is off)."""
+    preds = []
+    for image_id, (labels, instance) in enumerate(_frames(), start=1):
+        for b in labels:
+            mask = np.roll(instance == b.instance_id, shift_px, axis=1)
+            if not mask.any():
+                continue
+            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode()
+            preds.append({"image_id": image_id, "category_id": {"car": 1, "pedestrian": 2}[b.class_name],
+                          "bbox": mask_utils.toBbox(rle).tolist(), "segmentation": rle, "score": 1.0})
+    return preds
+
+
+def _average_precision(gt: COCO, predictions: list[dict], iou_type: str) -> float:
+    ev = COCOeval(gt, gt.loadRes(predictions), iou_type)
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
     return float(ev.stats[0])
 
 
-def test_coco_file_loads_and_scores_perfectly(tmp_path):
+def test_coco_file_loads_and_pycocotools_scores_exact_detections_perfectly(tmp_path):
+    """pycocotools reads the file, and detections built from the masks alone (not from the file)
+    score AP 1 against it; shifted by 3 pixels they do not: the file's masks and boxes are the
+    images' instances."""
     path = _coco_builder().write(tmp_path / "instances.json")
     gt = COCO(str(path))
     assert len(gt.dataset["annotations"]) == 5  # 3 visible actors, then 2 without the pedestrian
     assert [c["name"] for c in gt.loadCats(gt.getCatIds())] == ["car", "pedestrian"]
     for iou_type in ("bbox", "segm"):
-        assert _evaluate(gt, iou_type) == pytest.approx(1.0, abs=1e-6), iou_type
+        assert _average_precision(gt, _predictions(), iou_type) == pytest.approx(1.0, abs=1e-6), iou_type
+        assert _average_precision(gt, _predictions(shift_px=3), iou_type) < 0.9, iou_type
 
 
 def test_coco_annotations_match_the_mask(tmp_path):
@@ -248,13 +272,48 @@ def test_coco_annotations_match_the_mask(tmp_path):
         assert np.allclose([x, y, x + w, y + h], label.box2d_amodal)
 
 
-def test_outputs_are_deterministic(tmp_path):
-    a = _coco_builder().write(tmp_path / "a.json").read_bytes()
-    b = _coco_builder().write(tmp_path / "b.json").read_bytes()
-    assert a == b and not list(tmp_path.glob(".*tmp*"))
-    rebuilt, _, _ = _scene()
-    assert kitti_object_lines(rebuilt) == kitti_object_lines(LABELS)
-    assert kitti_calib_text(MODEL) == kitti_calib_text(MODEL)
+_WRITE_LABELS = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_labels import LABELS, MODEL, _coco_builder
+from tasks.scenarios.labels import kitti_calib_text, kitti_object_lines
+out = Path({out!r})
+_coco_builder().write(out / "coco.json")
+(out / "kitti.txt").write_text("".join(line + "\\n" for line in kitti_object_lines(LABELS)) + kitti_calib_text(MODEL))
+"""
+
+
+def test_outputs_are_the_same_bytes_in_another_process(tmp_path):
+    """Same labels, same files: written here and by a fresh interpreter with another hash seed
+    (set and dict orders that depend on it would show), the files are identical."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = tmp_path / "here"
+    here.mkdir()
+    _coco_builder().write(here / "coco.json")
+    (here / "kitti.txt").write_text("".join(line + "\n" for line in kitti_object_lines(LABELS)) + kitti_calib_text(MODEL))
+    there = tmp_path / "there"
+    there.mkdir()
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    script = _WRITE_LABELS.format(tests=str(Path(__file__).parent), out=str(there))
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=Path(__file__).parents[2])
+    for name in ("coco.json", "kitti.txt"):
+        assert (here / name).read_bytes() == (there / name).read_bytes(), name
+    assert not list(tmp_path.rglob(".*tmp*"))
+
+
+def test_kitti_calib_text_is_the_kitti_layout_of_the_lens():
+    """Written out by hand from the lens (fx 100, fy 95, cx 81, cy 58.5) and KITTI's layout."""
+    P = "1.000000000000e+02 0.000000000000e+00 8.100000000000e+01 0.000000000000e+00 " \
+        "0.000000000000e+00 9.500000000000e+01 5.850000000000e+01 0.000000000000e+00 " \
+        "0.000000000000e+00 0.000000000000e+00 1.000000000000e+00 0.000000000000e+00"
+    lines = kitti_calib_text(MODEL).splitlines()
+    assert lines[:4] == [f"P{i}: {P}" for i in range(4)]
+    assert lines[4] == "R0_rect: " + " ".join(f"{v:.12e}" for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
 
 
 def test_coco_bad_input():

@@ -115,18 +115,18 @@ def test_first_contact_with_a_moving_box_follows_the_closing_speed():
     the path), 10.25 m ahead and coming at 3 m/s: the 8.75 m gap closes at 5 m/s, so contact is first
     seen at the 0.1 s step after 1.75 s; unturned (2 m half-extent) after 1.55 s; a box moving away
     faster than the body is never reached; one off the path is never touched."""
-    from tasks.nav.env import _first_contact
+    from tasks.nav.env import first_contact
 
     centres, radii = np.array([[0.0, 0.0, 0.5], [0.0, 0.0, 1.2]]), np.array([0.5, 0.5])
     box = {"center": np.array([10.25, 0.0, 1.0]), "size": np.array([4.0, 2.0, 2.0]), "yaw": np.pi / 2,
            "velocity": np.array([-3.0, 0.0, 0.0])}
     taus, v = np.arange(0.0, 5.0, 0.1), np.array([2.0, 0.0, 0.0])
-    assert _first_contact(centres, radii, v, [box], taus) == pytest.approx(1.8)
-    assert _first_contact(centres, radii, v, [box | {"yaw": 0.0}], taus) == pytest.approx(1.6)
-    assert _first_contact(centres, radii, v, [box | {"velocity": np.array([3.0, 0.0, 0.0])}], taus) is None
+    assert first_contact(centres, radii, v, [box], taus) == pytest.approx(1.8)
+    assert first_contact(centres, radii, v, [box | {"yaw": 0.0}], taus) == pytest.approx(1.6)
+    assert first_contact(centres, radii, v, [box | {"velocity": np.array([3.0, 0.0, 0.0])}], taus) is None
     aside = box | {"center": np.array([10.25, 3.0, 1.0])}
-    assert _first_contact(centres, radii, v, [aside], taus) is None
-    assert _first_contact(centres, radii, v, [aside, box], taus) == pytest.approx(1.8)
+    assert first_contact(centres, radii, v, [aside], taus) is None
+    assert first_contact(centres, radii, v, [aside, box], taus) == pytest.approx(1.8)
 
 
 # ---- the gymnasium contract ---------------------------------------------------------------------
@@ -226,9 +226,9 @@ def test_scenario_actors_replace_the_scene_and_the_agent_takes_the_ego_start(tmp
     from sim.compose import NeuralScene, SceneModelConfig
     from sim.encoding import HashGridConfig
     from sim.field import FieldConfig
-    from tasks.generate import draw_variant
-    from tasks.scenario import load_scenario_text
-    from tasks.traffic import actor_library
+    from tasks.scenarios.variants import draw_variant
+    from tasks.scenarios.schema import load_scenario_text
+    from tasks.scenarios.traffic import actor_library
 
     world = build_world(WorldConfig())
     small = FieldConfig(grid=HashGridConfig(n_levels=2, log2_table_size=8, base_resolution=4, max_resolution=16), hidden_dim=8,

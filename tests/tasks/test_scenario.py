@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from scenes.errors import InputError
 from scenes.roadmap import RoadMap
 from scenes.world import WorldConfig, build_world
-from tasks.generate import draw_variant
-from tasks.scenario import (ScenarioText, expand, list_templates, load_scenario_text, parse_scenario_text,
+from tasks.scenarios.variants import draw_variant
+from tasks.scenarios.schema import (ScenarioText, expand, list_templates, load_scenario_text, parse_scenario_text,
                             scenario_from_tree)
-from tasks.traffic import SIM_DT, build_scenario_world, check_scenario_world
+from tasks.scenarios.traffic import SIM_DT, build_scenario_world, check_scenario_world
 
 TEMPLATES = ("cut_in", "dense_traffic", "jaywalker", "lead_hard_brake", "occluded_pedestrian", "stalled_vehicle",
              "tailgater", "wrong_way_driver")
@@ -253,3 +253,27 @@ def test_fuzzed_scenarios_fail_only_with_clear_errors(world, road, template, pic
         build_scenario_world(scenario_from_tree(mutated, concrete), world.graph, road)
     except InputError as e:
         assert text.source in str(e)
+
+
+def test_a_behaviour_added_to_the_registry_is_validated_and_simulated(world, road, monkeypatch):
+    """One place: an entry in tasks.scenarios.behaviours.BEHAVIOURS is all a new behaviour needs."""
+    from tasks.scenarios import behaviours
+
+    def creep(sim, agent, p, t):
+        agent.target_speed = p.get("speed", 0.5)
+
+    monkeypatch.setitem(behaviours.BEHAVIOURS, "creep", behaviours.BehaviourKind({"speed": behaviours.Param(strict=True)}, creep))
+    tree = {"name": "creeper", "duration": 6.0, "ego": {"lane": "right", "x": -40.0, "speed": 2.0},
+            "actors": {"existing": "none", "insert": [{"id": "slow", "class": "car", "lane": "right", "x": 0.0, "speed": 4.0,
+                                                       "behaviours": [{"creep": {"speed": 1.0}, "trigger": {"time": 1.0}}]}]}}
+    text = parse_scenario_text(yaml.safe_dump(tree), "creeper.yaml")
+    sw = build_scenario_world(scenario_from_tree(text, tree), world.graph, road)
+    assert (1.0, "slow", "creep") in sw.events
+    v = _speeds(_track(sw, "slow"), np.array([0.0, 0.5, 5.5, 6.0]))
+    assert v[0] == pytest.approx(4.0, abs=0.05) and v[-1] == pytest.approx(1.0, abs=0.05)
+    tree["actors"]["insert"][0]["behaviours"][0]["creep"] = {"speed": 0.0}
+    with pytest.raises(InputError, match=r"creep\.speed"):
+        scenario_from_tree(parse_scenario_text(yaml.safe_dump(tree), "creeper.yaml"), tree)
+    tree["actors"]["insert"][0]["behaviours"][0]["creep"] = {"pace": 1.0}
+    with pytest.raises(InputError, match="unknown key"):
+        scenario_from_tree(parse_scenario_text(yaml.safe_dump(tree), "creeper.yaml"), tree)

@@ -5,7 +5,6 @@ whose README documents each file. Metric values stay metric (float32 .npy, 16-bi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +15,10 @@ from scenes.graph import SceneGraph
 from sensors.lidar import LidarConfig
 from sensors.flow import correspondences
 from sensors.frame import Frame, capture_camera
-from scenes.lens import CameraModel
 from sensors.lidar import capture_lidar
 from sensors.rig import LidarSensor
-from tasks.labels import T_CAM_LIDAR_DEFAULT as T_CAM_LIDAR  # LiDAR axes (x forward, y left, z up) in an OpenCV camera
+from tasks.scenarios.labels import T_CAM_LIDAR_DEFAULT as T_CAM_LIDAR  # LiDAR axes (x forward, y left, z up) in an OpenCV camera
+from tasks.cli.camera_files import View
 from tasks.media import colorize_depth, colorize_ids, depth_mm, write_png
 
 OUTPUTS = ("rgb", "depth", "normals", "semantics", "instances", "boxes", "lidar", "flow")
@@ -50,16 +49,6 @@ down, z forward); world z up, metres; pixel centres at integer + 0.5.
 """
 
 
-@dataclass(frozen=True)
-class View:
-    """One camera to render: its lens, pose and time."""
-
-    name: str
-    model: CameraModel
-    T_world_cam: np.ndarray
-    time: float
-
-
 def parse_outputs(spec: str | tuple[str, ...]) -> tuple[str, ...]:
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     if items == ["all"]:
@@ -80,7 +69,7 @@ def _frame_products(outputs: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _atomic_npy(path: Path, arr: np.ndarray) -> None:
-    atomic_write(path, lambda tmp: np.save(tmp, arr))
+    atomic_write(path, lambda tmp: np.save(tmp, arr))  # the temporary name keeps .npy: np.save adds none
 
 
 def write_frame(out: Path, name: str, f: Frame, outputs: tuple[str, ...]) -> None:

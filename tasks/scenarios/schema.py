@@ -35,7 +35,8 @@ depth-first in file order from ``numpy.random.default_rng([s, i, a])`` (``a`` = 
 number when the generator rejects a draw that fails the sanity checks): same seed and index, same
 scenario, on any machine.
 
-Behaviours (each a one-key mapping, optionally with ``trigger``; untriggered ones start at t = 0):
+Behaviours (each a one-key mapping, optionally with ``trigger``; untriggered ones start at t = 0;
+the registry `tasks.scenarios.behaviours.BEHAVIOURS` defines them):
 ``keep_lane {speed}``, ``follow {target: ego|<id>, time_gap, min_gap, speed, decel}``,
 ``lane_change {to, duration}``, ``cut_in {duration, lateral_offset}`` (into the ego's lane),
 ``hard_brake {decel}``, ``stop {decel}``, ``stalled {}`` (never moves), ``wrong_way {}`` (drives
@@ -46,11 +47,16 @@ d metres), ``ttc_to_ego: s`` (time to collision along the ego's path below s),
 ``ahead_of_ego: g`` (at least g metres ahead of the ego's front bumper along its heading).
 
 Errors name the file, the line and the field (``cut_in.yaml:14: field 'actors.insert[0].lane'``).
+The keys a file may use are those of the dataclasses below (`file_keys`).
+
+Length: over 500 lines on purpose: the format's reference (this docstring), its dataclasses, the
+YAML reader that keeps line numbers and the validator that checks each key belong together, so that
+a key's type, its check and its error message are read in one place.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +65,13 @@ import yaml
 
 from scenes.errors import InputError
 from scenes.roadmap import LANES
+from tasks.scenarios.behaviours import BEHAVIOURS, EGO_BEHAVIOURS
 
-TEMPLATES_DIR = Path(__file__).parent / "scenarios"
-BEHAVIOURS = ("keep_lane", "follow", "lane_change", "cut_in", "hard_brake", "stop", "stalled", "wrong_way", "cross", "emerge")
-EGO_BEHAVIOURS = ("keep_lane", "follow", "lane_change", "hard_brake", "stop")
+TEMPLATES_DIR = Path(__file__).parent
+"""The corner-case library: the ``*.yaml`` templates beside this module."""
 TRIGGERS = ("time", "distance_to_ego", "ttc_to_ego", "ahead_of_ego")
 EXISTING = ("keep", "static", "none")
 DISTRIBUTIONS = ("uniform", "normal", "choice")
-_UNTRIGGERED = ("stalled", "wrong_way")  # states of an actor from its first frame
 
 
 # ------------------------------------------------------------------------------------- objects
@@ -118,8 +123,8 @@ class ActorSpec:
     id: str
     asset: str | None = None
     """Asset id of the actor library (appearance + box size)."""
-    asset_class: str | None = None
-    """Or: any asset of this class, drawn with the variant's seed."""
+    asset_class: str | None = field(default=None, metadata={"key": "class"})
+    """Or: any asset of this class, drawn with the variant's seed (key ``class`` in a file)."""
     lane: str = "right"
     x: float | None = None
     """Start along the street (metres); or ``gap``."""
@@ -149,11 +154,15 @@ class Scenario:
     class); relative paths: to the scenario file."""
     description: str = ""
     ego: EgoSpec = field(default_factory=EgoSpec)
-    existing: str = "static"
-    remove: tuple[str, ...] = ()
-    replace: tuple[tuple[str, str], ...] = ()
-    insert: tuple[ActorSpec, ...] = ()
-    source: str = "<scenario>"
+    existing: str = field(default="static", metadata={"group": "actors"})
+    """The scene's own actors: keep | static (parked ones only) | none (key ``actors.existing``)."""
+    remove: tuple[str, ...] = field(default=(), metadata={"group": "actors"})
+    """Actor ids of the scene to remove."""
+    replace: tuple[tuple[str, str], ...] = field(default=(), metadata={"group": "actors"})
+    """(actor id, asset id): the actor keeps its track with another asset's appearance."""
+    insert: tuple[ActorSpec, ...] = field(default=(), metadata={"group": "actors"})
+    """Actors to insert."""
+    source: str = field(default="<scenario>", metadata={"internal": True})
     """Where it came from (file name), for messages."""
 
     @property
@@ -388,17 +397,29 @@ class _Fields:
         return tuple(float(c) for c in v)
 
 
-_TOP = ("name", "description", "scene", "library", "duration", "rate_hz", "seed", "ego", "actors")
-_EGO = ("lane", "x", "speed", "speed_profile", "route", "size", "rig", "behaviours")
-_RIG = ("cameras", "width", "height")
-_ACTORS = ("existing", "remove", "replace", "insert")
-_ACTOR = ("id", "asset", "class", "lane", "direction", "x", "gap", "lateral", "speed", "collide", "behaviours")
+def file_keys(cls, group: str | None = None) -> tuple[str, ...]:
+    """The keys a scenario file uses for the dataclass ``cls``: its fields' names (a field's
+    ``key`` metadata renames it); fields of a ``group`` (metadata) stand under that key instead,
+    and ``group`` lists them; ``internal`` fields are not in files."""
+    keys: list[str] = []
+    for f in fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        own_group = f.metadata.get("group")
+        if group is not None and own_group != group:
+            continue
+        key = own_group if group is None and own_group else f.metadata.get("key", f.name)
+        if key not in keys:
+            keys.append(key)
+    return tuple(keys)
+
+
+_TOP = file_keys(Scenario)
+_EGO = file_keys(EgoSpec)
+_RIG = file_keys(RigSpec)
+_ACTORS = file_keys(Scenario, "actors")
+_ACTOR = file_keys(ActorSpec)
 DIRECTIONS = ("lane", "+x", "-x")
-_PARAMS = {
-    "keep_lane": ("speed",), "follow": ("target", "time_gap", "min_gap", "speed", "decel"), "lane_change": ("to", "duration"),
-    "cut_in": ("duration", "lateral_offset"), "hard_brake": ("decel",), "stop": ("decel",), "stalled": (), "wrong_way": (),
-    "cross": ("speed",), "emerge": ("occluder", "speed"),
-}
 
 
 def scenario_from_tree(text: ScenarioText, tree) -> Scenario:
@@ -497,19 +518,20 @@ def _behaviour(text: ScenarioText, tree, path: tuple) -> Behaviour:
     if len(kinds) != 1 or kinds[0] not in BEHAVIOURS:
         raise text.error(path + ((kinds[0],) if kinds else ()), f"expected exactly one behaviour of {', '.join(BEHAVIOURS)}; got {kinds}")
     kind = kinds[0]
+    spec = BEHAVIOURS[kind]
     params = tree[kind] if tree[kind] is not None else {}
-    p = _Fields(text, params, path + (kind,), _PARAMS[kind])
+    p = _Fields(text, params, path + (kind,), tuple(spec.params))
     values: dict = {}
-    for key in _PARAMS[kind]:
-        if key in ("target", "occluder"):
-            values[key] = p.string(key, default="ego" if key == "target" else None)
-        elif key == "to":
+    for key, param in spec.params.items():
+        if param.kind == "actor":
+            values[key] = p.string(key, default=param.default)
+        elif param.kind == "lane":
             values[key] = p.string(key, choices=LANES)
         elif key in p.tree:
-            values[key] = p.number(key, lo=None if key == "lateral_offset" else 0.0, strict_lo=key in ("duration", "decel", "time_gap"))
+            values[key] = p.number(key, lo=param.lo, strict_lo=param.strict)
     trigger = None
     if "trigger" in tree:
-        if kind in _UNTRIGGERED:
+        if spec.start is None:
             raise text.error(path + ("trigger",), f"'{kind}' holds from the first frame: it takes no trigger")
         t = _Fields(text, tree["trigger"], path + ("trigger",), TRIGGERS)
         if len(t.tree) != 1:

@@ -1,4 +1,4 @@
-"""Evaluation: image metrics, novel cameras off the driven path, standard edits, scene reports.
+"""Evaluation: novel cameras off the driven path, standard edits, scene reports.
 
 Novel cameras for the built-in world are the rig cameras of held-out frames moved 1 m up (world z)
 or 1 m to the ego's left: views never trained on. The ground truth is the mesh twin at the same
@@ -8,29 +8,15 @@ time, after the same edits. Depth metrics use metric z-depth where both depths a
 from __future__ import annotations
 
 import numpy as np
-from skimage.metrics import structural_similarity
 
 from scenes.camera import Camera
 from scenes.edits import Edit, InsertActor, MoveActor, RemoveActor, apply_edits
 from scenes.graph import SceneGraph
-from scenes.transforms import make_pose
 from sim.data import holdout_frame
 from sim.render import render_camera
+from tasks.eval.metrics import depth_abs_rel, psnr, ssim
 
 NOVEL_OFFSETS = {"up_1m": ("world", (0.0, 0.0, 1.0)), "left_1m": ("ego", (0.0, 1.0, 0.0))}
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(-10 * np.log10(max(np.mean((np.asarray(a, np.float64) - b) ** 2), 1e-12)))
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    return float(structural_similarity(a, b, channel_axis=-1, data_range=1.0))
-
-
-def depth_abs_rel(pred: np.ndarray, gt: np.ndarray) -> float:
-    valid = np.isfinite(gt) & np.isfinite(pred) & (gt > 0)
-    return float(np.mean(np.abs(pred[valid] - gt[valid]) / gt[valid])) if valid.any() else float("nan")
 
 
 def shifted_camera(cam: Camera, T_world_ego: np.ndarray, frame: str, offset, tag: str) -> Camera:
@@ -95,8 +81,8 @@ def standard_edits(graph: SceneGraph, x_range: tuple[float, float], duration: fl
     with the same heading; every moved or inserted box is checked against all actors over time (no
     interpenetration). The copy keeps its heading because the capture rig looks forward: it never
     sees the front of a car parked facing the way the ego drives, and a copy turned round would show
-    that face, which no field can know (demo17 scene: edit drop 0.88 dB with the heading kept, 2.36 dB
-    turned round; remove + move alone 0.17 dB)."""
+    that face, which no field can know (the PSNR drop of both choices is measured in
+    bench/RESULTS.md)."""
     parked = [a for a in graph.actors if a.class_name == "car" and len(a.track.times) == 1]
     if len(parked) < 2:
         return [RemoveActor(parked[0].actor_id)] if parked else []

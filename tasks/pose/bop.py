@@ -22,15 +22,16 @@ the box centre), obj_id 1::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
 from scenes.errors import InputError
-from scenes.files import atomic_write as _atomic
+from scenes.files import atomic_write, atomic_write_json
 from scenes.graph import SceneState
+from scenes.settings import ANY_FINITE, AT_LEAST_ONE, POSITIVE, Range
 from scenes.transforms import invert_pose, look_at
 from sensors.boxes import amodal_box
 from scenes.lens import CameraModel
@@ -41,16 +42,22 @@ from tasks.media import depth_mm, write_png
 class PoseDataConfig:
     """Viewpoints and images of the pose data."""
 
-    views: int = 50
-    width: int = 320
-    height: int = 240
-    hfov_deg: float = 55.0
-    distance: tuple[float, float] = (1.2, 2.0)
+    views: Annotated[int, AT_LEAST_ONE] = 50
+    """Number of viewpoints."""
+    width: Annotated[int, Range(lo=8)] = 320
+    """Image width, pixels."""
+    height: Annotated[int, Range(lo=8)] = 240
+    """Image height, pixels."""
+    hfov_deg: Annotated[float, Range(lo=0.0, hi=179.0, strict_lo=True)] = 55.0
+    """Horizontal field of view, degrees (pinhole)."""
+    distance: Annotated[tuple[float, float], POSITIVE] = (1.2, 2.0)
     """Camera distance to the box centre, in box diagonals."""
-    elevation_deg: tuple[float, float] = (5.0, 35.0)
-    time: float = 0.0
+    elevation_deg: Annotated[tuple[float, float], Range(lo=-89.0, hi=89.0)] = (5.0, 35.0)
+    """Range of the camera elevation above the box centre, degrees."""
+    time: Annotated[float, ANY_FINITE] = 0.0
     """Scene time (the actor's pose and everything around it)."""
     seed: int = 0
+    """Seed of the viewpoints."""
 
 
 def sample_viewpoints(T_world_actor: np.ndarray, size, cfg: PoseDataConfig) -> list[np.ndarray]:
@@ -91,7 +98,7 @@ def write_pose_data(renderer, model, state: SceneState, actor_id: str, out: Path
         write_png(folder / "mask" / f"{name}_000000.png", (full * 255).astype(np.uint8))
         write_png(folder / "mask_visib" / f"{name}_000000.png", (visible * 255).astype(np.uint8))
         xyz = _model_coordinates(f, visible, T_cam_model)
-        _atomic(folder / "xyz" / f"{name}.npy", lambda p: np.save(p, xyz))
+        atomic_write(folder / "xyz" / f"{name}.npy", lambda p: np.save(p, xyz))
         T_cam_world = invert_pose(T_world_cam)
         cams[str(i)] = {"cam_K": K, "depth_scale": 1.0, "cam_R_w2c": T_cam_world[:3, :3].reshape(-1).tolist(),
                         "cam_t_w2c": (T_cam_world[:3, 3] * 1000).tolist()}
@@ -101,7 +108,7 @@ def write_pose_data(renderer, model, state: SceneState, actor_id: str, out: Path
                           "px_count_valid": int((full & np.isfinite(f.depth)).sum()), "px_count_visib": int(visible.sum()),
                           "visib_fract": float(visible.sum() / full.sum()) if full.sum() else 0.0}]
     for name, doc in (("scene_camera.json", cams), ("scene_gt.json", gts), ("scene_gt_info.json", infos)):
-        _atomic(folder / name, lambda p, doc=doc: Path(p).write_text(json.dumps(doc, indent=1)))
+        atomic_write_json(folder / name, doc)
     if mesh is not None:
         _write_model(Path(out) / "models", mesh, actor.size)
     return infos
@@ -152,4 +159,4 @@ def _write_model(folder: Path, mesh, size) -> None:
     # diameter: the box diagonal, an upper bound of the mesh's (BOP's is the largest vertex distance)
     info = {"1": {"diameter": float(np.linalg.norm(ext)), "min_x": -ext[0] / 2, "min_y": -ext[1] / 2, "min_z": -ext[2] / 2,
                   "size_x": ext[0], "size_y": ext[1], "size_z": ext[2]}}
-    _atomic(folder / "models_info.json", lambda p: Path(p).write_text(json.dumps(info, indent=1)))
+    atomic_write_json(folder / "models_info.json", info)

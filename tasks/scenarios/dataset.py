@@ -1,6 +1,6 @@
 """`nerfsim generate SCENARIO --variants N --out DIR`: labelled datasets of scenario variants.
 
-Each variant of a scenario (`tasks.scenario`) is drawn, simulated (`tasks.traffic`), checked for
+Each variant of a scenario (`tasks.scenarios.schema`) is drawn, simulated (`tasks.scenarios.traffic`), checked for
 sanity (a draw whose world breaks a rule is redrawn, up to ``max_attempts``; what was rejected and
 why goes in the manifest), then rendered from the trained scene with the ego's rig and labelled.
 Variants run as Ray tasks (a local Ray by default, ``--ray-address`` for a cluster) or, with
@@ -20,21 +20,25 @@ import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated, Optional
 
 import numpy as np
 import yaml
 
 from scenes.classes import CLASS_NAMES
 from scenes.errors import InputError
-from scenes.files import atomic_write_text as _atomic_text
+from scenes.files import atomic_write, atomic_write_text as _atomic_text
 from scenes.roadmap import RoadMap
+from scenes.settings import AT_LEAST_ONE
 from sensors.boxes import BoxLabel
 from scenes.lens import CameraModel
 from sensors.rig import CameraSensor, Rig
-from tasks.labels import CocoBuilder, kitti_calib_text, kitti_object_lines, kitti_tracking_lines
+from tasks.scenarios.labels import CocoBuilder, kitti_calib_text, kitti_object_lines, kitti_tracking_lines
 from tasks.media import colorize_depth, depth_mm, write_png, write_video
-from tasks.scenario import ScenarioText, expand, load_scenario_text, resolve_seed, scenario_from_tree
-from tasks.traffic import AssetInfo, ScenarioWorld, actor_library, build_scenario_world, check_scenario_world
+from tasks.pipeline import shared_scene
+from tasks.scenarios.schema import ScenarioText, expand, load_scenario_text, scenario_from_tree
+from tasks.scenarios.traffic import AssetInfo, ScenarioWorld, actor_library, check_scenario_world
+from tasks.scenarios.variants import draw_variant
 
 MANIFEST = "manifest.json"
 LAYOUT_VERSION = 1
@@ -54,7 +58,7 @@ sanity findings and the sha256 of every file. Per variant `variant_NNNN/`:
 | `semantic/<cam>/<frame>.png` | uint8 class id: {classes}; 255 = unlabelled |
 | `boxes/<cam>/<frame>.json` | every actor's 3D box (camera frame and KITTI), amodal / modal 2D boxes, truncation, occlusion, visible pixels |
 | `poses.json` | per frame: time, `T_world_ego`, each camera's `T_world_cam`, each actor's id, class, instance id, asset, size and `T_world_actor` |
-| `kitti_object/<cam>/{{image_2,label_2,calib}}/<frame>` | KITTI object format (15 fields per line; `tasks.labels`) |
+| `kitti_object/<cam>/{{image_2,label_2,calib}}/<frame>` | KITTI object format (15 fields per line; `tasks.scenarios.labels`) |
 | `kitti_tracking/<cam>/{{image_02/0000,label_02/0000.txt,calib/0000.txt}}` | KITTI tracking format (17 fields; track id = instance id) |
 | `coco.json` | COCO instances of every camera: visible boxes, RLE masks, `track_id`, truncation / occlusion |
 | `preview.mp4` | the first camera with 2D boxes drawn, beside its depth |
@@ -70,9 +74,9 @@ class GenerateConfig:
 
     scenario: str
     """Scenario file, or a template name of the corner-case library (`nerfsim scenarios`)."""
-    out: Path
-    """Output folder (created; an existing one is resumed)."""
-    variants: int = 1
+    out: Path = Path("dataset")
+    """Output folder (created; an existing one is resumed; its README.md documents the layout)."""
+    variants: Annotated[int, AT_LEAST_ONE] = 1
     """Number of variants to draw from the scenario's distributions."""
     scene: Path | None = None
     """Trained scene folder; default: the scenario's ``scene``."""
@@ -82,9 +86,9 @@ class GenerateConfig:
     """Ray workers (local Ray); 0 = no Ray, variants one after another in this process."""
     ray_address: str | None = None
     """Address of a running Ray cluster (``ray://host:10001`` or ``auto``); default: a local Ray."""
-    max_attempts: int = 20
+    max_attempts: Annotated[int, AT_LEAST_ONE] = 20
     """Draws per variant until one passes the sanity checks (the last one is kept either way)."""
-    max_frames: int | None = None
+    max_frames: Annotated[Optional[int], AT_LEAST_ONE] = None
     """Render only the first frames of each variant (quick looks)."""
     preview: bool = True
     """Write ``preview.mp4`` per variant."""
@@ -93,24 +97,6 @@ class GenerateConfig:
 
 
 # ----------------------------------------------------------------------------------- planning
-def draw_variant(text: ScenarioText, graph, road: RoadMap, variant: int, seed: int | None, max_attempts: int,
-                 library: dict | None = None):
-    """Draw variant ``variant`` until its world passes the sanity checks: ``(world, drawn values,
-    attempt, rejected draws)``. Attempt ``a`` draws from ``default_rng([seed, variant, a])``.
-    ``library``: assets to insert from (default: the scene's own)."""
-    seed = resolve_seed(text, seed)
-    rejected = []
-    for attempt in range(max(1, max_attempts)):
-        tree, drawn = expand(text, variant, seed, attempt)
-        sc = scenario_from_tree(text, tree)
-        world = build_scenario_world(sc, graph, road, (seed, variant, attempt), library)
-        problems = check_scenario_world(world, road)
-        if not problems:
-            return world, drawn, attempt, rejected
-        rejected.append({"attempt": attempt, "drawn": drawn, "violations": problems})
-    return world, drawn, attempt, rejected[:-1]
-
-
 def scenario_rig(scene, spec, source: str = "scenario") -> Rig:
     """The ego's cameras: the scene's capture rig (or the built-in default rig), at the scenario's
     resolution (intrinsics scaled), restricted to the cameras it names."""
@@ -249,28 +235,15 @@ def _write_preview(out: Path, world: ScenarioWorld, cam: str, n_frames: int) -> 
 
 
 # ----------------------------------------------------------------------------------- variants
-_SCENES: dict = {}
-
-
-def _scene(path: Path):
-    """A loaded scene, once per process (Ray workers keep theirs between tasks)."""
-    from tasks.pipeline import load_scene
-
-    key = str(Path(path).resolve())
-    if key not in _SCENES:
-        _SCENES[key] = load_scene(Path(path))
-    return _SCENES[key]
-
-
 def scene_with_library(scene_path: str, library: tuple[str, ...], source: str):
     """The scene, with the actor assets of the ``library`` scenes imported as ``<folder>/<asset>``;
-    returns ``(scene, assets)`` (`tasks.traffic.AssetInfo` by asset id)."""
-    scene = _scene(Path(scene_path))
+    returns ``(scene, assets)`` (`tasks.scenarios.traffic.AssetInfo` by asset id)."""
+    scene = shared_scene(scene_path)
     assets = actor_library(scene.graph)
     for i, lib in enumerate(library):
         if not (Path(lib) / "scene.json").is_file():
             raise InputError(source, f"library[{i}]", f"'{lib}' is not a trained scene folder (no scene.json)")
-        other = _scene(Path(lib))
+        other = shared_scene(lib)
         for aid, info in actor_library(other.graph).items():
             name = f"{Path(lib).name}/{aid}"
             if not scene.model.has_asset(name):
@@ -433,13 +406,15 @@ def _run_on_ray(cfg: GenerateConfig, scene_path: str, todo: list[int]):
 # ---------------------------------------------------------------------------------------- files
 def _link(src: Path, dst: Path) -> None:
     """``dst`` the same file as ``src`` (a hard link; a copy where links are not possible)."""
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
+    atomic_write(dst, lambda tmp: _link_or_copy(src, tmp))
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.unlink(missing_ok=True)  # a stale temporary file of a killed run
     try:
-        os.link(src, tmp)
+        os.link(src, dst)
     except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+        shutil.copyfile(src, dst)
 
 
 def _sha256(path: Path) -> str:

@@ -26,16 +26,15 @@ from scenes.graph import Actor, ActorTrack, SceneGraph
 from scenes.roadmap import RoadMap
 from scenes.transforms import make_pose, rot_z
 from scenes.world import footprint_overlaps, footprints
-from tasks.scenario import ActorSpec, Behaviour, Scenario
+from tasks.scenarios.behaviours import BEHAVIOURS
+from tasks.scenarios.schema import ActorSpec, Behaviour, Scenario
 
 SIM_DT = 0.05
+"""Simulation step, seconds."""
 ACCEL = 2.5
-DEFAULT_DECEL = {"hard_brake": 7.0, "stop": 2.5}
-PEDESTRIAN_SPEED = 1.4
+"""Largest acceleration of vehicles, m/s^2."""
 FOLLOW_LATERAL_MARGIN = 1.0
 """A followed target counts while its box is within this many metres of the follower's path."""
-FOLLOW_DECEL = 6.0
-"""Deceleration a follower may use to keep its gap (firm braking), unless its ``follow`` says."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +150,7 @@ class _Agent:
 class _Simulation:
     def __init__(self, sc: Scenario, road: RoadMap, existing: list[Actor], ego: _Agent, agents: list[_Agent]):
         self.sc, self.road, self.ego, self.agents = sc, road, ego, agents
+        self.scenario = sc
         self.existing = {a.actor_id: a for a in existing}
         self.events: list = []
         self.by_id = {a.id: a for a in agents}
@@ -189,32 +189,15 @@ class _Simulation:
             return gap >= trig.value
         return gap > 0 and closing > 0 and gap / closing <= trig.value  # ttc_to_ego
 
-    # ---- behaviours -------------------------------------------------------------------------------
+    # ---- behaviours (`tasks.scenarios.behaviours`) ------------------------------------------------
+    @staticmethod
+    def path(points, end_stop: bool = False) -> "_Path":
+        """A path for a behaviour to put an agent on (e.g. a crossing line)."""
+        return _Path(points, end_stop)
+
     def start(self, agent: _Agent, b: Behaviour, t: float) -> None:
-        p = b.params
         self.events.append((round(t, 6), agent.id, b.kind))
-        if b.kind == "keep_lane":
-            agent.target_speed = p.get("speed", agent.target_speed)
-        elif b.kind == "follow":
-            agent.follow = {"target": p.get("target", "ego"), "time_gap": p.get("time_gap", 1.5), "min_gap": p.get("min_gap", 2.0)}
-            agent.target_speed = p.get("speed", agent.target_speed)
-            agent.decel = p.get("decel", FOLLOW_DECEL)
-        elif b.kind in ("lane_change", "cut_in"):
-            if b.kind == "cut_in":
-                y_target = self.road.lane(self.sc.ego.lane).y + p.get("lateral_offset", 0.0)
-            else:
-                y_target = self.road.lane(p["to"]).y
-            n_y = agent.path.tangent(agent.s)[0]  # the path's left normal has y component = tangent x
-            d1 = (y_target - agent.path.point(agent.s)[1]) / n_y if abs(n_y) > 1e-6 else agent.d
-            agent.lateral = (t, p.get("duration", 2.0), agent.d, d1)
-        elif b.kind in ("hard_brake", "stop"):
-            agent.target_speed, agent.decel, agent.follow = 0.0, p.get("decel", DEFAULT_DECEL[b.kind]), None
-        elif b.kind in ("cross", "emerge"):
-            y0 = agent.xy[1]
-            side = -np.sign(y0) if abs(y0) > 1e-6 else 1.0
-            y_end = side * (self.road.road_half_width + 1.0)
-            agent.path, agent.s, agent.d = _Path([agent.xy, (agent.xy[0], y_end)], end_stop=True), 0.0, 0.0
-            agent.target_speed = agent.v = p.get("speed", PEDESTRIAN_SPEED)
+        BEHAVIOURS[b.kind].start(self, agent, b.params, t)
 
     def desired_speed(self, agent: _Agent, t: float) -> float:
         v = agent.target_speed
@@ -294,8 +277,10 @@ def build_scenario_world(sc: Scenario, graph: SceneGraph, road: RoadMap, variant
     sim = _Simulation(sc, road, kept, ego, agents)
     _check_references(sc, sim)
     for (spec, _), agent in zip(specs, agents):
-        _place_emerging(sim, spec, agent)
-        agent.pending = [b for b in spec.behaviours if b.kind not in ("stalled", "wrong_way")]
+        for b in spec.behaviours:  # behaviours with a start position of their own
+            if BEHAVIOURS[b.kind].place is not None:
+                BEHAVIOURS[b.kind].place(sim, agent, b.params)
+        agent.pending = [b for b in spec.behaviours if BEHAVIOURS[b.kind].start is not None]
         agent.place()
         agent.yaw = float(np.arctan2(*agent.path.tangent(agent.s)[::-1]))
     ego.place()
@@ -307,7 +292,7 @@ def build_scenario_world(sc: Scenario, graph: SceneGraph, road: RoadMap, variant
         times, poses = zip(*agent.poses)
         actors.append(Actor(spec.id, info.class_name, next_id + i, info.size, ActorTrack.from_poses(times, poses), info.asset_id))
     ego_track = ActorTrack.from_poses(*zip(*[(t, T @ make_pose(np.eye(3), (0, 0, -ego.size[2] / 2))) for t, T in ego.poses]))
-    crossing = {s.id for s, _ in specs if any(b.kind in ("cross", "emerge") for b in s.behaviours)}
+    crossing = {s.id for s, _ in specs if any(BEHAVIOURS[b.kind].crossing for b in s.behaviours)}
     crossing |= {a.actor_id for a in kept if a.class_name == "pedestrian" and _crosses(a, road)}
     return ScenarioWorld(sc, graph.with_actors(actors), ego_track, ego.size,
                          frozenset(s.id for s, _ in specs if s.collide), frozenset(crossing), sim.events)
@@ -369,8 +354,8 @@ def _ego_speed_fn(sc: Scenario):
 
 
 def _agent_for(sc: Scenario, spec: ActorSpec, info: AssetInfo, road: RoadMap, ego: _Agent) -> _Agent:
-    wrong_way = any(b.kind == "wrong_way" for b in spec.behaviours)
-    stalled = any(b.kind == "stalled" for b in spec.behaviours)
+    wrong_way = any(BEHAVIOURS[b.kind].opposite_direction for b in spec.behaviours)
+    stalled = any(BEHAVIOURS[b.kind].stands_still for b in spec.behaviours)
     direction = {"+x": 1, "-x": -1}.get(spec.direction, road.lane(spec.lane).direction)
     path = _lane_path(road, spec.lane, -direction if wrong_way else direction)
     x = spec.x if spec.x is not None else ego.path.point(ego.s)[0] + spec.gap
@@ -386,26 +371,11 @@ def _check_references(sc: Scenario, sim: _Simulation) -> None:
     owners = [("ego", "ego", sc.ego.behaviours)] + [(s.id, f"actors.insert[{i}]", s.behaviours) for i, s in enumerate(sc.insert)]
     for who, where, behaviours in owners:
         for j, b in enumerate(behaviours):
-            for key in ("target", "occluder"):
+            for key in (k for k, param in BEHAVIOURS[b.kind].params.items() if param.kind == "actor"):
                 ref = b.params.get(key)
                 if ref is not None and (ref not in known or ref == who):
                     raise InputError(sc.source, f"{where}.behaviours[{j}].{b.kind}.{key}",
                                      f"no other actor '{ref}' in the scenario; known: {sorted(known - {who})}")
-
-
-def _place_emerging(sim: _Simulation, spec: ActorSpec, agent: _Agent) -> None:
-    """An ``emerge`` pedestrian waits, standing still, just past the far end of its occluder (seen
-    from the ego), on the occluder's line across the street."""
-    b = next((b for b in spec.behaviours if b.kind == "emerge"), None)
-    if b is None:
-        return
-    occ = b.params["occluder"]
-    if occ in sim.by_id:
-        sim.by_id[occ].place()
-    p_occ, _, size_occ = sim.state_of(occ, 0.0)
-    away = np.sign(p_occ[0] - sim.ego.path.point(sim.ego.s)[0]) or 1.0
-    x = p_occ[0] + away * (size_occ[0] / 2 + agent.size[0] / 2 + 0.3)
-    agent.path, agent.s, agent.d, agent.v, agent.target_speed = _Path([(x, p_occ[1]), (x, p_occ[1] + 1.0)]), 0.0, 0.0, 0.0, 0.0
 
 
 def _crosses(actor: Actor, road: RoadMap) -> bool:

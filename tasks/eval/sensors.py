@@ -1,5 +1,5 @@
 """Every sensor product of a scene trained on the built-in world, measured against the mesh twin on
-cameras never trained on (`tasks.evaluate.novel_cameras`). The figures of issue #4:
+cameras never trained on (`tasks.eval.evaluate.novel_cameras`). The figures of issue #4:
 
 - depth AbsRel; normals median angular error on road, facades and cars; background semantic
   accuracy (pixels the twin labels road / lane marking / sidewalk / building / pole / tree);
@@ -21,75 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
-from scenes.classes import BACKGROUND_CLASSES, CLASS_IDS
 from scenes.errors import InputError
 from scenes.graph import SceneGraph
 from sensors.flow import correspondences
-from sensors.frame import Frame, capture_camera
+from sensors.frame import capture_camera
 from scenes.lens import CameraModel
 from sensors.lidar import capture_lidar
 from sensors.mesh import MeshConfig, actor_mesh
 from sensors.renderers import NeuralRenderer, TwinRenderer
 from sensors.rig import Rig
+from tasks.eval.metrics import chamfer, flow_metrics, frame_metrics
 
-NORMAL_CLASSES = ("road", "building", "car")
 SKY_RETURN_TOLERANCE_M = 0.2
 """A LiDAR return this close to a real surface is a range error, not a return from empty space (the
 issue's range tolerance)."""
-
-
-def angular_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    cos = np.einsum("...i,...i->...", a, b) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else float("nan")
-
-
-def box_iou(a, b) -> float:
-    if a is None or b is None:
-        return 0.0
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])
-    return float(inter / (area(a) + area(b) - inter)) if inter > 0 else 0.0
-
-
-def frame_metrics(pred: Frame, gt: Frame, min_pixels: int = 500) -> dict:
-    """Per-frame comparisons; lists so that callers can pool them over frames."""
-    m: dict[str, list] = {"abs_rel": [], "normal_err": [], "mask_iou": [], "box_iou": [], "semantic_ok": []}
-    valid = np.isfinite(gt.depth) & np.isfinite(pred.depth) & (gt.depth > 0)
-    m["abs_rel"].append(np.abs(pred.depth[valid] - gt.depth[valid]) / gt.depth[valid])
-    sel = np.isin(gt.semantic, [CLASS_IDS[c] for c in NORMAL_CLASSES]) & valid
-    m["normal_err"].append(angular_error_deg(pred.normals[sel], gt.normals[sel]))
-    bg = np.isin(gt.semantic, [CLASS_IDS[c] for c in BACKGROUND_CLASSES]) & (pred.instance == 0) & np.isfinite(pred.depth)
-    m["semantic_ok"].append(pred.semantic[bg] == gt.semantic[bg])
-    pred_boxes = {b.instance_id: b for b in pred.boxes}
-    for b in gt.boxes:
-        if b.visible_pixels >= min_pixels:
-            m["mask_iou"].append(mask_iou(pred.instance == b.instance_id, gt.instance == b.instance_id))
-            m["box_iou"].append(box_iou(pred_boxes[b.instance_id].box2d_modal, b.box2d_modal))
-    return m
-
-
-def flow_metrics(pred, gt, tol_px: float = 2.0) -> dict:
-    co_visible = gt.visible
-    err = np.linalg.norm(pred.flow - gt.flow, axis=-1)
-    ok = co_visible & pred.in_view & (err <= tol_px)
-    return {"within": int(ok.sum()), "co_visible": int(co_visible.sum()),
-            "flag_tp": int((pred.visible & gt.visible).sum()), "flag_pos": int(pred.visible.sum())}
-
-
-def chamfer(a_points: np.ndarray, b_points: np.ndarray) -> float:
-    """Symmetric mean nearest-neighbour distance between two point sets (mean of both directions)."""
-    from scipy.spatial import cKDTree
-
-    d_ab = cKDTree(b_points).query(a_points)[0]
-    d_ba = cKDTree(a_points).query(b_points)[0]
-    return float(0.5 * (d_ab.mean() + d_ba.mean()))
 
 
 def _raycaster(mesh):
@@ -244,7 +189,7 @@ def evaluate_sensors(model, twin, log, graph: SceneGraph, cameras, lidar_frames:
 def evaluate_scene_sensors(path: Path, max_frames: int = 2) -> dict:
     from scenes.capture import read_capture_log
     from sim.data import holdout_frame
-    from tasks.evaluate import novel_cameras
+    from tasks.eval.evaluate import novel_cameras
     from tasks.pipeline import load_scene, twin_for
 
     scene = load_scene(path)

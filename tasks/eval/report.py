@@ -16,7 +16,8 @@ from scenes.capture import read_capture_log
 from scenes.edits import apply_edits
 from sim.data import holdout_frame
 from sim.render import render_camera
-from tasks.evaluate import compare, novel_cameras, psnr, ssim, standard_edits
+from tasks.eval.evaluate import compare, novel_cameras, standard_edits
+from tasks.eval.metrics import psnr, ssim
 from tasks.pipeline import LoadedScene, load_scene, twin_for
 
 

@@ -20,26 +20,33 @@ It is converted to OpenCV axes once, here.
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from scenes.camera import Camera, Intrinsics
 from scenes.errors import InputError, read_json_object
-from scenes.transforms import is_rigid, opengl_to_opencv
+from scenes.files import atomic_write_json
+from scenes.transforms import opengl_to_opencv, rigid_pose
 from scenes.lens import CameraModel
-from tasks.outputs import View
 
 
-def _pose(value, src, field) -> np.ndarray:
-    try:
-        T = np.asarray(value, dtype=np.float64).reshape(4, 4)
-    except (TypeError, ValueError):
-        raise InputError(src, field, "expected a 4x4 matrix (nested lists or 16 numbers)") from None
-    if not is_rigid(T):
-        raise InputError(src, field, "expected a finite 4x4 rigid transform")
-    return T
+@dataclass(frozen=True)
+class View:
+    """One camera to render: its lens, pose and time."""
+
+    name: str
+    model: CameraModel
+    T_world_cam: np.ndarray
+    time: float
+
+
+def _flat_pose(value, src, field) -> np.ndarray:
+    """nerfstudio's ``camera_to_world``: 16 numbers, row-major (or 4 rows of 4)."""
+    if isinstance(value, list) and len(value) == 16 and all(isinstance(v, (int, float)) for v in value):
+        value = [value[i:i + 4] for i in range(0, 16, 4)]
+    return rigid_pose(value, src, field)
 
 
 def _time(value, src, field) -> float:
@@ -72,7 +79,7 @@ def _nerfstudio_path(d: dict, src: Path) -> list[View]:
             model = CameraModel("pinhole" if kind == "perspective" else "fisheye", W, H, f, f, W / 2, H / 2)
         else:
             raise InputError(src, "camera_type", f"expected perspective, fisheye or equirectangular, got {kind!r}")
-        T = opengl_to_opencv(_pose(entry["camera_to_world"], src, f"{where}.camera_to_world"))
+        T = opengl_to_opencv(_flat_pose(entry["camera_to_world"], src, f"{where}.camera_to_world"))
         cams.append(View(f"frame_{i:05d}", model, T, _time(entry.get("time", i / fps), src, f"{where}.time")))
     return cams
 
@@ -93,7 +100,7 @@ def _nerfsim_cameras(d: dict, src: Path) -> list[View]:
             model = CameraModel.from_intrinsics(Intrinsics.from_dict(c["intrinsics"], source=f"{src}: {where}.intrinsics"))
         else:
             raise InputError(src, f"{where}.intrinsics", "missing (or give a lens 'model')")
-        cams.append(View(str(c.get("name", f"cam_{i:05d}")), model, _pose(c["T_world_cam"], src, f"{where}.T_world_cam"),
+        cams.append(View(str(c.get("name", f"cam_{i:05d}")), model, rigid_pose(c["T_world_cam"], src, f"{where}.T_world_cam"),
                          _time(c.get("time", 0.0), src, f"{where}.time")))
     return cams
 
@@ -129,4 +136,4 @@ def cameras_to_dict(cameras: list[Camera]) -> dict:
 
 
 def save_cameras(cameras: list[Camera], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(cameras_to_dict(cameras), indent=1))
+    atomic_write_json(path, cameras_to_dict(cameras))
