@@ -122,7 +122,7 @@ def nerfacto_on_llff(llff: Path, work: Path, seconds: float, device: str = "cpu"
     test photos scored with our PSNR (the same function as nerfsim's bench)."""
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
-    from tasks.evaluate import psnr
+    from tasks.eval.metrics import psnr
 
     data = llff_as_nerfstudio(llff, work)
     cfg, pipeline = _nerfacto_pipeline(data, device, NerfstudioDataParserConfig(data=data, downscale_factor=1))

@@ -427,7 +427,7 @@ class NeuralScene(nn.Module):
     def _positions_with_pose_grad(self, part: dict, origins: Tensor, dirs: Tensor) -> dict:
         """A part's sample positions and directions recomputed from the rays (and the actor's pose)
         with autograd: where samples fall is piecewise constant in the poses, what they see is not,
-        so gradients reach camera and actor poses (pose inversion, `tasks.inversion`)."""
+        so gradients reach camera and actor poses (pose inversion, `tasks.pose`)."""
         ray = part["ray"]
         x, d = origins[ray] + dirs[ray] * part["t"][:, None], dirs[ray]
         actor = part.get("actor")

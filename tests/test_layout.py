@@ -18,12 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("scenes", "sim", "sensors", "tasks")  # lowest first
 MAX_LINES = 500
 REASON = "Over 500 lines because"
-# Modules over the limit whose split is under way on another branch (issue 19: tasks/ gets
-# sub-packages); remove an entry when its module is split. Kept exact by a test below.
-PENDING_SPLIT = {
-    "tasks/inversion.py": "pose inversion, being split into tasks/pose/",
-    "tasks/scenario.py": "the scenario format, being split into tasks/scenarios/",
-}
 
 
 @lru_cache(maxsize=None)
@@ -159,11 +153,7 @@ def _long_modules() -> dict[str, int]:
 
 def test_long_modules_say_why():
     unexplained = [f"{name} ({n} lines)" for name, n in sorted(_long_modules().items())
-                   if name not in PENDING_SPLIT and REASON not in _first_paragraph(ROOT / name)]
+                   if REASON not in _first_paragraph(ROOT / name)]
     assert not unexplained, (f"modules over {MAX_LINES} lines without a reason ('{REASON} ...') in the first "
                              "paragraph of their docstring: split them or say why:\n" + "\n".join(unexplained))
 
-
-def test_pending_split_list_is_exact():
-    stale = sorted(set(PENDING_SPLIT) - set(_long_modules()))
-    assert not stale, f"no longer over {MAX_LINES} lines (or gone): remove from PENDING_SPLIT: {stale}"

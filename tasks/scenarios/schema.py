@@ -1,4 +1,6 @@
 """Scenario files: corner cases for the built-in street, written in YAML or built in Python.
+Over 500 lines because the file format is one schema: its dataclasses, their validation and the
+distributions any number may be are read and checked together (traffic and variants live apart).
 
 A scenario names a trained scene, scripts an ego and its rig, keeps / removes / re-skins the scene's
 own actors, inserts new ones from its actor library, and gives every actor behaviours with triggers.
