@@ -202,10 +202,10 @@ def block_static_actor_volumes(model: NeuralScene, graph: SceneGraph) -> None:
     static = [a for a in graph.actors if len(a.track.times) == 1]
     if not static:
         return
-    lo, hi = model.aabb[0], model.aabb[1]
+    dev = model.aabb.device
     rays = [ActorRays(a.asset_id, a.instance_id, torch.tensor(a.size, dtype=torch.float32),
-                      torch.tensor(invert_pose(a.track.pose_at(0.0)), dtype=torch.float32)[None]).to(lo.device) for a in static]
-    model.background_grid.block(lambda x01: model._inside_actor_boxes(lo + x01 * (hi - lo), torch.zeros(len(x01), dtype=torch.long, device=lo.device), rays))
+                      torch.tensor(invert_pose(a.track.pose_at(0.0)), dtype=torch.float32)[None]).to(dev) for a in static]
+    model.background_grid.block(lambda x01: model._inside_actor_boxes(model.unit_to_world(x01), torch.zeros(len(x01), dtype=torch.long, device=dev), rays))
 
 
 @torch.no_grad()

@@ -236,3 +236,28 @@ def test_every_occupied_update_refreshes_all_occupied_cells_and_only_a_sample_of
     grid.occupied.copy_(in_a)
     grid.update(lambda x: torch.zeros(len(x)), n_samples=10)
     assert 1 <= int((grid.density[in_a] == 5.0).sum()) <= 20
+
+
+def test_cells_no_training_camera_sees_are_blocked_in_a_contracted_grid():
+    """One camera at the origin looking along +x (90 deg field of view): cells ahead of it inside
+    its frustum stay free to occupy, cells behind it or far off its axis are blocked, near and far."""
+    import numpy as np
+
+    from scenes.camera import Camera, Intrinsics
+    from scenes.graph import SceneGraph
+    from sim.compose import NeuralScene, SceneModelConfig
+    from sim.data import RayBank
+    from sim.train import block_unseen_cells
+
+    aabb = ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0))
+    model = NeuralScene(SceneModelConfig(unbounded=True, occupancy_cell=4 / 64), aabb, [])
+    T = np.eye(4)
+    T[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]  # camera z (forward) = world +x, camera y (down) = world -z
+    bank = RayBank([Camera(Intrinsics(40, 40, 20.0, 20.0, 20.0, 20.0), T)], [np.zeros((40, 40, 3), np.uint8)], SceneGraph(aabb=aabb))
+    share = block_unseen_cells(model, bank, dilate=0)
+    grid = model.background_grid
+    free = lambda *p: bool(~grid.blocked.flatten()[grid.cell_index(model.world_to_unit(torch.tensor([p], dtype=torch.float32)))][0])
+    assert free(0.5, 0.0, 0.0) and free(10.0, 3.0, -3.0) and free(500.0, 0.0, 0.0)  # ahead, within 45 degrees
+    assert not free(-0.5, 0.0, 0.0) and not free(-50.0, 0.0, 0.0)  # behind
+    assert not free(1.0, 5.0, 0.0) and not free(10.0, 0.0, 30.0)  # off to the side, above
+    assert 0.05 < share < 0.4 and bool((grid.occupied & grid.blocked).sum() == 0)
