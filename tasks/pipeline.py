@@ -97,6 +97,7 @@ def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10
         log = read_capture_log(data)
         bank = bank_from_capture_log(log, holdout_every)
         graph, far = log.scene, "sky"
+        unbounded, near = False, 0.0  # a street log: bounded by its AABB, LiDAR-seeded
         extra = {"source": {"kind": "capture-log", "path": str(data.resolve()), "holdout_every": holdout_every},
                  "world": log.world}
     else:
@@ -106,9 +107,9 @@ def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10
         bank = bank_from_static(ds)
         graph = SceneGraph(aabb=ds.aabb)
         far = "white" if ds.background == (1.0, 1.0, 1.0) else "sky"
+        unbounded, near = ds.unbounded, ds.near
         extra = {"source": {"kind": ds.meta.get("kind", "static"), "path": str(data.resolve())}}
     classes = BACKGROUND_CLASSES if bank.semantic is not None else ()
-    unbounded, near = (ds.unbounded, ds.near) if not is_capture_log(data) else (False, 0.0)
     pixel_angle = 1.0 / float(bank.K[:, 0].median())
     model_cfg = model_config_for(graph.aabb, far, classes, unbounded, near, pixel_angle, len(bank.K))
     model = NeuralScene(with_overrides(model_cfg, model_overrides or {}), graph.aabb, graph.asset_ids)
