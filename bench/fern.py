@@ -11,6 +11,7 @@ held-out photos (0, 8, 16) and writes what a person would look at:
 
     python -m bench.fern --seconds 600 --work /tmp/fern_bench
     python -m bench.fern --eval-only /tmp/fern_bench/fern_scene   # scores, + the half-image code fit
+    python -m bench.fern --seconds 300 --set distortion_loss_weight=0 --model-set image_codes=0   # ablations
 
 Prints one JSON line; bench/RESULTS.md records the figures with the machine and date.
 """
@@ -86,7 +87,10 @@ def contact_sheet(outs: list[dict], ds, path: Path) -> None:
     imageio.imwrite(path, (np.concatenate(rows, 0) * 255).round().astype(np.uint8))
 
 
-def run(work: Path, seconds: float, data: Path = FERN, device: str = "cpu") -> dict:
+def run(work: Path, seconds: float, data: Path = FERN, device: str = "cpu", train_settings: dict | None = None,
+        model_settings: dict | None = None) -> dict:
+    """Train for ``seconds`` and score (``train_settings`` / ``model_settings``: `TrainConfig` /
+    `SceneModelConfig` values replacing the defaults, for ablations)."""
     from scenes.datasets import load_static_dataset
     from sim.train import TrainConfig
     from tasks.pipeline import load_scene, train_scene
@@ -102,7 +106,8 @@ def run(work: Path, seconds: float, data: Path = FERN, device: str = "cpu") -> d
         if len(snapshots) < len(marks) and elapsed >= marks[len(snapshots)]:
             snapshots.append((elapsed, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}))
 
-    stats = train_scene(data, scene_dir, TrainConfig(steps=1_000_000, max_seconds=seconds, device=device), on_step=snapshot)
+    train_cfg = TrainConfig(**{"steps": 1_000_000, "max_seconds": seconds, "device": device, **(train_settings or {})})
+    stats = train_scene(data, scene_dir, train_cfg, on_step=snapshot, model_overrides=model_settings)
     test = load_static_dataset(data, "test")
     scene = load_scene(scene_dir, device)
     outs, render_s = test_views(scene, test)
@@ -161,9 +166,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--data", type=Path, default=FERN, help="the LLFF fern folder")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--eval-only", type=Path, default=None, help="score this trained scene folder instead of training")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=JSON",
+                    help="a TrainConfig setting for an ablation, e.g. distortion_loss_weight=0")
+    ap.add_argument("--model-set", action="append", default=[], metavar="NAME=JSON",
+                    help="a SceneModelConfig setting for an ablation, e.g. image_codes=0")
     a = ap.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
-    out = evaluate(a.eval_only, a.data, a.device) if a.eval_only else run(a.work, a.seconds, a.data, a.device)
+    settings = [dict((k, json.loads(v)) for k, v in (item.split("=", 1) for item in items)) for items in (a.set, a.model_set)]
+    out = evaluate(a.eval_only, a.data, a.device) if a.eval_only else run(a.work, a.seconds, a.data, a.device, *settings)
+    out["settings"] = {"train": settings[0], "model": settings[1]}
     print(json.dumps(out))
     return out
 

@@ -9,6 +9,7 @@ iteration (the PNG curve); time per estimate is wall clock of one `invert_camera
 
     python -m bench.inerf --lego SCENE_DIR [--views 5 --starts 5]     # lego-200 test views
     python -m bench.inerf --world SCENE_DIR                             # held-out log frames + car 6-DoF
+    python -m bench.inerf --llff SCENE_DIR --starts 5                   # an LLFF capture's test views (fern)
 """
 
 from __future__ import annotations
@@ -53,9 +54,11 @@ def _summary(name: str, runs, seconds, rot_deg, trans) -> dict:
             f"_curve_{name}": curve.tolist()}
 
 
-def lego(scene_dir: Path, views: int, starts: int, cfg: InversionConfig, seed: int = 0) -> dict:
+def static_views(scene_dir: Path, name: str, views: int | None, starts: int, cfg: InversionConfig, max_deg: float,
+                 max_t: float, success_t: float, seed: int = 0) -> dict:
+    """Localise test views of a trained static capture (lego, LLFF...) from ``starts`` perturbed
+    starts each (``views`` of them spread over the test split; None = all)."""
     from scenes.datasets import load_static_dataset
-    from scenes.lens import CameraModel
     from tasks.pipeline import load_scene
 
     scene = load_scene(scene_dir)
@@ -63,15 +66,40 @@ def lego(scene_dir: Path, views: int, starts: int, cfg: InversionConfig, seed: i
     images = ds.composited(ds.background or (1.0, 1.0, 1.0))
     rng = np.random.default_rng(seed)
     runs, seconds = [], []
-    for i in np.linspace(0, len(ds.cameras) - 1, views).round().astype(int):
+    picked = range(len(ds.cameras)) if views is None else np.linspace(0, len(ds.cameras) - 1, views).round().astype(int)
+    for i in picked:
         cam = ds.cameras[i]
         for _ in range(starts):
-            T0 = perturbed(cam.T_world_cam, rng, 40.0, 0.2)
-            res = invert_camera_pose(scene.model, images[i], CameraModel.from_intrinsics(cam.intrinsics), T0, scene.graph.at(0.0), cfg)
+            T0 = perturbed(cam.T_world_cam, rng, max_deg, max_t)
+            res = invert_camera_pose(scene.model, images[i], cam.model, T0, scene.graph.at(0.0), cfg)
             runs.append((res.trajectory, cam.T_world_cam))
             seconds.append(res.seconds)
-            print(f"lego view {i}: start {pose_errors(T0, cam.T_world_cam)} -> {pose_errors(res.T, cam.T_world_cam)}, {res.seconds:.1f} s", flush=True)
-    return _summary("lego", runs, seconds, 5.0, 0.05)
+            print(f"{name} view {i}: start {pose_errors(T0, cam.T_world_cam)} -> {pose_errors(res.T, cam.T_world_cam)}, {res.seconds:.1f} s", flush=True)
+    return _summary(name, runs, seconds, 5.0, success_t)
+
+
+def lego(scene_dir: Path, views: int, starts: int, cfg: InversionConfig, seed: int = 0) -> dict:
+    """lego-200 test views: iNeRF's synthetic protocol (40 deg, 0.2 units, success < 5 deg / 5 cm)."""
+    return static_views(scene_dir, "lego", views, starts, cfg, 40.0, 0.2, 0.05, seed)
+
+
+def llff_unit(scene_dir: Path) -> float:
+    """One unit of the NeRF LLFF loader (file coordinates over 0.75 x the nearest depth bound: the
+    units iNeRF's LLFF perturbations are in) in this scene's units."""
+    from scenes.datasets import load_static_dataset
+    from tasks.pipeline import load_scene
+
+    src = Path(load_scene(scene_dir).meta["extra"]["source"]["path"])
+    file_scale = load_static_dataset(src, "test").meta["file_scale"]
+    return float(file_scale * np.load(src / "poses_bounds.npy")[:, -2:].min() * 0.75)
+
+
+def llff(scene_dir: Path, starts: int, cfg: InversionConfig, max_deg: float = 40.0, seed: int = 0) -> dict:
+    """An LLFF capture's test views (fern: 0, 8, 16), iNeRF's LLFF protocol: a rotation of up to
+    ``max_deg`` about a random axis, a translation in [-0.1, 0.1] LLFF-loader units per axis;
+    success < 5 deg and < 5 cm (0.05 of those units)."""
+    unit = llff_unit(scene_dir)
+    return static_views(scene_dir, "llff", None, starts, cfg, max_deg, 0.1 * unit, 0.05 * unit, seed)
 
 
 def world(scene_dir: Path, frames: int, starts: int, cfg: InversionConfig, seed: int = 0) -> dict:
@@ -143,6 +171,8 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lego", type=Path)
     ap.add_argument("--world", type=Path)
+    ap.add_argument("--llff", type=Path, help="a scene trained on an LLFF capture (e.g. fern): its test views")
+    ap.add_argument("--llff-max-deg", type=float, default=40.0, help="largest start rotation of the LLFF runs")
     ap.add_argument("--views", type=int, default=5)
     ap.add_argument("--starts", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=InversionConfig.iterations)
@@ -164,6 +194,8 @@ def main(argv=None) -> dict:
     t = time.time()
     if args.lego:
         results.update(lego(args.lego, args.views, args.starts, cfg))
+    if args.llff:
+        results.update(llff(args.llff, args.starts, cfg, args.llff_max_deg))
     if args.world:
         results.update(world(args.world, args.views, args.starts, cfg))
     write_curves(results, args.plot)

@@ -16,14 +16,23 @@ A capture log is a folder (format "nerfsim-capture-log", format_version 1):
                                "world": {"seed": int, "config": {...WorldConfig fields...}},
                                "cameras": [{"name": str,
                                             "intrinsics": {"width", "height", "fx", "fy", "cx", "cy"},
-                                            "T_ego_cam": 4x4}],
+                                            "T_ego_cam": 4x4,
+                                            "lens": optional CameraModel.to_dict() (kind "opencv" or
+                                                    "fisheye" + distortion; its size, focal lengths and
+                                                    centre are the intrinsics'): a lens that is not the
+                                                    ideal pinhole; absent = pinhole}],
                                "lidar": {"T_ego_lidar": 4x4, "n_beams", "min_elevation_deg",
                                          "max_elevation_deg", "n_azimuth", "max_range",
-                                         "elevations_deg": null or [n_beams angles]},
+                                         "elevations_deg": null or [n_beams angles],
+                                         "returns_only": optional bool: the sweeps hold only returns
+                                           (a recorded point cloud, any N), not the whole pattern},
                                "frames": [{"index": int, "time": float seconds, "T_world_ego": 4x4,
                                            "images": {cam_name: {"path": "images/<cam>/000000.png",
                                                                  "semantic_path": "semantics/<cam>/000000.png",
-                                                                 "T_world_cam": 4x4}},
+                                                                 "T_world_cam": 4x4,
+                                                                 "exposure": optional float, the gain the
+                                                                   image was recorded with (ground truth of
+                                                                   a simulated exposure change; 1 = reference)}},
                                            "lidar": {"path": "lidar/000000.npy", "T_world_lidar": 4x4}}],
                                "scene": SceneGraph.to_dict() (aabb + actors: class, instance id, size, track)}
     images/<cam>/<frame>.png  uint8 RGB, width x height of that camera
@@ -31,12 +40,14 @@ A capture log is a folder (format "nerfsim-capture-log", format_version 1):
                               2 lane_marking, 3 sidewalk, 4 building, 5 pole, 6 tree, 7 car,
                               8 pedestrian), as a labelled driving dataset provides
     lidar/<frame>.npy         float32 [N, 4]: unit direction in the LiDAR frame (x, y, z) + range in
-                              metres (inf = no return); N = n_beams * n_azimuth, beam-major
+                              metres (inf = no return); N = n_beams * n_azimuth, beam-major (any N
+                              with returns_only)
 
 4x4 poses are row-major nested lists. For every frame T_world_cam = T_world_ego @ T_ego_cam and
 T_world_lidar = T_world_ego @ T_ego_lidar. Paths are relative to the log folder. Cameras are
-OpenCV; the ego frame's origin is on the ground under the centre of the ego vehicle. A log is
-written into ``<out_dir>.tmp-<pid>`` and renamed to ``<out_dir>`` only when complete.
+OpenCV; the ego frame's origin is on the ground under the centre of the ego vehicle (an imported
+drive's is its dataset's vehicle frame, see its importer). A log is written into
+``<out_dir>.tmp-<pid>`` and renamed to ``<out_dir>`` only when complete (`CaptureLogWriter`).
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ import numpy as np
 from scenes.camera import Camera, Intrinsics
 from scenes.errors import InputError, read_json_object
 from scenes.graph import SceneGraph
+from scenes.lens import CameraModel
 from scenes.transforms import rigid_pose
 
 FORMAT_NAME = "nerfsim-capture-log"
@@ -66,6 +78,8 @@ class CaptureCamera:
     name: str
     intrinsics: Intrinsics
     T_ego_cam: np.ndarray
+    lens: CameraModel | None = None
+    """The lens when it is not the ideal pinhole of ``intrinsics``."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,8 @@ class CaptureFrame:
     T_world_lidar: np.ndarray
     semantic_paths: dict = field(default_factory=dict)
     """Camera name -> absolute path of its semantic label image (empty when the log has none)."""
+    exposures: dict = field(default_factory=dict)
+    """Camera name -> the gain its image was recorded with, where the log states one."""
 
 
 @dataclass
@@ -100,9 +116,9 @@ class CaptureLog:
     scene: SceneGraph
 
     def camera(self, frame: CaptureFrame, cam_name: str) -> Camera:
-        """The `Camera` (intrinsics, pose, time, name) of one image."""
+        """The `Camera` (intrinsics, pose, time, name, lens) of one image."""
         spec = next(c for c in self.cameras if c.name == cam_name)
-        return Camera(spec.intrinsics, frame.T_world_cams[cam_name], frame.time, cam_name)
+        return Camera(spec.intrinsics, frame.T_world_cams[cam_name], frame.time, cam_name, spec.lens)
 
     def views(self) -> list[tuple[Camera, Path]]:
         """Every image of the log as ``(Camera, image path)``, frame-major then rig order."""
@@ -186,7 +202,12 @@ def _read_cameras(log: dict, src: Path) -> list[CaptureCamera]:
         where = f"cameras[{i}]"
         K = Intrinsics.from_dict(_field(c, "intrinsics", src, where, dict), source=f"{src}: {where}.intrinsics")
         T_ego_cam = _pose(_field(c, "T_ego_cam", src, where), src, f"{where}.T_ego_cam")
-        cams.append(CaptureCamera(str(_field(c, "name", src, where, str)), K, T_ego_cam))
+        lens = None
+        if c.get("lens") is not None:
+            lens = CameraModel.from_dict(_field(c, "lens", src, where, dict), source=f"{src}: {where}.lens")
+            if (lens.width, lens.height, lens.fx, lens.fy, lens.cx, lens.cy) != (K.width, K.height, K.fx, K.fy, K.cx, K.cy):
+                raise InputError(src, f"{where}.lens", "its width, height, fx, fy, cx, cy must be the intrinsics'")
+        cams.append(CaptureCamera(str(_field(c, "name", src, where, str)), K, T_ego_cam, lens))
     if not cams:
         raise InputError(src, "cameras", "expected at least one camera")
     return cams
@@ -196,7 +217,7 @@ def _read_frame(root: Path, src: Path, i: int, f: dict, cams: list[CaptureCamera
     where = f"frames[{i}]"
     T_we = _pose(_field(f, "T_world_ego", src, where), src, f"{where}.T_world_ego")
     images = _field(f, "images", src, where, dict)
-    paths, poses, sem_paths = {}, {}, {}
+    paths, poses, sem_paths, exposures = {}, {}, {}, {}
     for cam in cams:
         w = f"{where}.images.{cam.name}"
         img = _field(images, cam.name, src, f"{where}.images", dict)
@@ -214,6 +235,11 @@ def _read_frame(root: Path, src: Path, i: int, f: dict, cams: list[CaptureCamera
             if _png_size(sem, f"{w}.semantic_path") != size:
                 raise InputError(sem, f"{w}.semantic_path", f"label image size differs from the image's {size[0]}x{size[1]}")
             sem_paths[cam.name] = sem
+        if "exposure" in img:
+            gain = _field(img, "exposure", src, w, (int, float))
+            if not (np.isfinite(gain) and gain > 0):
+                raise InputError(src, f"{w}.exposure", f"expected a positive gain, got {gain}")
+            exposures[cam.name] = float(gain)
     lid = _field(f, "lidar", src, where, dict)
     lidar_path = root / str(_field(lid, "path", src, f"{where}.lidar", str))
     _check_lidar(lidar_path, f"{where}.lidar.path", n_lidar)
@@ -222,7 +248,7 @@ def _read_frame(root: Path, src: Path, i: int, f: dict, cams: list[CaptureCamera
     if not np.isfinite(time):
         raise InputError(src, f"{where}.time", "must be finite")
     return CaptureFrame(int(_field(f, "index", src, where, int)), float(time), T_we, paths, poses, lidar_path, T_wl,
-                        sem_paths)
+                        sem_paths, exposures)
 
 
 def read_capture_log(path: str | Path) -> CaptureLog:
@@ -232,8 +258,8 @@ def read_capture_log(path: str | Path) -> CaptureLog:
     cams = _read_cameras(log, src)
     lidar = dict(_field(log, "lidar", src, "", dict))
     lidar["T_ego_lidar"] = _pose(_field(lidar, "T_ego_lidar", src, "lidar"), src, "lidar.T_ego_lidar")
-    try:
-        n_lidar = int(lidar["n_beams"]) * int(lidar["n_azimuth"])
+    try:  # a point cloud of returns (a recorded drive's LiDAR) may have any size
+        n_lidar = None if lidar.get("returns_only") else int(lidar["n_beams"]) * int(lidar["n_azimuth"])
     except (KeyError, TypeError, ValueError):
         n_lidar = None
     frames = [_read_frame(root, src, i, f, cams, n_lidar) for i, f in enumerate(_field(log, "frames", src, "", list))]
@@ -242,3 +268,86 @@ def read_capture_log(path: str | Path) -> CaptureLog:
     scene = SceneGraph.from_dict(_field(log, "scene", src, "", dict), source=f"{src}: scene")
     world = _field(log, "world", src, "", dict)
     return CaptureLog(root, str(log.get("name", root.name)), world, cams, lidar, frames, scene)
+
+
+# -------------------------------------------------------------------------------------- writing
+class CaptureLogWriter:
+    """Writes a capture log folder frame by frame, atomically: everything goes into
+    ``<out_dir>.tmp-<pid>``, renamed to ``out_dir`` by `close` once complete (use it as a context
+    manager: an exception leaves nothing behind). The built-in recorder and the importers of
+    recorded drives both write through it, so every log has one format.
+
+    ``cameras``: the rig (name, intrinsics, ``T_ego_cam``, optional lens); ``lidar``: the LiDAR
+    header (``T_ego_lidar`` 4x4 + scan-pattern fields, or ``returns_only: True`` for point clouds
+    of any size); ``world``: what built the scene (``{}`` for a recorded drive)."""
+
+    def __init__(self, out_dir: str | Path, name: str, cameras: list[CaptureCamera], lidar: dict, world: dict | None = None,
+                 overwrite: bool = False, semantics: bool = False):
+        import os
+        import shutil
+
+        self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and not overwrite:
+            raise InputError(self.out_dir, None, "output folder exists; pass overwrite=True or choose another folder")
+        self.tmp = self.out_dir.parent / f"{self.out_dir.name}.tmp-{os.getpid()}"
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.cameras, self.semantics = list(cameras), semantics
+        for c in self.cameras:
+            (self.tmp / "images" / c.name).mkdir(parents=True)
+            if semantics:
+                (self.tmp / "semantics" / c.name).mkdir(parents=True)
+        (self.tmp / "lidar").mkdir(parents=True)
+        T_ego_lidar = np.asarray(lidar["T_ego_lidar"], dtype=np.float64)
+        self.T_ego_lidar = T_ego_lidar
+        self.header = {
+            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "name": name, "world": world or {},
+            "cameras": [{"name": c.name, "intrinsics": c.intrinsics.to_dict(), "T_ego_cam": np.asarray(c.T_ego_cam).tolist(),
+                         **({"lens": c.lens.to_dict()} if c.lens is not None else {})} for c in self.cameras],
+            "lidar": {**lidar, "T_ego_lidar": T_ego_lidar.tolist()},
+        }
+        self.frames: list[dict] = []
+
+    def add_frame(self, time: float, T_world_ego: np.ndarray, images: dict, lidar: np.ndarray,
+                  semantics: dict | None = None, exposures: dict | None = None) -> dict:
+        """One frame: ``images`` camera name -> uint8 or float [0, 1] ``[H, W, 3]``; ``lidar`` float
+        ``[N, 4]`` (unit direction in the LiDAR frame + range, inf = no return); ``semantics`` camera
+        name -> uint8 class ids; ``exposures`` camera name -> recorded gain. Returns its record."""
+        i = len(self.frames)
+        T_world_ego = np.asarray(T_world_ego, dtype=np.float64)
+        rec = {"index": i, "time": float(time), "T_world_ego": T_world_ego.tolist(), "images": {},
+               "lidar": {"path": f"lidar/{i:06d}.npy", "T_world_lidar": (T_world_ego @ self.T_ego_lidar).tolist()}}
+        for c in self.cameras:
+            img = np.asarray(images[c.name])
+            if img.dtype != np.uint8:
+                img = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+            entry = {"path": f"images/{c.name}/{i:06d}.png", "T_world_cam": (T_world_ego @ c.T_ego_cam).tolist()}
+            iio.imwrite(self.tmp / entry["path"], img[..., :3])
+            if self.semantics:
+                entry["semantic_path"] = f"semantics/{c.name}/{i:06d}.png"
+                iio.imwrite(self.tmp / entry["semantic_path"], np.asarray(semantics[c.name], dtype=np.uint8))
+            if exposures is not None:
+                entry["exposure"] = float(exposures[c.name])
+            rec["images"][c.name] = entry
+        np.save(self.tmp / rec["lidar"]["path"], np.asarray(lidar, dtype=np.float32))
+        self.frames.append(rec)
+        return rec
+
+    def close(self, scene: SceneGraph) -> Path:
+        """Write log.json (with the actors' ``scene``) and the README, and move the log into place."""
+        import json
+        import shutil
+
+        (self.tmp / "log.json").write_text(json.dumps({**self.header, "frames": self.frames, "scene": scene.to_dict()}, indent=1))
+        (self.tmp / "README.md").write_text(f"# nerfsim capture log '{self.header['name']}'\n\n{FORMAT_DOC}")
+        if self.out_dir.exists():
+            shutil.rmtree(self.out_dir)
+        self.tmp.rename(self.out_dir)
+        return self.out_dir
+
+    def __enter__(self) -> "CaptureLogWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        import shutil
+
+        shutil.rmtree(self.tmp, ignore_errors=True)  # a no-op after close(); the half-written log otherwise

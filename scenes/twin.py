@@ -152,7 +152,7 @@ class Twin:
     def render(self, camera: Camera, state: SceneState) -> dict:
         """Render every ground-truth product of ``camera`` at ``state`` (see the module docstring)."""
         K = camera.intrinsics
-        o, d, z_per_dist = pixel_rays(K, camera.T_world_cam)
+        o, d, z_per_dist = pixel_rays(K, camera.T_world_cam, camera.lens)
         r = self.cast_rays(o.reshape(-1, 3), d.reshape(-1, 3), state)
         H, W = K.height, K.width
         R_wc = np.asarray(camera.T_world_cam)[:3, :3]

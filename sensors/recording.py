@@ -12,18 +12,15 @@ disk. The LiDAR's axes are the ego's.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 
 from scenes.camera import Camera, Intrinsics
-from scenes.capture import FORMAT_DOC, FORMAT_NAME, FORMAT_VERSION
+from scenes.capture import CaptureCamera, CaptureLogWriter
 from scenes.errors import InputError
+from scenes.lens import CameraModel
 from scenes.transforms import make_pose, rot_z
 from scenes.twin import Twin
 from sensors.lidar import LidarConfig
@@ -75,6 +72,15 @@ class CaptureConfig:
     steps, 60 m)."""
     lidar_position: tuple[float, float, float] = (0.0, 0.0, 1.9)
     """LiDAR origin in the ego frame (roof), metres; its axes are the ego axes."""
+    distortion: tuple[float, ...] = ()
+    """OpenCV radial-tangential coefficients ``(k1, k2, p1, p2[, k3])`` of every rig camera (e.g.
+    ``(-0.3, 0.1, 0, 0)``: strong barrel, as on a wide automotive lens); empty = ideal pinhole. The
+    images are rendered through the lens and log.json carries it."""
+    exposure_jitter: float = 0.0
+    """Auto-exposure: each image is recorded with a gain drawn uniformly in ``[1 - j, 1 + j]`` (per
+    camera and frame, written in log.json as ``exposure``); 0 = every image at the reference exposure."""
+    exposure_seed: int = 0
+    """Seed of the exposure gains."""
 
     @staticmethod
     def tiny() -> "CaptureConfig":
@@ -87,6 +93,19 @@ class CaptureConfig:
     def intrinsics(self, spec: CameraSpec) -> Intrinsics:
         return Intrinsics.from_fov(self.width, self.height, spec.hfov_deg)
 
+    def lens(self, spec: CameraSpec) -> CameraModel | None:
+        """The camera's lens model when ``distortion`` is set (None: the pinhole of `intrinsics`)."""
+        if not self.distortion:
+            return None
+        K = self.intrinsics(spec)
+        return CameraModel("opencv", K.width, K.height, K.fx, K.fy, K.cx, K.cy, tuple(self.distortion))
+
+    def __post_init__(self):
+        if not 0.0 <= self.exposure_jitter < 1.0:
+            raise InputError("CaptureConfig", "exposure_jitter", f"expected a fraction in [0, 1), got {self.exposure_jitter}")
+        for spec in self.cameras:
+            self.lens(spec)  # refuses a wrong number of coefficients, naming the field
+
 
 # -------------------------------------------------------------------------------------- writing
 def _progress(enabled: bool):
@@ -97,71 +116,38 @@ def _progress(enabled: bool):
                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled)
 
 
-def _frame_record(i: int, t: float, T_world_ego: np.ndarray, cfg: CaptureConfig) -> dict:
-    images = {c.name: {"path": f"images/{c.name}/{i:06d}.png", "semantic_path": f"semantics/{c.name}/{i:06d}.png",
-                       "T_world_cam": (T_world_ego @ c.T_ego_cam()).tolist()} for c in cfg.cameras}
-    lidar = {"path": f"lidar/{i:06d}.npy", "T_world_lidar": (T_world_ego @ cfg.T_ego_lidar()).tolist()}
-    return {"index": i, "time": t, "T_world_ego": T_world_ego.tolist(), "images": images, "lidar": lidar}
-
-
-def _write_frame(root: Path, rec: dict, twin: Twin, state, cfg: CaptureConfig) -> None:
-    for spec in cfg.cameras:
-        img = rec["images"][spec.name]
-        cam = Camera(cfg.intrinsics(spec), np.array(img["T_world_cam"]), rec["time"], spec.name)
+def _write_frame(writer: CaptureLogWriter, twin: Twin, world, cfg: CaptureConfig, t: float, gains: np.ndarray) -> None:
+    """Render every camera (RGB x its exposure gain, semantic labels) and the LiDAR at time ``t``."""
+    T_world_ego, state = world.T_world_ego(t), world.graph.at(t)
+    images, labels = {}, {}
+    for spec, gain in zip(cfg.cameras, gains):
+        cam = Camera(cfg.intrinsics(spec), T_world_ego @ spec.T_ego_cam(), t, spec.name, cfg.lens(spec))
         products = twin.render(cam, state)
-        iio.imwrite(root / img["path"], np.round(np.clip(products["rgb"], 0, 1) * 255).astype(np.uint8))
-        iio.imwrite(root / img["semantic_path"], products["semantic"].astype(np.uint8))
-    sweep = twin.lidar(np.array(rec["lidar"]["T_world_lidar"]), cfg.lidar.directions(), state, cfg.lidar.max_range)
-    arr = np.concatenate([sweep["dirs_lidar"], sweep["range"][:, None]], axis=1).astype(np.float32)
-    np.save(root / rec["lidar"]["path"], arr)
-
-
-def _header(world, cfg: CaptureConfig) -> dict:
-    return {
-        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "name": cfg.name,
-        "world": {"seed": world.config.seed, "config": world.config.to_dict()},
-        "cameras": [{"name": c.name, "intrinsics": cfg.intrinsics(c).to_dict(), "T_ego_cam": c.T_ego_cam().tolist()}
-                    for c in cfg.cameras],
-        "lidar": {"T_ego_lidar": cfg.T_ego_lidar().tolist(), **asdict(cfg.lidar)},
-    }
+        images[spec.name], labels[spec.name] = products["rgb"] * gain, products["semantic"]
+    sweep = twin.lidar(T_world_ego @ cfg.T_ego_lidar(), cfg.lidar.directions(), state, cfg.lidar.max_range)
+    scan = np.concatenate([sweep["dirs_lidar"], sweep["range"][:, None]], axis=1)
+    exposures = {c.name: g for c, g in zip(cfg.cameras, gains)} if cfg.exposure_jitter > 0 else None
+    writer.add_frame(t, T_world_ego, images, scan, labels, exposures)
 
 
 def generate_capture_log(world, cfg: CaptureConfig | None = None, out_dir: str | Path = "capture_log",
                          progress: bool = True, overwrite: bool = False) -> Path:
     """Drive the ego down ``world``'s route, render every camera + LiDAR at ``cfg.fps`` with the twin,
-    and write a capture log (format in the module docstring) atomically to ``out_dir``. Returns its path."""
+    and write a capture log (format: `scenes.capture`) atomically to ``out_dir``. Returns its path."""
     cfg = cfg or CaptureConfig()
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise InputError(out_dir, None, "output folder exists; pass overwrite=True or choose another folder")
-    tmp = out_dir.parent / f"{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        for c in cfg.cameras:
-            (tmp / "images" / c.name).mkdir(parents=True)
-            (tmp / "semantics" / c.name).mkdir(parents=True)
-        (tmp / "lidar").mkdir()
-        _write_frames(world, cfg, tmp, progress)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
-
-
-def _write_frames(world, cfg: CaptureConfig, root: Path, progress: bool) -> None:
-    duration = world.duration if cfg.duration is None else cfg.duration
-    times = np.arange(int(np.floor(duration * cfg.fps + 1e-9)) + 1) / cfg.fps
-    twin, log, frames = Twin(world), _header(world, cfg), []
-    with _progress(progress) as bar:
-        task = bar.add_task(f"capture {cfg.name}", total=len(times), rate="")
-        for i, t in enumerate(times):
-            rec = _frame_record(i, float(t), world.T_world_ego(float(t)), cfg)
-            _write_frame(root, rec, twin, world.graph.at(float(t)), cfg)
-            frames.append(rec)
-            speed = bar.tasks[0].speed
-            bar.update(task, advance=1, rate=f"{speed:.1f} frames/s" if speed else "")
-    log["frames"], log["scene"] = frames, world.graph.to_dict()
-    (root / "log.json").write_text(json.dumps(log, indent=1))
-    (root / "README.md").write_text(f"# nerfsim capture log '{cfg.name}'\n\n{FORMAT_DOC}")
+    cams = [CaptureCamera(c.name, cfg.intrinsics(c), c.T_ego_cam(), cfg.lens(c)) for c in cfg.cameras]
+    lidar = {"T_ego_lidar": cfg.T_ego_lidar(), **asdict(cfg.lidar)}
+    origin = {"seed": world.config.seed, "config": world.config.to_dict()}
+    with CaptureLogWriter(out_dir, cfg.name, cams, lidar, origin, overwrite, semantics=True) as writer:
+        duration = world.duration if cfg.duration is None else cfg.duration
+        times = np.arange(int(np.floor(duration * cfg.fps + 1e-9)) + 1) / cfg.fps
+        gains = np.random.default_rng(cfg.exposure_seed).uniform(1 - cfg.exposure_jitter, 1 + cfg.exposure_jitter,
+                                                                 (len(times), len(cfg.cameras)))
+        twin = Twin(world)
+        with _progress(progress) as bar:
+            task = bar.add_task(f"capture {cfg.name}", total=len(times), rate="")
+            for t, g in zip(times, gains):
+                _write_frame(writer, twin, world, cfg, float(t), g)
+                speed = bar.tasks[0].speed
+                bar.update(task, advance=1, rate=f"{speed:.1f} frames/s" if speed else "")
+        return writer.close(world.graph)

@@ -33,7 +33,7 @@ def actor_rays_for_state(model: NeuralScene, state: SceneState, device="cpu") ->
 
 
 @torch.no_grad()
-def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: SceneState, chunk: int = 1 << 14,
+def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: SceneState, chunk: int = 1 << 16,
                      normals: bool = False, background: bool = True, semantics: bool = True,
                      step_cone: float | None = None, image_code: Tensor | None = None) -> dict[str, Tensor]:
     """Per-ray products of world rays ``[N, 3]`` at ``state`` (``image_code``: the background's
@@ -76,7 +76,7 @@ def render_ray_batch(model: NeuralScene, origins: Tensor, dirs: Tensor, state: S
     return res
 
 
-def render_camera(model: NeuralScene, camera: Camera, state: SceneState, chunk: int = 1 << 14,
+def render_camera(model: NeuralScene, camera: Camera, state: SceneState, chunk: int = 1 << 16,
                   image_code: Tensor | None = None) -> dict[str, np.ndarray]:
     """RGB ``[H,W,3]``, depth / ray_dist / accumulation ``[H,W]`` and instance ids ``[H,W]`` of one view."""
     origins, dirs, z_per_dist = camera_rays(camera, model.aabb.device)
@@ -95,7 +95,7 @@ def render_camera(model: NeuralScene, camera: Camera, state: SceneState, chunk: 
 
 @torch.no_grad()
 def sample_ray_distances(model: NeuralScene, origins: Tensor, dirs: Tensor, state: SceneState, n_draws: int,
-                         gen: torch.Generator, chunk: int = 1 << 14) -> Tensor:
+                         gen: torch.Generator, chunk: int = 1 << 16) -> Tensor:
     """Distances ``[N, n_draws]`` drawn along each ray in proportion to its rendering weights
     (inverse CDF over the packed samples; inf where the accumulation is below 0.5)."""
     if model.training:  # eval() walks every submodule: ~1 ms a call, per render

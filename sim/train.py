@@ -302,6 +302,8 @@ def _distortion(out: dict, n_cam: int, t0: float) -> Tensor:
 def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torch.Generator) -> dict[str, float]:
     """One batch: render camera (+ LiDAR) rays, return the loss pieces (loss already backpropagated).
     Batches are drawn on the CPU (the same stream on any device) and moved to the model's device."""
+    if not model.training:  # a render in between (an evaluation, a snapshot) left it in eval mode
+        model.train()
     dev = model.aabb.device
     to_dev = lambda d: None if d is None else {k: v.to(dev, non_blocking=True) for k, v in d.items()}
     batch = bank.sample_pixels(cfg.rays_per_batch, gen, cfg.actor_ray_fraction)
@@ -330,7 +332,11 @@ def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torc
         if len(origins) > n_cam:
             codes = torch.cat([codes, model.image_codes.weight.mean(0).expand(len(origins) - n_cam, -1)])
     out = model.render_rays(origins, dirs, actors, jitter=True, far_rgb=far_rgb, semantics=semantics, image_codes=codes)
-    mse = torch.mean((out["rgb"][:n_cam] - target) ** 2)
+    rgb = out["rgb"][:n_cam]
+    gains = model.image_gains(batch["view"])
+    if gains is not None:  # the photo's exposure
+        rgb = rgb * gains
+    mse = torch.mean((rgb - target) ** 2)
     loss = mse
     stats = {"mse": mse.item()}
     if semantics:

@@ -33,12 +33,14 @@ from tasks.cli.outputs import DEFAULT_OUTPUTS, render_views
 
 # ---- world ------------------------------------------------------------------------------------
 def make_world_log(out: Path, tiny: bool = False, seed: int = 0, width: int | None = None, height: int | None = None,
-                   progress: bool = True, overwrite: bool = False) -> Path:
-    """Build the procedural street and write its capture log to ``out``."""
+                   progress: bool = True, overwrite: bool = False, distortion: tuple[float, ...] = (),
+                   exposure_jitter: float = 0.0) -> Path:
+    """Build the procedural street and write its capture log to ``out`` (``distortion`` and
+    ``exposure_jitter``: see `sensors.recording.CaptureConfig`)."""
     wcfg = WorldConfig.tiny(seed) if tiny else WorldConfig(seed=seed)
     ccfg = CaptureConfig.tiny() if tiny else CaptureConfig()
-    if width or height:
-        ccfg = replace(ccfg, width=width or ccfg.width, height=height or ccfg.height)
+    ccfg = replace(ccfg, width=width or ccfg.width, height=height or ccfg.height, distortion=tuple(distortion),
+                   exposure_jitter=exposure_jitter, exposure_seed=seed)
     return generate_capture_log(build_world(wcfg), ccfg, out, progress=progress, overwrite=overwrite)
 
 
@@ -59,14 +61,15 @@ def model_config_for(aabb, far_field: str, semantic_classes: tuple[str, ...] = (
     the background field a semantic head (data with labels). ``unbounded``: a real capture whose
     AABB is the inner box of a contracted background (`sim.contraction`), ``near`` its near depth,
     marched with cone steps of ``pixel_angle`` (the cameras' angle per pixel), with an appearance
-    code for each of its ``n_images`` training photos."""
+    code for each of its ``n_images`` training photos. A street log gets a colour gain per training
+    image instead (its cameras' auto-exposure, `SceneModelConfig.image_gains`)."""
     extent = np.asarray(aabb[1]) - np.asarray(aabb[0])
     if unbounded:
         return unbounded_model_config(extent, far_field, near, pixel_angle or 1.0 / 512, n_images)
     if extent.max() > 20:  # a street in metres
         # min_alpha 1e-4: with 1e-3, thin structures (16 cm poles) that the young field leaves faint
         # lose their samples, hence their gradient, and never appear (measured: pole PSNR 14.7 -> 23.8 dB).
-        cfg = SceneModelConfig(far_field=far_field, min_alpha=1e-4)
+        cfg = SceneModelConfig(far_field=far_field, min_alpha=1e-4, image_gains=n_images)
         return replace(cfg, background=replace(cfg.background, semantic_classes=tuple(semantic_classes)))
     diag = float(np.linalg.norm(extent))
     return SceneModelConfig(far_field=far_field, occupancy_cell=float(extent.max()) / 128, occupancy_cell_z=None, step_min=diag / 512,
@@ -76,11 +79,13 @@ def model_config_for(aabb, far_field: str, semantic_classes: tuple[str, ...] = (
 def unbounded_model_config(extent: np.ndarray, far_field: str, near: float, pixel_angle: float, n_images: int = 0) -> SceneModelConfig:
     """A contracted background: 128 occupancy cells across the contracted cube (64 across the inner
     box), steps of ~1/256 of the inner box up close, growing with the pixel footprint, the hash grid
-    reaching 4096 cells across the cube (2048 across the inner box), and an 8-number appearance code
-    per training photo (exposure, white balance)."""
+    reaching 4096 cells across the cube (2048 across the inner box), an 8-number appearance code
+    per training photo (exposure, white balance), and renders that drop the faintest samples
+    (`SceneModelConfig.render_min_alpha`)."""
     size = float(extent.max())
     cfg = SceneModelConfig(far_field=far_field, unbounded=True, near=0.8 * near, occupancy_cell=2 * size / 128,
-                           occupancy_cell_z=None, step_min=size / 256, step_cone=pixel_angle, step_max=size, image_codes=n_images)
+                           occupancy_cell_z=None, step_min=size / 256, step_cone=pixel_angle, step_max=size, image_codes=n_images,
+                           render_min_transmittance=1e-2, render_min_alpha=3e-3)
     grid = replace(cfg.background.grid, log2_table_size=19, max_resolution=4096)
     return replace(cfg, background=replace(cfg.background, grid=grid, image_code_dim=8 if n_images else 0))
 

@@ -47,13 +47,18 @@ class World:
     """Image width override, pixels."""
     height: Annotated[Optional[int], Range(lo=8)] = None
     """Image height override, pixels."""
+    distortion: tuple[float, ...] = ()
+    """OpenCV lens of every camera, (k1, k2, p1, p2[, k3]), e.g. -0.3 0.08 0 0; none = pinhole."""
+    exposure_jitter: Annotated[float, Range(lo=0.0, hi=0.95)] = 0.0
+    """Each image recorded at a gain drawn in [1 - j, 1 + j] (auto-exposure); 0 = constant."""
     overwrite: bool = False
     """Replace an existing log."""
 
     def run(self) -> None:
         from tasks.pipeline import make_world_log
 
-        print(make_world_log(self.out, self.tiny, self.seed, self.width, self.height, overwrite=self.overwrite))
+        print(make_world_log(self.out, self.tiny, self.seed, self.width, self.height, overwrite=self.overwrite,
+                             distortion=self.distortion, exposure_jitter=self.exposure_jitter))
 
 
 @dataclass
@@ -133,6 +138,59 @@ class ExportMesh:
 
         for p in export_scene_meshes(self.scene, self.out, self.fmt, self.background, self.actors, self.mesh):
             print(p)
+
+
+@dataclass
+class Import:
+    """Import a recorded drive into a capture log (then `nerfsim train LOG`). Formats: kitti-mot, the
+    KITTI tracking benchmark (image_02/03, calib, oxts, velodyne, label_02; the layout MARS reads)."""
+
+    format: Positional[Literal["kitti-mot"]]
+    """Dataset format."""
+    src: Positional[Path]
+    """The dataset folder (for kitti-mot: the one holding training/, or training/ itself)."""
+    out: Path = Path("drive_log")
+    """Capture log folder (written atomically)."""
+    sequence: str = "0000"
+    """Sequence (kitti-mot) to import."""
+    cameras: tuple[str, ...] = ("image_02",)
+    """Cameras to import (kitti-mot: image_02 and/or image_03)."""
+    start: Annotated[float, Range(lo=0.0)] = 0.0
+    """Seconds into the drive where the log starts."""
+    duration: Annotated[Optional[float], POSITIVE] = None
+    """Seconds of drive to import (default: to the end)."""
+    overwrite: bool = False
+    """Replace an existing log."""
+
+    def run(self) -> None:
+        from tasks.logs.kitti_mot import import_kitti_mot
+
+        s = import_kitti_mot(self.src, self.out, self.sequence, self.cameras, self.start, self.duration, self.overwrite)
+        print(json.dumps({"log": str(s.log), "frames": s.frames, "cameras": s.cameras, "actors": s.actors,
+                          "labels_not_actors": s.skipped_labels}))
+
+
+@dataclass
+class ExportLog:
+    """Write a capture log in a driving dataset's layout (kitti-mot: KITTI tracking), so its own
+    tools read it."""
+
+    log: Positional[Path]
+    """Capture log folder."""
+    format: Literal["kitti-mot"] = "kitti-mot"
+    """Dataset format."""
+    out: Path = Path("exported")
+    """Output folder (written atomically)."""
+    camera: str = "front"
+    """The rig camera that becomes KITTI's image_02 (a pinhole camera)."""
+    sequence: str = "0000"
+    """Sequence name."""
+
+    def run(self) -> None:
+        from scenes.capture import read_capture_log
+        from tasks.logs.kitti_mot import export_kitti_mot
+
+        print(export_kitti_mot(read_capture_log(self.log), self.out, self.camera, self.sequence))
 
 
 @dataclass
@@ -323,7 +381,7 @@ class NavEval:
 
 COMMANDS: dict[str, type] = {"world": World, "train": Train, "render": Render, "eval": Eval, "export-mesh": ExportMesh,
                              "demo": Demo, "generate": Generate, "scenarios": Scenarios, "localize": Localize,
-                             "pose-data": PoseData, "nav-eval": NavEval}
+                             "pose-data": PoseData, "nav-eval": NavEval, "import": Import, "export-log": ExportLog}
 
 
 def changed_settings(config, default) -> dict:

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import imageio.v3 as iio
 import numpy as np
@@ -53,6 +54,59 @@ def test_front_camera_looks_forward_and_images_match_the_twin(world, log_dir):
     ref = Twin(world).render(cam, world.graph.at(f.time))["rgb"]
     img = log.load_image(f.image_paths["front"])
     assert np.abs(img - ref).max() <= 0.5 / 255 + 1e-6
+
+
+LENS = (-0.3, 0.08, 0.001, -0.002)
+
+
+@pytest.fixture(scope="module")
+def real_camera_log(world, tmp_path_factory):
+    """A short tiny log through a distorted lens with a different exposure on every image."""
+    cfg = replace(CaptureConfig.tiny(), duration=0.3, distortion=LENS, exposure_jitter=0.3, exposure_seed=3)
+    return generate_capture_log(world, cfg, tmp_path_factory.mktemp("cap") / "real", progress=False)
+
+
+def test_lens_and_exposure_are_recorded_and_read_back(world, real_camera_log):
+    log = read_capture_log(real_camera_log)
+    gains = [f.exposures[c.name] for f in log.frames for c in log.cameras]
+    assert len(gains) == 3 * len(log.frames) and 0.7 <= min(gains) and max(gains) <= 1.3 and np.std(gains) > 0.05
+    f = log.frames[2]
+    cam = log.camera(f, "front_left")
+    assert cam.lens is not None and cam.lens.kind == "opencv" and cam.lens.distortion == LENS
+    # The image is the twin seen through that lens, times the recorded gain (before 8-bit clipping).
+    ref = Twin(world).render(cam, world.graph.at(f.time))["rgb"] * f.exposures["front_left"]
+    img = log.load_image(f.image_paths["front_left"])
+    unclipped = ref < 1.0
+    assert unclipped.mean() > 0.5
+    assert np.abs(img - ref)[unclipped].max() <= 0.5 / 255 + 1e-6
+    assert np.allclose(img[~unclipped], 1.0)
+    # ...and not the pinhole image: the lens bends the periphery.
+    pinhole = Twin(world).render(replace(cam, lens=None), world.graph.at(f.time))["rgb"] * f.exposures["front_left"]
+    assert np.abs(np.clip(pinhole, 0, 1) - img).mean() > 0.02
+
+
+def test_bad_recording_settings_are_refused():
+    with pytest.raises(InputError, match="exposure_jitter"):
+        CaptureConfig(exposure_jitter=1.5)
+    with pytest.raises(InputError, match="distortion"):
+        CaptureConfig(distortion=(-0.3, 0.1, 0.0))
+
+
+def _lens_focal(d):
+    d["cameras"][0]["lens"]["fx"] += 5.0
+
+
+def test_corrupt_lens_and_exposure_entries(real_camera_log, tmp_path):
+    cases = {"lens_focal": (_lens_focal, "cameras[0].lens"),
+             "lens_kind": (lambda d: d["cameras"][1]["lens"].update(kind="orthographic"), "kind"),
+             "exposure": (lambda d: d["frames"][1]["images"]["front"].update(exposure=-1.0), "frames[1].images.front.exposure")}
+    for name, (edit, field) in cases.items():
+        root = tmp_path / name
+        shutil.copytree(real_camera_log, root)
+        _edit_json(root, edit)
+        with pytest.raises(InputError) as exc:
+            read_capture_log(root)
+        assert "log.json" in str(exc.value) and field in str(exc.value), (name, str(exc.value))
 
 
 def test_lidar_rays(world, log_dir):

@@ -472,6 +472,27 @@ def test_inference_reuses_marching_features_without_changing_the_image():
         assert torch.allclose(fast[k], slow[k].detach(), atol=1e-6), k
 
 
+def test_render_thresholds_apply_in_eval_mode_only():
+    """``render_min_alpha`` / ``render_min_transmittance`` drop more samples when rendering (eval
+    mode) and leave training (train mode) as it was. Ending rays at transmittance 0.3 moves a
+    pixel by at most that light (colours lie in [0, 1])."""
+    rng = np.random.default_rng(0)
+    o, d = as_t(np.tile([[0.0, 0.0, -3.0]], (200, 1))), as_t(unit(rng.normal([0, 0, 1], 0.3, (200, 3))))
+    scenes = {"plain": _random_field_scene(), "T": _random_field_scene(render_min_transmittance=0.3),
+              "alpha": _random_field_scene(render_min_alpha=0.01)}
+    out = {}
+    for name, scene in scenes.items():
+        for mode in ("train", "eval"):
+            getattr(scene, mode)()
+            with torch.no_grad():
+                out[name, mode] = scene.render_rays(o, d)
+    n = {k: int(v["n_samples"]) for k, v in out.items()}
+    assert n["T", "train"] == n["alpha", "train"] == n["plain", "train"] == n["plain", "eval"]
+    assert n["T", "eval"] < 0.9 * n["plain", "eval"] and n["alpha", "eval"] < 0.9 * n["plain", "eval"]
+    diff = (out["T", "eval"]["rgb"] - out["plain", "eval"]["rgb"]).abs().max()
+    assert 0 < diff <= 0.3 + 1e-4
+
+
 def test_step_cone_override_thins_far_samples():
     scene = _random_field_scene(step_max=1.0)
     rng = np.random.default_rng(1)

@@ -55,3 +55,27 @@ def test_codes_explain_exposure_and_a_fitted_code_recovers_it(tmp_path):
     assert np.allclose(fitted, BASE * 0.8, atol=0.03)
     assert np.abs(fitted - BASE * 0.8).max() < np.abs(default - BASE * 0.8).max()
     assert all(p.requires_grad for p in model.parameters())  # fitting froze the field only while it ran
+
+
+@pytest.mark.slow
+def test_image_gains_recover_known_exposures(tmp_path):
+    """Per-image colour gains multiply the whole picture (here a far field as well as the box): the
+    learned gains are the photos' exposures up to one common factor, and the default render (gain 1)
+    is the photos' average exposure."""
+    cams = [_camera(x) for x in (-0.2, 0.2) for _ in EXPOSURES]
+    images = [np.clip(np.tile(BASE * e, (12, 12, 1)), 0, 1) for _ in (0, 1) for e in EXPOSURES]
+    field = FieldConfig(grid=HashGridConfig(n_levels=4, log2_table_size=10, base_resolution=4, max_resolution=32),
+                        hidden_dim=16, color_hidden_dim=16, sh_degree=1)
+    cfg = SceneModelConfig(background=field, far_field="black", image_gains=len(cams),
+                           occupancy_cell=0.25, step_min=0.05, step_max=0.2, step_cone=0.0)
+    aabb = ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0))
+    model = NeuralScene(cfg, aabb, [])
+    train(model, RayBank(cams, images, SceneGraph(aabb=aabb)), SceneGraph(aabb=aabb),
+          TrainConfig(steps=400, rays_per_batch=256, samples_per_batch=0, progress=False, color_floor=0.0), tmp_path / "scene")
+    with torch.no_grad():
+        gains = model.image_gains(torch.arange(len(cams))).numpy()
+        rgb = model.render_rays(*camera_rays(cams[0])[:2])["rgb"].mean(0).numpy()
+    truth = np.array(EXPOSURES * 2)
+    ratio = gains / truth[:, None]
+    assert np.allclose(ratio, ratio.mean(), rtol=0.04), gains  # the exposures, up to one factor
+    assert np.allclose(rgb, BASE * np.exp(np.log(truth).mean()), atol=0.03), rgb
