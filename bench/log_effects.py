@@ -77,14 +77,29 @@ def _pinhole(cams):
     return [Camera(c.intrinsics, c.T_world_cam, c.time, c.name) for c in cams]
 
 
-def _gain_correlation(scene, log) -> float:
+def _gain_correlation(scene, log, picture: Path) -> float:
     """Correlation of the learned per-image log-gains (mean over RGB) with the true log-exposures,
-    in the training images' order (`sim.data.bank_from_capture_log`)."""
+    in the training images' order (`sim.data.bank_from_capture_log`); the scatter plot to ``picture``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from sim.data import holdout_frame
 
-    truth = [f.exposures[c.name] for f in log.frames if not holdout_frame(f.index, HOLDOUT_EVERY) for c in log.cameras]
-    learned = scene.model.image_log_gains.detach().mean(1).numpy()
-    return float(np.corrcoef(np.log(truth), learned)[0, 1])
+    truth = np.log([f.exposures[c.name] for f in log.frames if not holdout_frame(f.index, HOLDOUT_EVERY) for c in log.cameras])
+    learned = scene.model.image_log_gains.detach().numpy()
+    learned = learned.mean(1) - learned.mean()
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot(truth, learned, ".", alpha=0.6)
+    ax.plot([truth.min(), truth.max()], [truth.min() - truth.mean(), truth.max() - truth.mean()], "k--", lw=1, label="learned = true")
+    ax.set_xlabel("true log exposure of the image")
+    ax.set_ylabel("learned log gain (centred)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(picture, dpi=110)
+    plt.close(fig)
+    return float(np.corrcoef(truth, learned)[0, 1])
 
 
 def run_variant(name: str, log_dir: Path, work: Path, seconds: float) -> dict:
@@ -107,7 +122,7 @@ def run_variant(name: str, log_dir: Path, work: Path, seconds: float) -> dict:
     if name == "lens":
         out["novel_lens_psnr"] = compare(scene.model, twin, cams, scene.graph)["psnr"]
     if name == "exposure":
-        out["gain_correlation"] = _gain_correlation(scene, log)
+        out["gain_correlation"] = _gain_correlation(scene, log, work / "exposure_gains.png")
     return out
 
 

@@ -32,7 +32,12 @@ A capture log is a folder (format "nerfsim-capture-log", format_version 1):
                                                                  "T_world_cam": 4x4,
                                                                  "exposure": optional float, the gain the
                                                                    image was recorded with (ground truth of
-                                                                   a simulated exposure change; 1 = reference)}},
+                                                                   a simulated exposure change; 1 = reference),
+                                                                 "time": optional float, when this image was
+                                                                   taken if not at the frame's time (a
+                                                                   recorded rig's cameras fire apart),
+                                                                 "T_world_ego": optional 4x4, the ego pose at
+                                                                   that time}},
                                            "lidar": {"path": "lidar/000000.npy", "T_world_lidar": 4x4}}],
                                "scene": SceneGraph.to_dict() (aabb + actors: class, instance id, size, track)}
     images/<cam>/<frame>.png  uint8 RGB, width x height of that camera
@@ -43,7 +48,8 @@ A capture log is a folder (format "nerfsim-capture-log", format_version 1):
                               metres (inf = no return); N = n_beams * n_azimuth, beam-major (any N
                               with returns_only)
 
-4x4 poses are row-major nested lists. For every frame T_world_cam = T_world_ego @ T_ego_cam and
+4x4 poses are row-major nested lists. For every image T_world_cam = T_world_ego @ T_ego_cam (the
+image's own T_world_ego where it has one, else the frame's) and
 T_world_lidar = T_world_ego @ T_ego_lidar. Paths are relative to the log folder. Cameras are
 OpenCV; the ego frame's origin is on the ground under the centre of the ego vehicle (an imported
 drive's is its dataset's vehicle frame, see its importer). A log is written into
@@ -99,6 +105,8 @@ class CaptureFrame:
     """Camera name -> absolute path of its semantic label image (empty when the log has none)."""
     exposures: dict = field(default_factory=dict)
     """Camera name -> the gain its image was recorded with, where the log states one."""
+    image_times: dict = field(default_factory=dict)
+    """Camera name -> when its image was taken, where that is not the frame's ``time``."""
 
 
 @dataclass
@@ -118,7 +126,7 @@ class CaptureLog:
     def camera(self, frame: CaptureFrame, cam_name: str) -> Camera:
         """The `Camera` (intrinsics, pose, time, name, lens) of one image."""
         spec = next(c for c in self.cameras if c.name == cam_name)
-        return Camera(spec.intrinsics, frame.T_world_cams[cam_name], frame.time, cam_name, spec.lens)
+        return Camera(spec.intrinsics, frame.T_world_cams[cam_name], frame.image_times.get(cam_name, frame.time), cam_name, spec.lens)
 
     def views(self) -> list[tuple[Camera, Path]]:
         """Every image of the log as ``(Camera, image path)``, frame-major then rig order."""
@@ -217,14 +225,20 @@ def _read_frame(root: Path, src: Path, i: int, f: dict, cams: list[CaptureCamera
     where = f"frames[{i}]"
     T_we = _pose(_field(f, "T_world_ego", src, where), src, f"{where}.T_world_ego")
     images = _field(f, "images", src, where, dict)
-    paths, poses, sem_paths, exposures = {}, {}, {}, {}
+    paths, poses, sem_paths, exposures, image_times = {}, {}, {}, {}, {}
     for cam in cams:
         w = f"{where}.images.{cam.name}"
         img = _field(images, cam.name, src, f"{where}.images", dict)
         path = root / str(_field(img, "path", src, w, str))
         T_wc = _pose(_field(img, "T_world_cam", src, w), src, f"{w}.T_world_cam")
-        if not np.allclose(T_wc, T_we @ cam.T_ego_cam, atol=1e-4):
+        T_we_img = _pose(img["T_world_ego"], src, f"{w}.T_world_ego") if "T_world_ego" in img else T_we
+        if not np.allclose(T_wc, T_we_img @ cam.T_ego_cam, atol=1e-4):
             raise InputError(src, f"{w}.T_world_cam", "inconsistent with T_world_ego @ T_ego_cam")
+        if "time" in img:
+            t_img = _field(img, "time", src, w, (int, float))
+            if not np.isfinite(t_img):
+                raise InputError(src, f"{w}.time", "must be finite")
+            image_times[cam.name] = float(t_img)
         size = _png_size(path, f"{w}.path")
         if size != (cam.intrinsics.width, cam.intrinsics.height):
             raise InputError(path, f"{w}.path", f"image is {size[0]}x{size[1]}, camera '{cam.name}' expects "
@@ -248,7 +262,7 @@ def _read_frame(root: Path, src: Path, i: int, f: dict, cams: list[CaptureCamera
     if not np.isfinite(time):
         raise InputError(src, f"{where}.time", "must be finite")
     return CaptureFrame(int(_field(f, "index", src, where, int)), float(time), T_we, paths, poses, lidar_path, T_wl,
-                        sem_paths, exposures)
+                        sem_paths, exposures, image_times)
 
 
 def read_capture_log(path: str | Path) -> CaptureLog:
@@ -308,10 +322,13 @@ class CaptureLogWriter:
         self.frames: list[dict] = []
 
     def add_frame(self, time: float, T_world_ego: np.ndarray, images: dict, lidar: np.ndarray,
-                  semantics: dict | None = None, exposures: dict | None = None) -> dict:
+                  semantics: dict | None = None, exposures: dict | None = None, image_times: dict | None = None,
+                  image_ego_poses: dict | None = None) -> dict:
         """One frame: ``images`` camera name -> uint8 or float [0, 1] ``[H, W, 3]``; ``lidar`` float
-        ``[N, 4]`` (unit direction in the LiDAR frame + range, inf = no return); ``semantics`` camera
-        name -> uint8 class ids; ``exposures`` camera name -> recorded gain. Returns its record."""
+        ``[N, 4]`` (unit direction in the LiDAR frame + range, inf = no return) taken at ``time`` from
+        ``T_world_ego``; ``semantics`` camera name -> uint8 class ids; ``exposures`` camera name ->
+        recorded gain; ``image_times`` / ``image_ego_poses`` camera name -> when that image was taken
+        and the ego pose then (cameras that do not fire with the LiDAR). Returns its record."""
         i = len(self.frames)
         T_world_ego = np.asarray(T_world_ego, dtype=np.float64)
         rec = {"index": i, "time": float(time), "T_world_ego": T_world_ego.tolist(), "images": {},
@@ -320,7 +337,12 @@ class CaptureLogWriter:
             img = np.asarray(images[c.name])
             if img.dtype != np.uint8:
                 img = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
-            entry = {"path": f"images/{c.name}/{i:06d}.png", "T_world_cam": (T_world_ego @ c.T_ego_cam).tolist()}
+            T_we = np.asarray(image_ego_poses[c.name], dtype=np.float64) if image_ego_poses and c.name in image_ego_poses else T_world_ego
+            entry = {"path": f"images/{c.name}/{i:06d}.png", "T_world_cam": (T_we @ c.T_ego_cam).tolist()}
+            if image_ego_poses and c.name in image_ego_poses:
+                entry["T_world_ego"] = T_we.tolist()
+            if image_times and c.name in image_times:
+                entry["time"] = float(image_times[c.name])
             iio.imwrite(self.tmp / entry["path"], img[..., :3])
             if self.semantics:
                 entry["semantic_path"] = f"semantics/{c.name}/{i:06d}.png"

@@ -143,18 +143,25 @@ class ExportMesh:
 @dataclass
 class Import:
     """Import a recorded drive into a capture log (then `nerfsim train LOG`). Formats: kitti-mot, the
-    KITTI tracking benchmark (image_02/03, calib, oxts, velodyne, label_02; the layout MARS reads)."""
+    KITTI tracking benchmark (image_02/03, calib, oxts, velodyne, label_02; the layout MARS reads);
+    nuscenes, through the nuscenes-devkit (one scene's key frames: 6 cameras, LIDAR_TOP, boxes)."""
 
-    format: Positional[Literal["kitti-mot"]]
+    format: Positional[Literal["kitti-mot", "nuscenes"]]
     """Dataset format."""
     src: Positional[Path]
-    """The dataset folder (for kitti-mot: the one holding training/, or training/ itself)."""
+    """The dataset folder (kitti-mot: the one holding training/, or training/ itself; nuscenes: the
+    dataroot holding the version folder and samples/)."""
     out: Path = Path("drive_log")
     """Capture log folder (written atomically)."""
     sequence: str = "0000"
-    """Sequence (kitti-mot) to import."""
-    cameras: tuple[str, ...] = ("image_02",)
-    """Cameras to import (kitti-mot: image_02 and/or image_03)."""
+    """kitti-mot: the sequence to import."""
+    scene: Optional[str] = None
+    """nuscenes: the scene name (e.g. scene-0061; default the first)."""
+    version: str = "v1.0-mini"
+    """nuscenes: the tables' version folder (v1.0-mini, v1.0-trainval...)."""
+    cameras: Optional[tuple[str, ...]] = None
+    """Cameras to import (kitti-mot: image_02 and/or image_03, default image_02; nuscenes: channels
+    such as CAM_FRONT, default all six)."""
     start: Annotated[float, Range(lo=0.0)] = 0.0
     """Seconds into the drive where the log starts."""
     duration: Annotated[Optional[float], POSITIVE] = None
@@ -163,34 +170,51 @@ class Import:
     """Replace an existing log."""
 
     def run(self) -> None:
-        from tasks.logs.kitti_mot import import_kitti_mot
+        if self.format == "kitti-mot":
+            from tasks.logs.kitti_mot import import_kitti_mot
 
-        s = import_kitti_mot(self.src, self.out, self.sequence, self.cameras, self.start, self.duration, self.overwrite)
+            s = import_kitti_mot(self.src, self.out, self.sequence, self.cameras or ("image_02",), self.start, self.duration,
+                                 self.overwrite)
+            skipped = s.skipped_labels
+        else:
+            from tasks.logs.nuscenes import import_nuscenes
+
+            s = import_nuscenes(self.src, self.out, self.version, self.scene, self.cameras, self.start, self.duration, self.overwrite)
+            skipped = s.skipped_annotations
         print(json.dumps({"log": str(s.log), "frames": s.frames, "cameras": s.cameras, "actors": s.actors,
-                          "labels_not_actors": s.skipped_labels}))
+                          "annotations_not_actors": skipped}))
 
 
 @dataclass
 class ExportLog:
-    """Write a capture log in a driving dataset's layout (kitti-mot: KITTI tracking), so its own
-    tools read it."""
+    """Write a capture log in a driving dataset's layout (kitti-mot: KITTI tracking; nuscenes: a
+    one-scene nuScenes dataset), so that dataset's own tools read it."""
 
     log: Positional[Path]
     """Capture log folder."""
-    format: Literal["kitti-mot"] = "kitti-mot"
+    format: Literal["kitti-mot", "nuscenes"] = "kitti-mot"
     """Dataset format."""
     out: Path = Path("exported")
     """Output folder (written atomically)."""
     camera: str = "front"
-    """The rig camera that becomes KITTI's image_02 (a pinhole camera)."""
+    """kitti-mot: the rig camera that becomes image_02 (a pinhole camera)."""
     sequence: str = "0000"
-    """Sequence name."""
+    """kitti-mot: the sequence name."""
+    version: str = "v1.0-nerfsim"
+    """nuscenes: the version folder of the tables."""
 
     def run(self) -> None:
         from scenes.capture import read_capture_log
-        from tasks.logs.kitti_mot import export_kitti_mot
 
-        print(export_kitti_mot(read_capture_log(self.log), self.out, self.camera, self.sequence))
+        log = read_capture_log(self.log)
+        if self.format == "kitti-mot":
+            from tasks.logs.kitti_mot import export_kitti_mot
+
+            print(export_kitti_mot(log, self.out, self.camera, self.sequence))
+        else:
+            from tasks.logs.nuscenes import export_nuscenes
+
+            print(export_nuscenes(log, self.out, self.version))
 
 
 @dataclass

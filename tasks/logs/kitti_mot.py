@@ -44,6 +44,7 @@ from scenes.errors import InputError
 from scenes.graph import Actor, ActorTrack, SceneGraph
 from scenes.transforms import make_pose
 from sensors.boxes import BoxLabel, amodal_box, kitti_box_to_cam, kitti_pose
+from tasks.logs.common import SceneExtent, lidar_rays_of_points
 from tasks.scenarios.labels import kitti_tracking_lines, parse_kitti_tracking_line
 
 FPS = 10.0
@@ -267,8 +268,7 @@ def import_kitti_mot(src: str | Path, out: str | Path, sequence: str = "0000", c
         for i in keep:
             images = {s.name: _image(root / s.name / sequence / f"{i:06d}.png", s) for s in specs}
             scan = _velodyne(root, sequence, i)
-            T_world_lidar = T_world_imu[i] @ T_ego_lidar
-            extent.add(T_world_imu[i][:3, 3], scan[:, :3] * scan[:, 3:] @ T_world_lidar[:3, :3].T + T_world_lidar[:3, 3])
+            extent.add(T_world_imu[i] @ T_ego_lidar, T_world_imu[i][:3, 3], scan)
             writer.add_frame(times[i] - t0, T_world_imu[i], images, scan)
         graph = SceneGraph(actors=tuple(actors), aabb=extent.aabb())
         path = writer.close(graph)
@@ -329,10 +329,7 @@ def _velodyne(root: Path, sequence: str, i: int) -> np.ndarray:
     raw = np.fromfile(path, dtype=np.float32)
     if raw.size % 4:
         raise InputError(path, None, f"expected float32 x y z reflectance rows, got {raw.size} numbers")
-    xyz = raw.reshape(-1, 4)[:, :3].astype(np.float64)
-    r = np.linalg.norm(xyz, axis=1)
-    ok = r > 1e-3
-    return np.concatenate([xyz[ok] / r[ok, None], r[ok, None]], axis=1).astype(np.float32)
+    return lidar_rays_of_points(raw.reshape(-1, 4)[:, :3])
 
 
 def _tracks(path: Path, T_world_imu: np.ndarray, T_imu_rect0: np.ndarray, keep: np.ndarray, t0: float) -> tuple[list[Actor], dict]:
@@ -367,22 +364,3 @@ def _tracks(path: Path, T_world_imu: np.ndarray, T_imu_rect0: np.ndarray, keep: 
         actors.append(Actor(f"{cls}_{tid:03d}", cls, tid + 1, (float(l), float(w), float(h)),
                             ActorTrack.from_poses(times, [r[1] for r in rows])))
     return actors, skipped
-
-
-class SceneExtent:
-    """The scene box of a recorded drive, grown frame by frame: the ego path and the bulk of the
-    LiDAR returns (1st-99th percentile per axis and frame, within ``reach`` metres of the ego: a
-    few far returns should not stretch the box), with ``margin`` metres around."""
-
-    def __init__(self, reach: float = 60.0, margin: float = 2.0):
-        self.reach, self.margin = reach, margin
-        self.lo, self.hi = np.full(3, np.inf), np.full(3, -np.inf)
-
-    def add(self, ego_position: np.ndarray, points_world: np.ndarray) -> None:
-        pts = points_world[np.linalg.norm(points_world - ego_position, axis=1) < self.reach]
-        lo, hi = (np.percentile(pts, [1, 99], axis=0) if len(pts) >= 20 else (ego_position, ego_position))
-        self.lo = np.minimum(self.lo, np.minimum(lo, ego_position))
-        self.hi = np.maximum(self.hi, np.maximum(hi, ego_position))
-
-    def aabb(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        return tuple(float(v) for v in self.lo - self.margin), tuple(float(v) for v in self.hi + self.margin)
