@@ -8,6 +8,7 @@ Conventions: ego frame x forward, y left, z up, origin on the ground under the v
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,11 +74,13 @@ class Rig:
 
     @staticmethod
     def from_capture_log(log) -> "Rig":
-        """The rig a `scenes.capture.CaptureLog` was recorded with (pinhole cameras + its LiDAR)."""
-        cams = tuple(CameraSensor(c.name, CameraModel.from_intrinsics(c.intrinsics), c.T_ego_cam) for c in log.cameras)
+        """The rig a `scenes.capture.CaptureLog` was recorded with (its cameras' lenses + its LiDAR's
+        scan pattern)."""
+        cams = tuple(CameraSensor(c.name, c.lens or CameraModel.from_intrinsics(c.intrinsics), c.T_ego_cam) for c in log.cameras)
         lidars = ()
         if log.lidar:
-            fields = {k: v for k, v in log.lidar.items() if k != "T_ego_lidar"}
+            known = {f.name for f in dataclasses.fields(LidarConfig)}
+            fields = {k: v for k, v in log.lidar.items() if k in known}
             lidars = (LidarSensor("lidar", LidarConfig(**fields), log.lidar["T_ego_lidar"]),)
         return Rig(cams, lidars)
 

@@ -129,3 +129,10 @@ def test_broken_sequences_name_file_and_field_and_write_nothing(name, exported, 
     msg = str(exc.value)
     assert file_part in msg and (field is None or field in msg), msg
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob("out.tmp*"))
+
+
+def test_the_rig_of_an_imported_log_has_its_lidar_and_cameras(exported, tmp_path):
+    from sensors.rig import Rig
+
+    rig = Rig.from_capture_log(read_capture_log(import_kitti_mot(exported, tmp_path / "back", "0003").log))
+    assert [c.name for c in rig.cameras] == ["image_02"] and rig.lidars[0].pattern.n_beams == 64
