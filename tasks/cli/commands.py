@@ -28,6 +28,7 @@ from tasks.nav.evaluate import NavEvalConfig
 from tasks.pose.bop import PoseDataConfig
 from tasks.pose.inversion import InversionConfig
 from tasks.scenarios.dataset import GenerateConfig
+from tasks.server import ServerConfig
 
 Unprefixed = tyro.conf.arg(name="")
 """A nested config whose settings the command shows without the config's name as prefix."""
@@ -218,6 +219,23 @@ class ExportLog:
 
 
 @dataclass
+class Serve:
+    """Serve a trained scene over HTTP for closed-loop use by a driving stack: render rig or free
+    cameras and LiDAR at any time and ego pose, edit actors, reset (API: tasks/server.py; the
+    OpenAPI schema at /openapi.json, docs at /docs)."""
+
+    scene: Positional[Path]
+    """Checkpoint folder."""
+    server: Annotated[ServerConfig, Unprefixed] = field(default_factory=ServerConfig)
+    """Address, token and limits."""
+
+    def run(self) -> None:
+        from tasks.server import serve
+
+        serve(self.scene, self.server)
+
+
+@dataclass
 class Eval:
     """Evaluate a scene: held-out views, novel views against the twin, and the same after edits."""
 
@@ -405,7 +423,7 @@ class NavEval:
 
 COMMANDS: dict[str, type] = {"world": World, "train": Train, "render": Render, "eval": Eval, "export-mesh": ExportMesh,
                              "demo": Demo, "generate": Generate, "scenarios": Scenarios, "localize": Localize,
-                             "pose-data": PoseData, "nav-eval": NavEval, "import": Import, "export-log": ExportLog}
+                             "pose-data": PoseData, "nav-eval": NavEval, "import": Import, "export-log": ExportLog, "serve": Serve}
 
 
 def changed_settings(config, default) -> dict:
