@@ -5,7 +5,8 @@ Endpoints (JSON; the OpenAPI schema is at ``/openapi.json``, interactive docs at
 
 - ``GET /health``: ``{"status": "ok"}``.
 - ``GET /scene``: the rig (cameras with lens model and ``T_ego_cam``; the LiDAR), the time range,
-  the AABB and the actors (id, class, size, asset).
+  the AABB, the actors (id, class, size, asset) and where the recorded drive started
+  (``start_time``, ``start_T_world_ego``).
 - ``GET /actors?time=T``: every actor's ``T_world_actor`` at ``T`` in the current (edited) scene.
 - ``POST /edits`` ``{"edits": [...]}``: apply edits, the schema of ``edits.yaml`` (remove, move with
   a new track or an offset, insert a copy); ``POST /reset`` drops them all.
@@ -98,7 +99,10 @@ class SceneSession:
         self.cfg, self.scene = cfg, load_scene(scene_path, cfg.device)
         self.renderer = NeuralRenderer(self.scene.model)
         source = self.scene.meta.get("extra", {}).get("source", {})
-        self.rig = Rig.from_capture_log(read_capture_log(source["path"])) if source.get("kind") == "capture-log" else None
+        self.rig, self.start = None, None
+        if source.get("kind") == "capture-log":
+            log = read_capture_log(source["path"])
+            self.rig, self.start = Rig.from_capture_log(log), (log.frames[0].time, log.frames[0].T_world_ego)
         self.edits: list = []
         self.graph = self.scene.graph
         self.lock = threading.Lock()
@@ -109,7 +113,8 @@ class SceneSession:
         g = self.graph
         rig = {"cameras": [{"name": c.name, "model": c.model.to_dict(), "T_ego_cam": c.T_ego_cam.tolist()} for c in self.rig.cameras],
                "lidar": [{"name": s.name, "T_ego_lidar": s.T_ego_lidar.tolist()} for s in self.rig.lidars]} if self.rig else None
-        return {"rig": rig, "time_range": scene_time_range(g), "aabb": [list(g.aabb[0]), list(g.aabb[1])],
+        start = {"start_time": self.start[0], "start_T_world_ego": self.start[1].tolist()} if self.start else {}
+        return {"rig": rig, "time_range": scene_time_range(g), "aabb": [list(g.aabb[0]), list(g.aabb[1])], **start,
                 "actors": [{"actor_id": a.actor_id, "class": a.class_name, "instance_id": a.instance_id, "size": list(a.size),
                             "asset_id": a.asset_id} for a in g.actors], "edits": len(self.edits)}
 

@@ -152,3 +152,17 @@ def test_a_token_guards_every_endpoint(scene_dir):
     guarded = TestClient(create_app(scene_dir, ServerConfig(token="s3cret")))
     assert guarded.get("/health").status_code == 401
     assert guarded.get("/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_a_closed_loop_over_http_moves_the_ego_and_sees_the_street_move(client):
+    from tasks.server_client import RenderClient, closed_loop, keep_heading
+
+    rc = RenderClient(http=client)
+    scene = rc.scene()
+    start = np.array(scene["start_T_world_ego"])
+    frames, poses = closed_loop(rc, start, scene["start_time"], 3, 0.1, keep_heading(10.0))
+    assert len(frames) == 3 and frames[0].shape == (54, 96, 3) and frames[0].dtype == np.float32
+    assert np.allclose(poses[2][:3, 3] - poses[0][:3, 3], 2.0 * start[:3, 0])  # 2 steps of 1 m along the heading
+    assert np.abs(frames[2] - frames[0]).mean() > 1e-3
+    with pytest.raises(Exception, match="no camera 'nope'"):
+        rc.render("nope", start, 0.0)
