@@ -58,6 +58,9 @@ drive's is its dataset's vehicle frame, see its importer). A log is written into
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,29 +300,25 @@ class CaptureLogWriter:
 
     def __init__(self, out_dir: str | Path, name: str, cameras: list[CaptureCamera], lidar: dict, world: dict | None = None,
                  overwrite: bool = False, semantics: bool = False):
-        import os
-        import shutil
-
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and not overwrite:
             raise InputError(self.out_dir, None, "output folder exists; pass overwrite=True or choose another folder")
+        self.cameras, self.semantics = list(cameras), semantics
+        self.T_ego_lidar = rigid_pose(lidar.get("T_ego_lidar"), "capture log writer", "lidar.T_ego_lidar")
+        self.header = {
+            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "name": name, "world": world or {},
+            "cameras": [{"name": c.name, "intrinsics": c.intrinsics.to_dict(), "T_ego_cam": np.asarray(c.T_ego_cam).tolist(),
+                         **({"lens": c.lens.to_dict()} if c.lens is not None else {})} for c in self.cameras],
+            "lidar": {**lidar, "T_ego_lidar": self.T_ego_lidar.tolist()},
+        }
+        self.frames: list[dict] = []
         self.tmp = self.out_dir.parent / f"{self.out_dir.name}.tmp-{os.getpid()}"
         shutil.rmtree(self.tmp, ignore_errors=True)
-        self.cameras, self.semantics = list(cameras), semantics
         for c in self.cameras:
             (self.tmp / "images" / c.name).mkdir(parents=True)
             if semantics:
                 (self.tmp / "semantics" / c.name).mkdir(parents=True)
         (self.tmp / "lidar").mkdir(parents=True)
-        T_ego_lidar = np.asarray(lidar["T_ego_lidar"], dtype=np.float64)
-        self.T_ego_lidar = T_ego_lidar
-        self.header = {
-            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "name": name, "world": world or {},
-            "cameras": [{"name": c.name, "intrinsics": c.intrinsics.to_dict(), "T_ego_cam": np.asarray(c.T_ego_cam).tolist(),
-                         **({"lens": c.lens.to_dict()} if c.lens is not None else {})} for c in self.cameras],
-            "lidar": {**lidar, "T_ego_lidar": T_ego_lidar.tolist()},
-        }
-        self.frames: list[dict] = []
 
     def add_frame(self, time: float, T_world_ego: np.ndarray, images: dict, lidar: np.ndarray,
                   semantics: dict | None = None, exposures: dict | None = None, image_times: dict | None = None,
@@ -356,9 +355,6 @@ class CaptureLogWriter:
 
     def close(self, scene: SceneGraph) -> Path:
         """Write log.json (with the actors' ``scene``) and the README, and move the log into place."""
-        import json
-        import shutil
-
         (self.tmp / "log.json").write_text(json.dumps({**self.header, "frames": self.frames, "scene": scene.to_dict()}, indent=1))
         (self.tmp / "README.md").write_text(f"# nerfsim capture log '{self.header['name']}'\n\n{FORMAT_DOC}")
         if self.out_dir.exists():
@@ -370,6 +366,4 @@ class CaptureLogWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        import shutil
-
         shutil.rmtree(self.tmp, ignore_errors=True)  # a no-op after close(); the half-written log otherwise

@@ -42,7 +42,7 @@ def _face_rays(normals: np.ndarray, dirs: np.ndarray) -> np.ndarray:
 class NeuralRenderer:
     """Renders a trained `NeuralScene`."""
 
-    def __init__(self, model: NeuralScene, chunk: int = 1 << 14):
+    def __init__(self, model: NeuralScene, chunk: int = 1 << 16):
         self.model = model
         self.chunk = chunk
 

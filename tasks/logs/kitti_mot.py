@@ -287,7 +287,7 @@ def _camera(root: Path, sequence: str, name: str, calib: dict, T_rect0_imu: np.n
         if f.stem != f"{i:06d}":
             raise InputError(f, None, f"frames must be numbered 000000.png, 000001.png... without gaps; expected {i:06d}.png")
     width, height = _png_size(files[0])
-    P = calib[f"P{name[-1]}"] if f"P{name[-1]}" in calib else None
+    P = calib.get(f"P{name[-1]}")
     if P is None:
         raise InputError(root / "calib" / f"{sequence}.txt", f"P{name[-1]}", "missing")
     K, T_cam_rect0 = camera_from_projection(P, width, height)
