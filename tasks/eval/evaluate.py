@@ -25,7 +25,7 @@ def shifted_camera(cam: Camera, T_world_ego: np.ndarray, frame: str, offset, tag
         d = T_world_ego[:3, :3] @ d
     T = cam.T_world_cam.copy()
     T[:3, 3] += d
-    return Camera(cam.intrinsics, T, cam.time, f"{cam.name}_{tag}_{cam.time:06.2f}")
+    return Camera(cam.intrinsics, T, cam.time, f"{cam.name}_{tag}_{cam.time:06.2f}", cam.lens)
 
 
 def novel_cameras(log, holdout_every: int, max_frames: int = 4, cams: tuple[str, ...] | None = None) -> list[Camera]:

@@ -85,6 +85,17 @@ def test_lens_and_exposure_are_recorded_and_read_back(world, real_camera_log):
     assert np.abs(np.clip(pinhole, 0, 1) - img).mean() > 0.02
 
 
+def test_novel_cameras_of_a_distorted_log_keep_its_lens(real_camera_log):
+    from tasks.eval.evaluate import novel_cameras
+
+    log = read_capture_log(real_camera_log)
+    cams = novel_cameras(log, holdout_every=2, max_frames=1)
+    assert cams and all(c.lens is not None and c.lens.distortion == LENS for c in cams)
+    rig_positions = np.array([f.T_world_cams[n][:3, 3] for f in log.frames for n in f.T_world_cams])
+    for c in cams:  # 1 m up or 1 m to the left of a held-out rig camera
+        assert abs(np.linalg.norm(rig_positions - c.T_world_cam[:3, 3], axis=1).min() - 1.0) < 1e-6
+
+
 def test_bad_recording_settings_are_refused():
     with pytest.raises(InputError, match="exposure_jitter"):
         CaptureConfig(exposure_jitter=1.5)
