@@ -5,7 +5,7 @@ held-out photos (0, 8, 16) and writes what a person would look at:
 
 - test PSNR / SSIM after the run and at the snapshot times on the way (off the training clock),
   drawn as ``fern_psnr_curve.png``;
-- samples per ray and the time to render one 504x378 frame (min of 2 renders);
+- samples per ray and the time to render one 504x378 frame (the best of 3 renders);
 - ``fern_test.png``: for each test view the photo, the render and its depth (turbo colour map,
   near = bright).
 
@@ -34,15 +34,20 @@ FERN = Path(__file__).resolve().parents[2] / "shared" / "data" / "fern-llff"
 CURVE_SECONDS = (120.0, 300.0)
 
 
-def test_views(scene, ds) -> tuple[list[dict], float]:
-    """Renders of every test camera of ``ds`` and the best of two timings of the first one."""
+def test_views(scene, ds, repeats: int = 3) -> tuple[list[dict], float]:
+    """Renders of every test camera of ``ds`` and the best of ``repeats`` timings of the first one
+    (the shared VM's speed varies by +-10-20% from minute to minute: the minimum is what the code
+    costs, as in `bench.run`'s render bench)."""
     from sim.render import render_camera
 
     state = scene.graph.at(0.0)
     outs = [render_camera(scene.model, cam, state) for cam in ds.cameras]
-    t0 = time.perf_counter()
-    render_camera(scene.model, ds.cameras[0], state)
-    return outs, time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        render_camera(scene.model, ds.cameras[0], state)
+        best = min(best, time.perf_counter() - t0)
+    return outs, best
 
 
 def scores(outs: list[dict], ds) -> dict:
@@ -116,7 +121,7 @@ def run(work: Path, seconds: float, data: Path = FERN, device: str = "cpu", trai
     curve = []
     for elapsed, state in snapshots:  # snapshots are unrefined grids: fine for PSNR, not timings
         scene.model.load_state_dict(state)
-        curve.append((round(elapsed, 1), round(scores(test_views(scene, test)[0], test)["test_psnr"], 2)))
+        curve.append((round(elapsed, 1), round(scores(test_views(scene, test, repeats=0)[0], test)["test_psnr"], 2)))
     curve.append((round(stats["train_seconds"], 1), round(final["test_psnr"], 2)))
     _plot(curve, work / "fern_psnr_curve.png")
     return {"fern_train_seconds": stats["train_seconds"], "fern_steps": stats["steps"], "fern_train_rays_per_s": stats["rays_per_s"],
