@@ -176,14 +176,11 @@ class Import:
 
             s = import_kitti_mot(self.src, self.out, self.sequence, self.cameras or ("image_02",), self.start, self.duration,
                                  self.overwrite)
-            skipped = s.skipped_labels
         else:
             from tasks.logs.nuscenes import import_nuscenes
 
             s = import_nuscenes(self.src, self.out, self.version, self.scene, self.cameras, self.start, self.duration, self.overwrite)
-            skipped = s.skipped_annotations
-        print(json.dumps({"log": str(s.log), "frames": s.frames, "cameras": s.cameras, "actors": s.actors,
-                          "annotations_not_actors": skipped}))
+        print(json.dumps({"log": str(s.log), "frames": s.frames, "cameras": s.cameras, "actors": s.actors, "not_actors": s.not_actors}))
 
 
 @dataclass

@@ -1,8 +1,18 @@
-"""What every importer of a recorded drive needs: LiDAR points as capture-log rays, and the scene box."""
+"""What the importers and exporters of recorded drives share: LiDAR points as capture-log rays, the
+scene box of a drive, images in, atomic exports out, the import summary."""
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import imageio.v3 as iio
 import numpy as np
+
+from scenes.capture import CaptureCamera, CaptureLog
+from scenes.errors import InputError
 
 
 def lidar_rays_of_points(xyz: np.ndarray) -> np.ndarray:
@@ -34,3 +44,49 @@ class SceneExtent:
 
     def aabb(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return tuple(float(v) for v in self.lo - self.margin), tuple(float(v) for v in self.hi + self.margin)
+
+
+@dataclass
+class ImportSummary:
+    """What an importer wrote."""
+
+    log: Path
+    frames: int
+    cameras: list[str]
+    actors: int
+    not_actors: dict
+    """Dataset class -> labels / annotations of it that are not actors (cyclists, cones, DontCare...)."""
+
+
+def read_rgb(path: Path, width: int, height: int) -> np.ndarray:
+    """A dataset's image as uint8 RGB ``[height, width, 3]``, or `InputError` naming the file."""
+    if not path.is_file():
+        raise InputError(path, None, "image missing")
+    try:
+        img = np.asarray(iio.imread(path))
+    except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
+        raise InputError(path, None, f"unreadable image ({e})") from None
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.shape[:2] != (height, width):
+        raise InputError(path, None, f"image is {img.shape[1]}x{img.shape[0]}, its camera's calibration says {width}x{height}")
+    return img[..., :3].astype(np.uint8)
+
+
+def export_atomically(log: CaptureLog, cameras: list[CaptureCamera], out: str | Path, fmt: str, write: Callable[[Path], None]) -> Path:
+    """``write(tmp)`` a dataset folder, moved to ``out`` once whole (nothing is left on failure).
+    ``cameras`` must be undistorted: driving datasets ship rectified pinhole images."""
+    for c in cameras:
+        if c.lens is not None and any(c.lens.distortion):
+            raise InputError(log.root / "log.json", f"cameras.{c.name}.lens", f"{fmt} images are undistorted pinhole images; this camera is distorted")
+    out = Path(out)
+    tmp = out.parent / f"{out.name}.tmp-export"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

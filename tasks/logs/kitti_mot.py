@@ -33,7 +33,6 @@ points (reflectance 0).
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,7 @@ from scenes.errors import InputError
 from scenes.graph import Actor, ActorTrack, SceneGraph
 from scenes.transforms import make_pose
 from sensors.boxes import BoxLabel, amodal_box, kitti_box_to_cam, kitti_pose
-from tasks.logs.common import SceneExtent, lidar_rays_of_points
+from tasks.logs.common import ImportSummary, SceneExtent, export_atomically, lidar_rays_of_points, read_rgb
 from tasks.scenarios.labels import kitti_tracking_lines, parse_kitti_tracking_line
 
 FPS = 10.0
@@ -159,19 +158,7 @@ def export_kitti_mot(log: CaptureLog, out: str | Path, camera: str = "front", se
     spec = next((c for c in log.cameras if c.name == camera), None)
     if spec is None:
         raise InputError(log.root / "log.json", "cameras", f"no camera '{camera}'; the log has {[c.name for c in log.cameras]}")
-    if spec.lens is not None and any(spec.lens.distortion):
-        raise InputError(log.root / "log.json", f"cameras.{camera}.lens", "KITTI images are rectified pinhole images; this camera is distorted")
-    out = Path(out)
-    tmp = out.parent / f"{out.name}.tmp-export"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        _write_sequence(log, spec, tmp / "training", sequence)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return export_atomically(log, [spec], out, "KITTI", lambda tmp: _write_sequence(log, spec, tmp / "training", sequence))
 
 
 def _write_sequence(log: CaptureLog, spec: CaptureCamera, root: Path, sequence: str) -> None:
@@ -211,16 +198,6 @@ def _frame_boxes(log: CaptureLog, frame, spec: CaptureCamera) -> list[BoxLabel]:
 
 
 # ---- import -----------------------------------------------------------------------------------------
-@dataclass
-class ImportSummary:
-    log: Path
-    frames: int
-    cameras: list[str]
-    actors: int
-    skipped_labels: dict
-    """KITTI type -> label lines that are not actors (Cyclist, Tram, Misc, DontCare...)."""
-
-
 def _read_text(path: Path) -> str:
     if not path.is_file():
         raise InputError(path, None, "file missing")
@@ -266,7 +243,7 @@ def import_kitti_mot(src: str | Path, out: str | Path, sequence: str = "0000", c
     extent = SceneExtent()
     with CaptureLogWriter(out, f"kitti-mot {sequence}", specs, lidar, {}, overwrite) as writer:
         for i in keep:
-            images = {s.name: _image(root / s.name / sequence / f"{i:06d}.png", s) for s in specs}
+            images = {s.name: read_rgb(root / s.name / sequence / f"{i:06d}.png", s.intrinsics.width, s.intrinsics.height) for s in specs}
             scan = _velodyne(root, sequence, i)
             extent.add(T_world_imu[i] @ T_ego_lidar, T_world_imu[i][:3, 3], scan)
             writer.add_frame(times[i] - t0, T_world_imu[i], images, scan)
@@ -302,20 +279,6 @@ def _png_size(path: Path) -> tuple[int, int]:
     except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
         raise InputError(path, None, f"unreadable image ({e})") from None
     return int(meta.shape[1]), int(meta.shape[0])
-
-
-def _image(path: Path, spec: CaptureCamera) -> np.ndarray:
-    import imageio.v3 as iio
-
-    if not path.is_file():
-        raise InputError(path, None, "image missing")
-    img = np.asarray(iio.imread(path))
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    if img.shape[:2] != (spec.intrinsics.height, spec.intrinsics.width):
-        raise InputError(path, None, f"image is {img.shape[1]}x{img.shape[0]}, the sequence's first is "
-                                     f"{spec.intrinsics.width}x{spec.intrinsics.height}")
-    return img[..., :3].astype(np.uint8)
 
 
 def _velodyne(root: Path, sequence: str, i: int) -> np.ndarray:

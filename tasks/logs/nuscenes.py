@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ from scenes.capture import CaptureCamera, CaptureLog, CaptureLogWriter
 from scenes.errors import InputError
 from scenes.graph import Actor, ActorTrack, SceneGraph
 from scenes.transforms import make_pose, matrix_to_quat, quat_to_matrix
-from tasks.logs.common import SceneExtent, lidar_rays_of_points
+from tasks.logs.common import ImportSummary, SceneExtent, export_atomically, lidar_rays_of_points, read_rgb
 
 VERSION = "v1.0-nerfsim"
 LIDAR = "LIDAR_TOP"
@@ -86,23 +85,14 @@ def _micros(t: float) -> int:
 def export_nuscenes(log: CaptureLog, out: str | Path, version: str = VERSION) -> Path:
     """Write ``log`` as a one-scene nuScenes dataset at ``out`` (tables in ``out/version``), atomically.
     Cameras must be pinhole (nuScenes images are undistorted)."""
-    for c in log.cameras:
-        if c.lens is not None and any(c.lens.distortion):
-            raise InputError(log.root / "log.json", f"cameras.{c.name}.lens", "nuScenes images are undistorted pinhole images")
-    out = Path(out)
-    tmp = out.parent / f"{out.name}.tmp-export"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+
+    def write(tmp: Path) -> None:
         tables = _export_tables(log, tmp)
         (tmp / version).mkdir(parents=True)
         for name, rows in tables.items():
             (tmp / version / f"{name}.json").write_text(json.dumps(rows, indent=0))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+
+    return export_atomically(log, log.cameras, out, "nuScenes", write)
 
 
 def _export_tables(log: CaptureLog, root: Path) -> dict[str, list]:
@@ -194,16 +184,6 @@ def _export_annotations(log: CaptureLog, t: dict, samples: list[str]) -> None:
 
 
 # ---- import -----------------------------------------------------------------------------------------
-@dataclass
-class ImportSummary:
-    log: Path
-    frames: int
-    cameras: list[str]
-    actors: int
-    skipped_annotations: dict
-    """Category -> annotations that are not actors."""
-
-
 def _open(dataroot: Path, version: str):
     from nuscenes.nuscenes import NuScenes
 
@@ -257,7 +237,7 @@ def import_nuscenes(dataroot: str | Path, out: str | Path, version: str = VERSIO
             images, times, poses = {}, {}, {}
             for spec in rig:
                 sd = nusc.get("sample_data", s["data"][spec.name])
-                images[spec.name] = _image(dataroot / sd["filename"], spec)
+                images[spec.name] = read_rgb(dataroot / sd["filename"], spec.intrinsics.width, spec.intrinsics.height)
                 times[spec.name] = (sd["timestamp"] - base) / 1e6
                 poses[spec.name] = _pose_of(nusc.get("ego_pose", sd["ego_pose_token"]))
             sd = nusc.get("sample_data", s["data"][LIDAR])
@@ -290,17 +270,6 @@ def _camera(nusc, sd_token: str, channel: str, dataroot: Path) -> CaptureCamera:
     width, height = int(sd["width"]), int(sd["height"])
     intr = Intrinsics(width, height, float(K[0, 0]), float(K[1, 1]), float(K[0, 2]) + 0.5, float(K[1, 2]) + 0.5)
     return CaptureCamera(channel, intr, _pose_of(cs))
-
-
-def _image(path: Path, spec: CaptureCamera) -> np.ndarray:
-    import imageio.v3 as iio
-
-    if not path.is_file():
-        raise InputError(path, None, "image missing")
-    img = np.asarray(iio.imread(path))
-    if img.shape[:2] != (spec.intrinsics.height, spec.intrinsics.width):
-        raise InputError(path, None, f"image is {img.shape[1]}x{img.shape[0]}, sample_data says {spec.intrinsics.width}x{spec.intrinsics.height}")
-    return img[..., :3].astype(np.uint8)
 
 
 def _lidar(path: Path) -> np.ndarray:
