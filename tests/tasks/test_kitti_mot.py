@@ -9,16 +9,8 @@ import pytest
 
 from scenes.capture import read_capture_log
 from scenes.errors import InputError
-from scenes.world import WorldConfig, build_world
-from sensors.recording import CaptureConfig, generate_capture_log
 from tasks.logs.kitti_mot import EARTH_RADIUS, export_kitti_mot, import_kitti_mot, oxts_to_poses, parse_tracking_calib, poses_to_oxts
 from tasks.scenarios.labels import parse_kitti_tracking_line
-
-
-@pytest.fixture(scope="module")
-def native(tmp_path_factory):
-    world = build_world(WorldConfig.tiny())
-    return generate_capture_log(world, CaptureConfig.tiny(), tmp_path_factory.mktemp("kitti") / "log", progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,9 @@ import pytest
 from scenes.capture import read_capture_log
 from scenes.errors import InputError
 from scenes.transforms import rotation_angle_deg
-from scenes.world import WorldConfig, build_world
-from sensors.recording import CaptureConfig, generate_capture_log
 from tasks.logs.nuscenes import VERSION, channel_of, export_nuscenes, import_nuscenes
 
 pytest.importorskip("nuscenes")
-
-
-@pytest.fixture(scope="module")
-def native(tmp_path_factory):
-    world = build_world(WorldConfig.tiny())
-    return generate_capture_log(world, CaptureConfig.tiny(), tmp_path_factory.mktemp("nus") / "log", progress=False)
 
 
 @pytest.fixture(scope="module")
