@@ -168,8 +168,9 @@ def test_every_numeric_setting_has_a_bound_to_test():
 def test_out_of_range_numbers_give_a_clean_error_naming_the_flag(data):
     name, setting = data.draw(st.sampled_from(CASES), label="setting")
     value = data.draw(_outside(setting), label="value")
-    # A tuple setting (e.g. --distance LO HI) takes one value per element.
-    n = len(setting.default) if isinstance(setting.default, tuple) else 1
+    # A tuple setting (e.g. --distance LO HI) takes one value per element (a variable-length one whose
+    # default is empty, e.g. --distortion, one value).
+    n = len(setting.default) if isinstance(setting.default, tuple) and setting.default else 1
     argv = [name, *MINIMAL[name], setting.flag, *[str(value)] * n]
     try:
         parse(argv)
