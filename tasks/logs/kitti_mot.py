@@ -41,6 +41,7 @@ from scenes.camera import Intrinsics
 from scenes.capture import CaptureCamera, CaptureLog, CaptureLogWriter
 from scenes.errors import InputError
 from scenes.graph import Actor, ActorTrack, SceneGraph
+from scenes.progress import JobProgress
 from scenes.transforms import make_pose
 from sensors.boxes import BoxLabel, amodal_box, kitti_box_to_cam, kitti_pose
 from tasks.logs.common import ImportSummary, SceneExtent, export_atomically, lidar_rays_of_points, read_rgb
@@ -241,12 +242,14 @@ def import_kitti_mot(src: str | Path, out: str | Path, sequence: str = "0000", c
     lidar = {"T_ego_lidar": T_ego_lidar, **HDL64, "returns_only": True}
     specs = [spec for spec, _ in rig]
     extent = SceneExtent()
-    with CaptureLogWriter(out, f"kitti-mot {sequence}", specs, lidar, {}, overwrite) as writer:
-        for i in keep:
+    with CaptureLogWriter(out, f"kitti-mot {sequence}", specs, lidar, {}, overwrite) as writer, \
+            JobProgress(f"import kitti-mot {sequence}", len(keep)) as bar:
+        for n, i in enumerate(keep):
             images = {s.name: read_rgb(root / s.name / sequence / f"{i:06d}.png", s.intrinsics.width, s.intrinsics.height) for s in specs}
             scan = _velodyne(root, sequence, i)
             extent.add(T_world_imu[i] @ T_ego_lidar, T_world_imu[i][:3, 3], scan)
             writer.add_frame(times[i] - t0, T_world_imu[i], images, scan)
+            bar.update(n + 1)
         graph = SceneGraph(actors=tuple(actors), aabb=extent.aabb())
         path = writer.close(graph)
     return ImportSummary(path, len(keep), [s.name for s in specs], len(actors), skipped)

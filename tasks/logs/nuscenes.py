@@ -40,6 +40,7 @@ from scenes.camera import Intrinsics
 from scenes.capture import CaptureCamera, CaptureLog, CaptureLogWriter
 from scenes.errors import InputError
 from scenes.graph import Actor, ActorTrack, SceneGraph
+from scenes.progress import JobProgress
 from scenes.transforms import make_pose, matrix_to_quat, quat_to_matrix
 from tasks.logs.common import ImportSummary, SceneExtent, export_atomically, lidar_rays_of_points, read_rgb
 
@@ -232,8 +233,8 @@ def import_nuscenes(dataroot: str | Path, out: str | Path, version: str = VERSIO
     base = samples[0]["timestamp"]
     actors, skipped = _tracks(nusc, samples, base)
     extent = SceneExtent()
-    with CaptureLogWriter(out, rec["name"], rig, lidar, {}, overwrite) as writer:
-        for s in samples:
+    with CaptureLogWriter(out, rec["name"], rig, lidar, {}, overwrite) as writer, JobProgress(f"import {rec['name']}", len(samples)) as bar:
+        for n, s in enumerate(samples):
             images, times, poses = {}, {}, {}
             for spec in rig:
                 sd = nusc.get("sample_data", s["data"][spec.name])
@@ -244,6 +245,7 @@ def import_nuscenes(dataroot: str | Path, out: str | Path, version: str = VERSIO
             T_world_ego, scan = _pose_of(nusc.get("ego_pose", sd["ego_pose_token"])), _lidar(dataroot / sd["filename"])
             extent.add(T_world_ego @ T_ego_lidar, T_world_ego[:3, 3], scan)
             writer.add_frame((sd["timestamp"] - base) / 1e6, T_world_ego, images, scan, image_times=times, image_ego_poses=poses)
+            bar.update(n + 1)
         graph = SceneGraph(actors=tuple(actors), aabb=extent.aabb())
         path = writer.close(graph)
     return ImportSummary(path, len(samples), channels, len(actors), skipped)
