@@ -158,8 +158,8 @@ class Import:
     """kitti-mot: the sequence to import."""
     scene: Optional[str] = None
     """nuscenes: the scene name (e.g. scene-0061; default the first)."""
-    version: str = "v1.0-mini"
-    """nuscenes: the tables' version folder (v1.0-mini, v1.0-trainval...)."""
+    version: Optional[str] = None
+    """nuscenes: the tables' version folder (v1.0-mini, v1.0-trainval...; default: the only one)."""
     cameras: Optional[tuple[str, ...]] = None
     """Cameras to import (kitti-mot: image_02 and/or image_03, default image_02; nuscenes: channels
     such as CAM_FRONT, default all six)."""

@@ -185,12 +185,17 @@ def _export_annotations(log: CaptureLog, t: dict, samples: list[str]) -> None:
 
 
 # ---- import -----------------------------------------------------------------------------------------
-def _open(dataroot: Path, version: str):
+def _open(dataroot: Path, version: str | None):
+    """The devkit's database; ``version`` None: the one version folder of ``dataroot``."""
     from nuscenes.nuscenes import NuScenes
 
+    have = sorted(p.name for p in dataroot.iterdir() if p.is_dir() and (p / "scene.json").exists()) if dataroot.is_dir() else []
+    if version is None:
+        if len(have) != 1:
+            raise InputError(dataroot, "--version", f"expected one folder of nuScenes tables to pick, found {have or 'none'}")
+        version = have[0]
     tables = dataroot / version
     if not tables.is_dir():
-        have = sorted(p.name for p in dataroot.iterdir() if p.is_dir() and (p / "scene.json").exists()) if dataroot.is_dir() else []
         raise InputError(tables, None, f"no nuScenes tables for version '{version}' (versions here: {have or 'none'})")
     try:
         return NuScenes(version=version, dataroot=str(dataroot), verbose=False)
@@ -200,14 +205,16 @@ def _open(dataroot: Path, version: str):
         raise InputError(tables, None, f"inconsistent nuScenes tables ({type(e).__name__}: {e})") from None
 
 
-def import_nuscenes(dataroot: str | Path, out: str | Path, version: str = VERSION, scene: str | None = None,
+def import_nuscenes(dataroot: str | Path, out: str | Path, version: str | None = None, scene: str | None = None,
                     cameras: tuple[str, ...] | None = None, start: float = 0.0, duration: float | None = None,
                     overwrite: bool = False) -> ImportSummary:
-    """Read one nuScenes scene (``scene`` by name; default the only / first one) through the devkit
-    into a capture log at ``out`` (module docstring). ``cameras``: channels (default every camera);
+    """Read one nuScenes scene (``scene`` by name; default the only / first one) of tables
+    ``version`` (default: the dataroot's only version folder) through the devkit into a capture log
+    at ``out`` (module docstring). ``cameras``: channels (default every camera);
     ``start`` / ``duration`` (seconds from the scene's first key frame) cut a part of it."""
     dataroot = Path(dataroot)
     nusc = _open(dataroot, version)
+    version = nusc.version
     names = [s["name"] for s in nusc.scene]
     if not names:
         raise InputError(dataroot / version / "scene.json", None, "no scenes")

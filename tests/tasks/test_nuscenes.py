@@ -104,7 +104,7 @@ BROKEN = {
     "dangling_token": (lambda r: _edit_table(r, "sample_data", _dangling), "inconsistent nuScenes tables"),
     "out_of_order": (lambda r: _edit_table(r, "sample", _swap_times), "out of time order"),
     "missing_image": (_missing_image, "image missing"),
-    "wrong_version": (lambda r: (r / VERSION).rename(r / "v1.0-other"), "no nuScenes tables for version"),
+    "two_versions": (lambda r: shutil.copytree(r / VERSION, r / "v1.0-other"), "expected one folder of nuScenes tables"),
 }
 
 
@@ -120,11 +120,16 @@ def test_broken_datasets_name_the_problem_and_write_nothing(name, exported, tmp_
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob("out.tmp*"))
 
 
+def test_a_version_that_is_not_there_is_named(exported, tmp_path):
+    with pytest.raises(InputError, match="no nuScenes tables for version 'v1.0-mini'.*v1.0-nerfsim"):
+        import_nuscenes(exported, tmp_path / "out", version="v1.0-mini")
+
+
 def test_command_line_round_trip(native, tmp_path, capsys):
     from tasks.cli import main
 
     assert main(["export-log", str(native), "--format", "nuscenes", "--out", str(tmp_path / "nus")]) == 0
-    assert main(["import", "nuscenes", str(tmp_path / "nus"), "--version", VERSION, "--cameras", "CAM_FRONT",
+    assert main(["import", "nuscenes", str(tmp_path / "nus"), "--cameras", "CAM_FRONT",
                  "--duration", "0.5", "--out", str(tmp_path / "log")]) == 0
     back = read_capture_log(tmp_path / "log")
     assert [c.name for c in back.cameras] == ["CAM_FRONT"] and len(back.frames) == 6
