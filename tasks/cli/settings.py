@@ -214,10 +214,22 @@ class NumericSetting:
     """The field's default in its own dataclass (always accepted)."""
 
 
-def numeric_settings(cls, prefix: str = "") -> list[NumericSetting]:
-    """Every numeric setting of a command dataclass (optional numbers and tuples of numbers
-    included), with the flag ``--help`` shows for it."""
-    out = []
+@dataclasses.dataclass(frozen=True)
+class _Leaf:
+    """One setting of a command that is not itself a config: its field, type, metadata, flag, the
+    attribute path from the command to it, and whether it is a positional argument."""
+
+    field: dataclasses.Field
+    kind: Any
+    meta: tuple
+    flag: str
+    path: tuple[str, ...]
+    positional: bool
+
+
+def _leaves(cls, prefix: str = "", path: tuple[str, ...] = (), required_positional: bool = False):
+    """Every `_Leaf` of a command dataclass, nested configs walked (the one walk behind
+    `numeric_settings` and `setting_flags`, so both spell flags as ``--help`` does)."""
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         if not f.init:
@@ -225,17 +237,26 @@ def numeric_settings(cls, prefix: str = "") -> list[NumericSetting]:
         kind, meta = _strip(hints[f.name])
         sub = _nested_dataclass(kind)
         if sub is not None:
-            inner_prefix = prefix if _unflagged(meta) else f"{prefix}{f.name.replace('_', '-')}."
-            out += [dataclasses.replace(s, path=(f.name,) + s.path) for s in numeric_settings(sub, inner_prefix)]
+            inner = prefix if _unflagged(meta) else f"{prefix}{f.name.replace('_', '-')}."
+            yield from _leaves(sub, inner, path + (f.name,), required_positional or _marker("PositionalRequiredArgs") in meta)
             continue
-        if typing.get_origin(kind) is tuple:  # a tuple of numbers: each element checked
-            kind = _tuple_element(kind)
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        positional = _marker("Positional") in meta or (required_positional and required)
+        yield _Leaf(f, kind, meta, f"--{prefix}{f.name.replace('_', '-')}", path + (f.name,), positional)
+
+
+def numeric_settings(cls) -> list[NumericSetting]:
+    """Every numeric setting of a command dataclass (optional numbers and tuples of numbers
+    included), with the flag ``--help`` shows for it."""
+    out = []
+    for leaf in _leaves(cls):
+        kind = _tuple_element(leaf.kind) if typing.get_origin(leaf.kind) is tuple else leaf.kind  # each element checked
         args = _union_args(kind) or (kind,)
         number = [a for a in args if a in (int, float)]
         if len(number) == 1 and all(a in (int, float, type(None)) for a in args):
-            declared = [m for m in meta if isinstance(m, Range)]
+            declared = [m for m in leaf.meta if isinstance(m, Range)]
             rng = declared[0] if declared else default_range(number[0])
-            out.append(NumericSetting(f"--{prefix}{f.name.replace('_', '-')}", number[0], rng, (f.name,), _default_of(f)))
+            out.append(NumericSetting(leaf.flag, number[0], rng, leaf.path, _default_of(leaf.field)))
     return out
 
 
@@ -269,21 +290,7 @@ def _marker(name: str):
     return typing.get_args(getattr(tyro.conf, name)[int])[1]
 
 
-def setting_flags(cls, prefix: str = "", required_positional: bool = False) -> list[tuple[str, bool]]:
+def setting_flags(cls) -> list[tuple[str, bool]]:
     """``(flag, positional)`` of every setting of a command dataclass: the flag as ``--help``
     spells it, and whether the setting is a positional argument instead (shown by its type)."""
-    out = []
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        kind, meta = _strip(hints[f.name])
-        sub = _nested_dataclass(kind)
-        if sub is not None:
-            inner = prefix if _unflagged(meta) else f"{prefix}{f.name.replace('_', '-')}."
-            out += setting_flags(sub, inner, required_positional or _marker("PositionalRequiredArgs") in meta)
-            continue
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        positional = _marker("Positional") in meta or (required_positional and required)
-        out.append((f"--{prefix}{f.name.replace('_', '-')}", positional))
-    return out
+    return [(leaf.flag, leaf.positional) for leaf in _leaves(cls)]
