@@ -1,4 +1,4 @@
-"""What the importers and exporters of recorded drives share: LiDAR points as capture-log rays, the
+"""What the importers and exporters of recorded drives share: LiDAR sweeps as capture-log rays, the
 scene box of a drive, images in, atomic exports out, the import summary."""
 
 from __future__ import annotations
@@ -15,10 +15,16 @@ from scenes.capture import CaptureCamera, CaptureLog
 from scenes.errors import InputError
 
 
-def lidar_rays_of_points(xyz: np.ndarray) -> np.ndarray:
-    """Capture-log LiDAR rows ``[N, 4]`` (unit direction + range, float32) of sensor-frame points
-    ``[N, 3]`` (points at the sensor itself, as some datasets pad with, are dropped)."""
-    xyz = np.asarray(xyz, dtype=np.float64)
+def read_point_file(path: Path, columns: tuple[str, ...]) -> np.ndarray:
+    """A dataset's binary LiDAR sweep (float32 rows of ``columns``, x y z first) as capture-log rows
+    ``[N, 4]``: unit direction + range, float32 (points at the sensor itself, as some datasets pad
+    with, are dropped); `InputError` naming the file when it is missing or not whole rows."""
+    if not path.is_file():
+        raise InputError(path, None, "LiDAR sweep missing")
+    raw = np.fromfile(path, dtype=np.float32)
+    if raw.size % len(columns):
+        raise InputError(path, None, f"expected float32 rows of {' '.join(columns)}, got {raw.size} numbers")
+    xyz = raw.reshape(-1, len(columns))[:, :3].astype(np.float64)
     r = np.linalg.norm(xyz, axis=1)
     ok = r > 1e-3
     return np.concatenate([xyz[ok] / r[ok, None], r[ok, None]], axis=1).astype(np.float32)

@@ -44,7 +44,7 @@ from scenes.graph import Actor, ActorTrack, SceneGraph
 from scenes.progress import JobProgress
 from scenes.transforms import make_pose
 from sensors.boxes import BoxLabel, amodal_box, kitti_box_to_cam, kitti_pose
-from tasks.logs.common import ImportSummary, SceneExtent, export_atomically, lidar_rays_of_points, read_rgb
+from tasks.logs.common import ImportSummary, SceneExtent, export_atomically, read_point_file, read_rgb
 from tasks.scenarios.labels import kitti_tracking_lines, parse_kitti_tracking_line
 
 FPS = 10.0
@@ -287,15 +287,9 @@ def _png_size(path: Path) -> tuple[int, int]:
 def _velodyne(root: Path, sequence: str, i: int) -> np.ndarray:
     """LiDAR returns of frame ``i`` as ``[N, 4]`` unit directions + ranges (none when the sequence
     has no velodyne/ folder)."""
-    path = root / "velodyne" / sequence / f"{i:06d}.bin"
     if not (root / "velodyne").is_dir():
         return np.zeros((0, 4), np.float32)
-    if not path.is_file():
-        raise InputError(path, None, "Velodyne scan missing")
-    raw = np.fromfile(path, dtype=np.float32)
-    if raw.size % 4:
-        raise InputError(path, None, f"expected float32 x y z reflectance rows, got {raw.size} numbers")
-    return lidar_rays_of_points(raw.reshape(-1, 4)[:, :3])
+    return read_point_file(root / "velodyne" / sequence / f"{i:06d}.bin", ("x", "y", "z", "reflectance"))
 
 
 def _tracks(path: Path, T_world_imu: np.ndarray, T_imu_rect0: np.ndarray, keep: np.ndarray, t0: float) -> tuple[list[Actor], dict]:

@@ -42,7 +42,7 @@ from scenes.errors import InputError
 from scenes.graph import Actor, ActorTrack, SceneGraph
 from scenes.progress import JobProgress
 from scenes.transforms import make_pose, matrix_to_quat, quat_to_matrix
-from tasks.logs.common import ImportSummary, SceneExtent, export_atomically, lidar_rays_of_points, read_rgb
+from tasks.logs.common import ImportSummary, SceneExtent, export_atomically, read_point_file, read_rgb
 
 VERSION = "v1.0-nerfsim"
 LIDAR = "LIDAR_TOP"
@@ -282,12 +282,7 @@ def _camera(nusc, sd_token: str, channel: str, dataroot: Path) -> CaptureCamera:
 
 
 def _lidar(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise InputError(path, None, "LiDAR sweep missing")
-    raw = np.fromfile(path, dtype=np.float32)
-    if raw.size % 5:
-        raise InputError(path, None, f"expected float32 rows of x y z intensity ring, got {raw.size} numbers")
-    return lidar_rays_of_points(raw.reshape(-1, 5)[:, :3])
+    return read_point_file(path, ("x", "y", "z", "intensity", "ring"))
 
 
 def _tracks(nusc, samples: list[dict], base: int) -> tuple[list[Actor], dict]:
