@@ -121,6 +121,7 @@ def _export_tables(log: CaptureLog, root: Path) -> dict[str, list]:
         (root / "samples" / ch).mkdir(parents=True)
     samples = [_token("sample", f.index) for f in log.frames]
     chains: dict[str, list] = {}
+    returns: list[np.ndarray] = []  # each frame's LiDAR returns in the world
     for i, f in enumerate(log.frames):
         t["sample"].append({"token": samples[i], "timestamp": _micros(f.time), "scene_token": scene_token,
                             "prev": samples[i - 1] if i else "", "next": samples[i + 1] if i + 1 < len(samples) else ""})
@@ -134,6 +135,7 @@ def _export_tables(log: CaptureLog, root: Path) -> dict[str, list]:
         hit = np.isfinite(scan[:, 3])
         pts = np.zeros((hit.sum(), 5), np.float32)
         pts[:, :3] = scan[hit, :3] * scan[hit, 3:4]
+        returns.append(pts[:, :3].astype(np.float64) @ f.T_world_lidar[:3, :3].T + f.T_world_lidar[:3, 3])
         name = f"samples/{LIDAR}/{log.name}__{LIDAR}__{_micros(f.time)}.pcd.bin"
         pts.tofile(root / name)
         chains.setdefault(LIDAR, []).append(_sample_data(t, samples[i], _token("calibrated_sensor", LIDAR), f.T_world_ego, f.time, name, "pcd"))
@@ -142,7 +144,7 @@ def _export_tables(log: CaptureLog, root: Path) -> dict[str, list]:
             a["next"], b["prev"] = b["token"], a["token"]
     t["scene"].append({"token": scene_token, "log_token": log_token, "nbr_samples": len(samples), "first_sample_token": samples[0],
                        "last_sample_token": samples[-1], "name": log.name, "description": "exported by nerfsim"})
-    _export_annotations(log, t, samples)
+    _export_annotations(log, t, samples, returns)
     return t
 
 
@@ -157,7 +159,9 @@ def _sample_data(t: dict, sample: str, calib: str, T_world_ego: np.ndarray, time
     return row
 
 
-def _export_annotations(log: CaptureLog, t: dict, samples: list[str]) -> None:
+def _export_annotations(log: CaptureLog, t: dict, samples: list[str], returns: list[np.ndarray]) -> None:
+    """Instances and their annotations; ``returns``: each frame's LiDAR returns in the world (for
+    ``num_lidar_pts``)."""
     for a in log.scene.actors:
         if a.class_name not in CATEGORIES:
             continue
@@ -166,9 +170,7 @@ def _export_annotations(log: CaptureLog, t: dict, samples: list[str]) -> None:
             T = a.track.pose_at(f.time)
             if np.linalg.norm(T[:3, 3] - f.T_world_ego[:3, 3]) > ANNOTATION_RANGE:
                 continue
-            o, d, r = log.lidar_rays(f)
-            hit = np.isfinite(r)
-            pts = (o[hit] + d[hit] * r[hit, None] - T[:3, 3]) @ T[:3, :3]
+            pts = (returns[i] - T[:3, 3]) @ T[:3, :3]
             inside = np.all(np.abs(pts) <= np.asarray(a.size) / 2, axis=1)
             rows.append({"token": _token("ann", a.actor_id, f.index), "sample_token": samples[i], "instance_token": _token("instance", a.actor_id),
                          "attribute_tokens": [], "visibility_token": "", **_pose_fields(T),

@@ -47,6 +47,9 @@ def test_the_devkit_reads_boxes_poses_and_calibration(native, exported):
         assert rotation_angle_deg(T[:3, :3], box.orientation.rotation_matrix) < 0.01
         assert np.allclose(box.wlh, [match[0].size[1], match[0].size[0], match[0].size[2]])
         assert nusc.get("category", inst["category_token"])["name"] in ("vehicle.car", "human.pedestrian.adult")
+    # num_lidar_pts counts the sweep's returns inside the box: some boxes hold returns, none more than the sweep.
+    counts = [a["num_lidar_pts"] for a in nusc.sample_annotation]
+    assert max(counts) > 10 and min(counts) >= 0
     sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
     pose = nusc.get("ego_pose", sd["ego_pose_token"])
     assert np.allclose(pose["translation"], f.T_world_ego[:3, 3], atol=1e-9)
