@@ -9,6 +9,7 @@ import pytest
 
 from scenes.capture import read_capture_log
 from scenes.errors import InputError
+from scenes.transforms import rotation_angle_deg
 from tasks.logs.kitti_mot import EARTH_RADIUS, export_kitti_mot, import_kitti_mot, oxts_to_poses, parse_tracking_calib, poses_to_oxts
 from tasks.scenarios.labels import parse_kitti_tracking_line
 
@@ -16,10 +17,6 @@ from tasks.scenarios.labels import parse_kitti_tracking_line
 @pytest.fixture(scope="module")
 def exported(native, tmp_path_factory):
     return export_kitti_mot(read_capture_log(native), tmp_path_factory.mktemp("kitti") / "KITTI", "front", "0003")
-
-
-def _rot_deg(R_a, R_b) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(R_a.T @ R_b) - 1) / 2, -1, 1))))
 
 
 def test_oxts_convention_against_hand_computed_poses():
@@ -68,7 +65,7 @@ def test_round_trip_poses_calibration_images_lidar_tracks(native, exported, tmp_
         assert abs(f.time - g.time) < 1e-9
         assert np.allclose(shift @ g.T_world_ego, f.T_world_ego, atol=1e-4)  # OXTS text: ~0.1 mm
         T_f, T_g = f.T_world_cams["front"], shift @ g.T_world_cams["image_02"]
-        assert np.linalg.norm(T_f[:3, 3] - T_g[:3, 3]) < 1e-3 and _rot_deg(T_f[:3, :3], T_g[:3, :3]) < 0.01
+        assert np.linalg.norm(T_f[:3, 3] - T_g[:3, 3]) < 1e-3 and rotation_angle_deg(T_f[:3, :3], T_g[:3, :3]) < 0.01
         assert np.array_equal(log.load_image(f.image_paths["front"]), back.load_image(g.image_paths["image_02"]))
     K, K2 = log.cameras[0].intrinsics, back.cameras[0].intrinsics
     assert np.allclose([K.fx, K.fy, K.cx, K.cy], [K2.fx, K2.fy, K2.cx, K2.cy]) and (K.width, K.height) == (K2.width, K2.height)
@@ -86,7 +83,7 @@ def test_round_trip_poses_calibration_images_lidar_tracks(native, exported, tmp_
         for t in actor.track.times:
             T_true, T_back = truth.track.pose_at(t), shift @ actor.track.pose_at(t)
             assert np.linalg.norm(T_true[:3, 3] - T_back[:3, 3]) < 1e-3
-            assert _rot_deg(T_true[:3, :3], T_back[:3, :3]) < 0.01
+            assert rotation_angle_deg(T_true[:3, :3], T_back[:3, :3]) < 0.01
 
 
 def test_start_and_duration_cut_the_drive(exported, tmp_path):
