@@ -2,10 +2,16 @@
 # Set up nerfsim from nothing: the system library open3d needs, a venv, the package.
 set -euo pipefail
 venv=${1:-.venv}
-if ! ldconfig -p 2>/dev/null | grep -q libusb-1.0; then
-  echo "[setup] installing libusb-1.0-0 (open3d needs it)"
+# System packages: libusb for open3d; Debian's Chromium and its driver for the viewer's browser test
+# (a browser that a Python package downloads at run time cannot be fetched offline).
+apt_missing=()
+ldconfig -p 2>/dev/null | grep -q libusb-1.0 || apt_missing+=(libusb-1.0-0)
+command -v chromium >/dev/null || apt_missing+=(chromium)
+command -v chromedriver >/dev/null || apt_missing+=(chromium-driver)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  echo "[setup] installing ${apt_missing[*]} with apt"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libusb-1.0-0 >/dev/null
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_missing[@]}" >/dev/null
 fi
 if [ ! -x "$venv/bin/python" ]; then
   echo "[setup] creating $venv"

@@ -135,6 +135,11 @@ def opengl_to_opencv(T_world_cam_gl: np.ndarray) -> np.ndarray:
     return np.asarray(T_world_cam_gl, dtype=np.float64) @ T_CV_GL
 
 
+def opencv_to_opengl(T_world_cam: np.ndarray) -> np.ndarray:
+    """The inverse of `opengl_to_opencv` (the axis flip is its own inverse)."""
+    return np.asarray(T_world_cam, dtype=np.float64) @ T_CV_GL
+
+
 def is_rigid(T: np.ndarray, atol: float = 1e-4) -> bool:
     """True when ``T`` is a finite 4x4 rigid transform (orthonormal, det +1, last row 0 0 0 1)."""
     T = np.asarray(T, dtype=np.float64)

@@ -127,3 +127,37 @@ def native(tmp_path_factory):
 
     return generate_capture_log(build_world(WorldConfig.tiny()), CaptureConfig.tiny(), tmp_path_factory.mktemp("native") / "log",
                                 progress=False)
+
+
+def random_street_scene(root, duration: float = 0.5, far_field: str = "black", density_bias: float = -4.0,
+                        ground_cells: int | None = None):
+    """A scene of the tiny world (capture log in ``root/log``, checkpoint in ``root/scene``) whose
+    fields have random weights: renders are cheap and any difference between two renders of it
+    shows. ``ground_cells``: keep the background's occupancy to its lowest z cells only (a ground
+    slab), so that rays through the rest are skipped and renders are cheaper still."""
+    from dataclasses import replace
+
+    from scenes.capture import read_capture_log
+    from scenes.world import WorldConfig, build_world
+    from sensors.recording import CaptureConfig, generate_capture_log
+    from sim.checkpoint import save_checkpoint
+
+    log = read_capture_log(generate_capture_log(build_world(WorldConfig.tiny()), replace(CaptureConfig.tiny(), duration=duration),
+                                                root / "log", progress=False))
+    small = FieldConfig(grid=HashGridConfig(n_levels=4, log2_table_size=12, base_resolution=4, max_resolution=32), hidden_dim=16,
+                        color_hidden_dim=16, sh_degree=0)
+    torch.manual_seed(0)
+    model = NeuralScene(SceneModelConfig(background=small, actor=small, far_field=far_field, step_min=0.2, actor_steps=16),
+                        log.scene.aabb, log.scene.asset_ids)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(-1, 1)
+        model.background.density_mlp[-1].bias[0] = density_bias
+        if ground_cells is not None:
+            grid = model.background_grid
+            grid.occupied.zero_()
+            grid.occupied[:, :, :ground_cells] = True
+            grid.density.copy_(grid.occupied.float() * 100.0)
+    extra = {"source": {"kind": "capture-log", "path": str(log.root)}, "world": log.world}
+    save_checkpoint(root / "scene", model, log.scene, extra=extra)
+    return root / "scene"

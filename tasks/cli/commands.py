@@ -29,6 +29,7 @@ from tasks.pose.bop import PoseDataConfig
 from tasks.pose.inversion import InversionConfig
 from tasks.scenarios.dataset import GenerateConfig
 from tasks.server import ServerConfig
+from tasks.viewer.app import ViewerConfig
 
 Unprefixed = tyro.conf.arg(name="")
 """A nested config whose settings the command shows without the config's name as prefix."""
@@ -78,12 +79,18 @@ class Train:
     model: SceneModelConfig = field(default_factory=SceneModelConfig)
     """Scene model settings. One left at its default keeps the value scaled to the data (a street
     in metres or a small object); one set here replaces it."""
+    view: bool = False
+    """Show the scene in the browser while it trains (the `nerfsim view` page, at --viewer.port)."""
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
+    """Viewer settings (with --view)."""
 
     def run(self) -> None:
         from tasks.pipeline import train_scene
+        from tasks.viewer.app import TrainingView
 
         overrides = changed_settings(self.model, SceneModelConfig())
-        print(json.dumps(train_scene(self.data, self.out, self.train, self.holdout_every, model_overrides=overrides)))
+        on_step = TrainingView(self.viewer, data=self.data).on_step if self.view else None
+        print(json.dumps(train_scene(self.data, self.out, self.train, self.holdout_every, on_step, model_overrides=overrides)))
 
 
 @dataclass
@@ -230,6 +237,23 @@ class Serve:
         from tasks.server import serve
 
         serve(self.scene, self.server)
+
+
+@dataclass
+class View:
+    """Look at a trained scene in the browser (viser): fly the camera, play the actors' tracks, pick
+    the output and lens, drag / turn / delete / duplicate actors, save edits.yaml and
+    camera_path.json for `nerfsim render` (tasks/viewer/app.py)."""
+
+    scene: Positional[Path]
+    """Checkpoint folder."""
+    viewer: Annotated[ViewerConfig, Unprefixed] = field(default_factory=ViewerConfig)
+    """Address, frame sizes, output folder."""
+
+    def run(self) -> None:
+        from tasks.viewer.app import view
+
+        view(self.scene, self.viewer)
 
 
 @dataclass
@@ -420,7 +444,8 @@ class NavEval:
 
 COMMANDS: dict[str, type] = {"world": World, "train": Train, "render": Render, "eval": Eval, "export-mesh": ExportMesh,
                              "demo": Demo, "generate": Generate, "scenarios": Scenarios, "localize": Localize,
-                             "pose-data": PoseData, "nav-eval": NavEval, "import": Import, "export-log": ExportLog, "serve": Serve}
+                             "pose-data": PoseData, "nav-eval": NavEval, "import": Import, "export-log": ExportLog, "serve": Serve,
+                             "view": View}
 
 
 def changed_settings(config, default) -> dict:

@@ -4,20 +4,13 @@ it renders; bad requests get 4xx answers naming the problem and leave it serving
 import base64
 import io
 import json
-from dataclasses import replace
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
+from conftest import random_street_scene
 
 from scenes.capture import read_capture_log
-from scenes.world import WorldConfig, build_world
-from sensors.recording import CaptureConfig, generate_capture_log
-from sim.checkpoint import save_checkpoint
-from sim.compose import NeuralScene, SceneModelConfig
-from sim.encoding import HashGridConfig
-from sim.field import FieldConfig
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -29,21 +22,7 @@ from tasks.server import ServerConfig, create_app  # noqa: E402
 def scene_dir(tmp_path_factory):
     """A scene of the tiny world with random (dense, coloured) fields: renders are cheap, and any
     difference between two renders of it shows."""
-    root = tmp_path_factory.mktemp("serve")
-    log = read_capture_log(generate_capture_log(build_world(WorldConfig.tiny()), replace(CaptureConfig.tiny(), duration=0.5), root / "log",
-                                                progress=False))
-    small = FieldConfig(grid=HashGridConfig(n_levels=4, log2_table_size=12, base_resolution=4, max_resolution=32), hidden_dim=16,
-                        color_hidden_dim=16, sh_degree=0)
-    torch.manual_seed(0)
-    model = NeuralScene(SceneModelConfig(background=small, actor=small, far_field="black", step_min=0.2, actor_steps=16),
-                        log.scene.aabb, log.scene.asset_ids)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.uniform_(-1, 1)
-        model.background.density_mlp[-1].bias[0] = -4.0
-    extra = {"source": {"kind": "capture-log", "path": str(log.root)}, "world": log.world}
-    save_checkpoint(root / "scene", model, log.scene, extra=extra)
-    return root / "scene"
+    return random_street_scene(tmp_path_factory.mktemp("serve"))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""The browser viewer of trained scenes (`nerfsim view`, `nerfsim train --view`)."""
