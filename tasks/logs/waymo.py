@@ -20,7 +20,7 @@ Conventions, Waymo's:
 - cameras: x forward (out of the lens), y left, z up; a point projects at ``u = f_u * (-y / x) + c_u``,
   ``v = f_v * (-z / x) + c_v``, after OpenCV's radial-tangential distortion (k1, k2, p1, p2, k3) of
   the normalised coordinates; pixel 0 is the left edge of the first pixel (nerfsim's convention: the
-  centre ``c_u`` is nerfsim's ``cx`` unchanged). ``T_ego_cam = extrinsic @ OPENCV_FROM_WAYMO_CAM``;
+  centre ``c_u`` is nerfsim's ``cx`` unchanged). ``extrinsic = T_ego_cam @ OPENCV_FROM_WAYMO_CAM``;
 - images are JPEG; cameras are rolling shutter (``rolling_shutter_params``); frames (10 Hz) are keyed
   by ``frame_timestamp_micros``, the LiDAR's time;
 - boxes (``lidar_box``) are 7-DOF in the frame's vehicle frame: ``center``, ``size`` (x length, y
@@ -79,7 +79,7 @@ from tasks.logs.common import ImportSummary, SceneExtent, actor_from_boxes, expo
 from tasks.logs.waymo_format import (BOX, BOX_TYPES, CAL, CAM, CAMERA_NAMES, GLOBAL_SHUTTER, IMG, INTRINSIC, LASER, LCAL, OBJ,
                                      OPENCV_FROM_WAYMO_CAM, POINTS_COMPONENT, POSE, PTS, RI, RI_POSE, SEG, TOP, TS, RowIndex, arrow,
                                      flat, inclinations_from_range, open_component, range_image_points, read_component, component_schemas,
-                                     tensor_of, transform_of)
+                                     list_values, tensor_of, transform_of)
 
 CLASS_OF_TYPE = {1: "car", 2: "pedestrian"}
 EPOCH_US = 1_550_000_000_000_000
@@ -235,7 +235,10 @@ def _frame_boxes(log: CaptureLog, f, segment: str, ts: int, returns_world: np.nd
 def _split_root(src: Path, segment: str | None) -> tuple[Path, str]:
     """The split folder (``src`` itself when it holds camera_image/, else its split sub-folder that
     has ``segment``) and the segment (default: the only / first one there)."""
-    roots = [src] if (src / "camera_image").is_dir() else sorted(p for p in src.iterdir() if (p / "camera_image").is_dir()) if src.is_dir() else []
+    if (src / "camera_image").is_dir():
+        roots = [src]
+    else:
+        roots = sorted(p for p in src.iterdir() if (p / "camera_image").is_dir()) if src.is_dir() else []
     if not roots:
         raise InputError(src, None, "not a Waymo v2 dataset: expected camera_image/, camera_calibration/, vehicle_pose/... "
                                     "(or a split folder such as training/ holding them)")
@@ -451,7 +454,10 @@ class _Lidar:
             if (ts, TOP) not in self.points.where:
                 raise InputError(self.points.path, TS, f"frame {ts} has no TOP LiDAR points")
             row = self.points.get((ts, TOP))
-            xyz = np.stack([np.asarray(row[f"{PTS}.points.{a}"].as_py(), dtype=np.float64) for a in "xyz"], axis=1)
+            xyz = [list_values(row[f"{PTS}.points.{a}"]) for a in "xyz"]
+            if any(v is None for v in xyz) or len({len(v) for v in xyz}) != 1:
+                raise InputError(self.points.path, f"{PTS}.points", f"frame {ts}: expected lists x, y, z of one length")
+            xyz = np.stack(xyz, axis=1).astype(np.float64)
         elif self.rows is not None:
             xyz = self._range_image_points(ts)
         else:

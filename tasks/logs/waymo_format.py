@@ -136,8 +136,14 @@ def transform_of(value, path: Path, column: str, where: str) -> np.ndarray:
     return rigid_pose(np.asarray(value, dtype=np.float64).reshape(4, 4), path, f"{column} ({where})")
 
 
+def list_values(cell) -> np.ndarray | None:
+    """A list cell (a pyarrow list scalar) as a numpy array, without a Python list between; None when null."""
+    return cell.values.to_numpy(zero_copy_only=False) if cell.is_valid else None
+
+
 def tensor_of(row: dict, prefix: str, path: Path, ts: int) -> np.ndarray:
-    values, shape = row[f"{prefix}.values"].as_py(), row[f"{prefix}.shape"].as_py()
+    """A range-image-like cell pair ``prefix.values`` / ``prefix.shape`` of a `RowIndex` row as an array of that shape."""
+    values, shape = list_values(row[f"{prefix}.values"]), row[f"{prefix}.shape"].as_py()
     if values is None or shape is None or len(shape) != 3 or int(np.prod(shape)) != len(values):
         raise InputError(path, f"{prefix}.shape", f"frame {ts}: {0 if values is None else len(values)} values do not fill shape {shape}")
     return np.asarray(values, dtype=np.float32).reshape(shape)

@@ -266,6 +266,11 @@ def test_lidar_range_images_are_imported(exported, tmp_path):
     T = back.frames[6].T_world_ego
     assert len(r) == (images[ts][..., 0] > 0).sum()
     assert np.allclose(o + d * r[:, None], want @ T[:3, :3].T + T[:3, 3], atol=1e-3)
+    rows[3]["[LiDARComponent].range_image_return1.shape"] = [len(incl), 41, 4]  # does not match its values
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), src / "training" / "lidar" / f"{SEGMENT}.parquet")
+    with pytest.raises(InputError, match=r"lidar/tiny.parquet: field '\[LiDARComponent\].range_image_return1.shape'"):
+        import_waymo(src, tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
 
 
 # ---- (d) a heading crossing +-pi --------------------------------------------------------------------
