@@ -152,13 +152,15 @@ class ExportMesh:
 class Import:
     """Import a recorded drive into a capture log (then `nerfsim train LOG`). Formats: kitti-mot, the
     KITTI tracking benchmark (image_02/03, calib, oxts, velodyne, label_02; the layout MARS reads);
-    nuscenes, through the nuscenes-devkit (one scene's key frames: 6 cameras, LIDAR_TOP, boxes)."""
+    nuscenes, through the nuscenes-devkit (one scene's key frames: 6 cameras, LIDAR_TOP, boxes);
+    waymo, Waymo Open Dataset v2 parquet components (one segment: 5 cameras, TOP LiDAR, boxes)."""
 
-    format: Positional[Literal["kitti-mot", "nuscenes"]]
+    format: Positional[Literal["kitti-mot", "nuscenes", "waymo"]]
     """Dataset format."""
     src: Positional[Path]
     """The dataset folder (kitti-mot: the one holding training/, or training/ itself; nuscenes: the
-    dataroot holding the version folder and samples/)."""
+    dataroot holding the version folder and samples/; waymo: a split folder such as training/ holding
+    camera_image/, vehicle_pose/..., or the folder holding it)."""
     out: Path = Path("drive_log")
     """Capture log folder (written atomically)."""
     sequence: str = "0000"
@@ -167,9 +169,11 @@ class Import:
     """nuscenes: the scene name (e.g. scene-0061; default the first)."""
     version: Optional[str] = None
     """nuscenes: the tables' version folder (v1.0-mini, v1.0-trainval...; default: the only one)."""
+    segment: Optional[str] = None
+    """waymo: the segment (its parquet files' name; default the only / first one)."""
     cameras: Optional[tuple[str, ...]] = None
     """Cameras to import (kitti-mot: image_02 and/or image_03, default image_02; nuscenes: channels
-    such as CAM_FRONT, default all six)."""
+    such as CAM_FRONT, default all six; waymo: FRONT, FRONT_LEFT, ..., default all)."""
     start: Annotated[float, Range(lo=0.0)] = 0.0
     """Seconds into the drive where the log starts."""
     duration: Annotated[Optional[float], POSITIVE] = None
@@ -183,21 +187,26 @@ class Import:
 
             s = import_kitti_mot(self.src, self.out, self.sequence, self.cameras or ("image_02",), self.start, self.duration,
                                  self.overwrite)
-        else:
+        elif self.format == "nuscenes":
             from tasks.logs.nuscenes import import_nuscenes
 
             s = import_nuscenes(self.src, self.out, self.version, self.scene, self.cameras, self.start, self.duration, self.overwrite)
+        else:
+            from tasks.logs.waymo import import_waymo
+
+            s = import_waymo(self.src, self.out, self.segment, self.cameras, self.start, self.duration, self.overwrite)
         print(json.dumps({"log": str(s.log), "frames": s.frames, "cameras": s.cameras, "actors": s.actors, "not_actors": s.not_actors}))
 
 
 @dataclass
 class ExportLog:
     """Write a capture log in a driving dataset's layout (kitti-mot: KITTI tracking; nuscenes: a
-    one-scene nuScenes dataset), so that dataset's own tools read it."""
+    one-scene nuScenes dataset; waymo: one segment of Waymo Open Dataset v2 parquet components), so
+    that dataset's own tools read it."""
 
     log: Positional[Path]
     """Capture log folder."""
-    format: Literal["kitti-mot", "nuscenes"] = "kitti-mot"
+    format: Literal["kitti-mot", "nuscenes", "waymo"] = "kitti-mot"
     """Dataset format."""
     out: Path = Path("exported")
     """Output folder (written atomically)."""
@@ -207,6 +216,10 @@ class ExportLog:
     """kitti-mot: the sequence name."""
     version: str = "v1.0-nerfsim"
     """nuscenes: the version folder of the tables."""
+    split: str = "training"
+    """waymo: the split folder the components go in."""
+    segment: Optional[str] = None
+    """waymo: the segment name (default: the log's name)."""
 
     def run(self) -> None:
         from scenes.capture import read_capture_log
@@ -216,10 +229,14 @@ class ExportLog:
             from tasks.logs.kitti_mot import export_kitti_mot
 
             print(export_kitti_mot(log, self.out, self.camera, self.sequence))
-        else:
+        elif self.format == "nuscenes":
             from tasks.logs.nuscenes import export_nuscenes
 
             print(export_nuscenes(log, self.out, self.version))
+        else:
+            from tasks.logs.waymo import export_waymo
+
+            print(export_waymo(log, self.out, self.split, self.segment))
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""What the importers and exporters of recorded drives share: LiDAR sweeps as capture-log rays, the
-scene box of a drive, images in, atomic exports out, the import summary."""
+"""What the importers and exporters of recorded drives share: LiDAR points as capture-log rays, the
+scene box of a drive, labelled boxes as actor tracks, roll-pitch-yaw attitudes, images in, atomic
+exports out, the import summary."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from scenes.capture import CaptureCamera, CaptureLog
 from scenes.errors import InputError
+from scenes.graph import Actor, ActorTrack
 
 
 def read_point_file(path: Path, columns: tuple[str, ...]) -> np.ndarray:
@@ -24,10 +26,40 @@ def read_point_file(path: Path, columns: tuple[str, ...]) -> np.ndarray:
     raw = np.fromfile(path, dtype=np.float32)
     if raw.size % len(columns):
         raise InputError(path, None, f"expected float32 rows of {' '.join(columns)}, got {raw.size} numbers")
-    xyz = raw.reshape(-1, len(columns))[:, :3].astype(np.float64)
+    return points_to_rays(raw.reshape(-1, len(columns))[:, :3])
+
+
+def points_to_rays(xyz: np.ndarray) -> np.ndarray:
+    """LiDAR returns ``[N, 3]`` in the LiDAR frame as capture-log rows ``[N, 4]``: unit direction +
+    range, float32; points at the sensor itself (some datasets pad with them) are dropped."""
+    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
     r = np.linalg.norm(xyz, axis=1)
     ok = r > 1e-3
     return np.concatenate([xyz[ok] / r[ok, None], r[ok, None]], axis=1).astype(np.float32)
+
+
+def rpy_matrix(roll, pitch, yaw) -> np.ndarray:
+    """``Rz(yaw) @ Ry(pitch) @ Rx(roll)`` (the 3-2-1 Euler attitude of KITTI's OXTS and Waymo's
+    per-pixel LiDAR poses), for scalars or arrays of angles in radians: ``[..., 3, 3]``."""
+    roll, pitch, yaw = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (roll, pitch, yaw)))
+    cr, sr, cp, sp, cy, sy = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
+    return np.stack([np.stack([cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr], -1),
+                     np.stack([sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr], -1),
+                     np.stack([-sp, cp * sr, cp * cr], -1)], -2)
+
+
+def actor_from_boxes(actor_id: str, class_name: str, instance_id: int, boxes: list, source, field: str) -> Actor:
+    """An actor from its labelled boxes ``[(time, T_world_box, (length, width, height)), ...]`` in any
+    order: a track keyframed at the boxes (`ActorTrack`: positions linear, rotations SLERP along the
+    short arc, so a heading that crosses +-pi turns the short way), its size the median of the boxes'.
+    Two boxes at one time: `InputError` naming ``source`` and ``field``."""
+    rows = sorted(boxes, key=lambda r: r[0])
+    times = [r[0] for r in rows]
+    if len(set(times)) != len(times):
+        raise InputError(source, field, "labelled twice in one frame")
+    length, width, height = np.median([r[2] for r in rows], axis=0)
+    return Actor(actor_id, class_name, instance_id, (float(length), float(width), float(height)),
+                 ActorTrack.from_poses(times, [r[1] for r in rows]))
 
 
 class SceneExtent:

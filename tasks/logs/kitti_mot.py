@@ -40,11 +40,11 @@ import numpy as np
 from scenes.camera import Intrinsics
 from scenes.capture import CaptureCamera, CaptureLog, CaptureLogWriter
 from scenes.errors import InputError
-from scenes.graph import Actor, ActorTrack, SceneGraph
+from scenes.graph import Actor, SceneGraph
 from scenes.progress import JobProgress
 from scenes.transforms import make_pose
 from sensors.boxes import BoxLabel, amodal_box, kitti_box_to_cam, kitti_pose
-from tasks.logs.common import ImportSummary, SceneExtent, export_atomically, read_point_file, read_rgb
+from tasks.logs.common import ImportSummary, SceneExtent, actor_from_boxes, export_atomically, read_point_file, read_rgb, rpy_matrix
 from tasks.scenarios.labels import kitti_tracking_lines, parse_kitti_tracking_line
 
 FPS = 10.0
@@ -56,14 +56,6 @@ HDL64 = {"n_beams": 64, "min_elevation_deg": -24.9, "max_elevation_deg": 2.0, "n
 
 
 # ---- OXTS <-> poses (KITTI devkit convention) -------------------------------------------------------
-def _rot(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    cr, sr, cp, sp, cy, sy = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
-    Rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
-    Ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
-    Rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
-    return Rz @ Ry @ Rx
-
-
 def _mercator(lat: float, lon: float, scale: float) -> tuple[float, float]:
     return scale * lon * np.pi * EARTH_RADIUS / 180.0, scale * EARTH_RADIUS * np.log(np.tan((90.0 + lat) * np.pi / 360.0))
 
@@ -77,7 +69,7 @@ def oxts_to_poses(oxts: np.ndarray) -> np.ndarray:
     for lat, lon, alt, roll, pitch, yaw in oxts[:, :6]:
         t = np.array([*_mercator(lat, lon, scale), alt])
         origin = t if origin is None else origin
-        poses.append(make_pose(_rot(roll, pitch, yaw), t - origin))
+        poses.append(make_pose(rpy_matrix(roll, pitch, yaw), t - origin))
     return np.stack(poses)
 
 
@@ -315,12 +307,7 @@ def _tracks(path: Path, T_world_imu: np.ndarray, T_imu_rect0: np.ndarray, keep: 
         per_track.setdefault(lab["track_id"], []).append((lab["frame"] / FPS - t0, T_world_box, lab))
     actors = []
     for tid, rows in sorted(per_track.items()):
-        rows.sort(key=lambda r: r[0])
-        times = [r[0] for r in rows]
-        if len(set(times)) != len(times):
-            raise InputError(path, f"track {tid}", "labelled twice in one frame")
-        h, w, l = np.median([r[2]["dimensions"] for r in rows], axis=0)
         cls = CLASS_MAP[rows[0][2]["type"]]
-        actors.append(Actor(f"{cls}_{tid:03d}", cls, tid + 1, (float(l), float(w), float(h)),
-                            ActorTrack.from_poses(times, [r[1] for r in rows])))
+        boxes = [(t, T, tuple(lab["dimensions"][::-1])) for t, T, lab in rows]  # KITTI (h, w, l) -> (l, w, h)
+        actors.append(actor_from_boxes(f"{cls}_{tid:03d}", cls, tid + 1, boxes, path, f"track {tid}"))
     return actors, skipped
