@@ -1,5 +1,6 @@
 """What the importers and exporters of recorded drives share: LiDAR sweeps as capture-log rays, the
-scene box of a drive, images in, atomic exports out, the import summary."""
+scene box of a drive, images in, actor tracks from annotated boxes, atomic exports out, the import
+summary."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from scenes.capture import CaptureCamera, CaptureLog
 from scenes.errors import InputError
+from scenes.graph import Actor, ActorTrack
 
 
 def read_point_file(path: Path, columns: tuple[str, ...]) -> np.ndarray:
@@ -77,6 +79,20 @@ def read_rgb(path: Path, width: int, height: int) -> np.ndarray:
     if img.shape[:2] != (height, width):
         raise InputError(path, None, f"image is {img.shape[1]}x{img.shape[0]}, its camera's calibration says {width}x{height}")
     return img[..., :3].astype(np.uint8)
+
+
+def actor_from_boxes(actor_id: str, class_name: str, instance_id: int, boxes: list, source: str | Path, field: str) -> Actor:
+    """An actor of a dataset's annotated boxes ``[(time, T_world_box, (length, width, height)), ...]``
+    (any order): keyframed at their times (`ActorTrack` SLERPs between them), its size the median of
+    the boxes'. `InputError` naming ``source`` and ``field`` (the track) when two boxes share a time."""
+    boxes = sorted(boxes, key=lambda b: b[0])
+    times = [float(b[0]) for b in boxes]
+    for a, b in zip(times, times[1:]):
+        if b <= a:
+            raise InputError(source, field, f"two boxes at one time ({a:.9f} s)")
+    length, width, height = np.median([b[2] for b in boxes], axis=0)
+    return Actor(actor_id, class_name, instance_id, (float(length), float(width), float(height)),
+                 ActorTrack.from_poses(times, [b[1] for b in boxes]))
 
 
 def export_atomically(log: CaptureLog, cameras: list[CaptureCamera], out: str | Path, fmt: str, write: Callable[[Path], None]) -> Path:

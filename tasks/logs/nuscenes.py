@@ -39,10 +39,10 @@ import numpy as np
 from scenes.camera import Intrinsics
 from scenes.capture import CaptureCamera, CaptureLog, CaptureLogWriter
 from scenes.errors import InputError
-from scenes.graph import Actor, ActorTrack, SceneGraph
+from scenes.graph import Actor, SceneGraph
 from scenes.progress import JobProgress
 from scenes.transforms import make_pose, matrix_to_quat, quat_to_matrix
-from tasks.logs.common import ImportSummary, SceneExtent, export_atomically, read_point_file, read_rgb
+from tasks.logs.common import ImportSummary, SceneExtent, actor_from_boxes, export_atomically, read_point_file, read_rgb
 
 VERSION = "v1.0-nerfsim"
 LIDAR = "LIDAR_TOP"
@@ -301,8 +301,8 @@ def _tracks(nusc, samples: list[dict], base: int) -> tuple[list[Actor], dict]:
             per_instance.setdefault(ann["instance_token"], []).append(((s["timestamp"] - base) / 1e6, _pose_of(ann), ann, cls))
     actors = []
     for n, (token, rows) in enumerate(sorted(per_instance.items(), key=lambda kv: kv[1][0][0]), start=1):
-        w, l, h = np.median([r[2]["size"] for r in rows], axis=0)
         cls = rows[0][3]
-        actors.append(Actor(f"{cls}_{n:03d}", cls, n, (float(l), float(w), float(h)),
-                            ActorTrack.from_poses([r[0] for r in rows], [r[1] for r in rows])))
+        boxes = [(t, T, (ann["size"][1], ann["size"][0], ann["size"][2])) for t, T, ann, _ in rows]  # size: w, l, h
+        actors.append(actor_from_boxes(f"{cls}_{n:03d}", cls, n, boxes, Path(nusc.dataroot) / nusc.version / "sample_annotation.json",
+                                       f"instance {token}"))
     return actors, skipped
