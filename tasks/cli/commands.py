@@ -145,13 +145,15 @@ class ExportMesh:
 class Import:
     """Import a recorded drive into a capture log (then `nerfsim train LOG`). Formats: kitti-mot, the
     KITTI tracking benchmark (image_02/03, calib, oxts, velodyne, label_02; the layout MARS reads);
-    nuscenes, through the nuscenes-devkit (one scene's key frames: 6 cameras, LIDAR_TOP, boxes)."""
+    nuscenes, through the nuscenes-devkit (one scene's key frames: 6 cameras, LIDAR_TOP, boxes);
+    av2, an Argoverse 2 sensor log (a frame per LiDAR sweep: ring cameras, both LiDARs, boxes)."""
 
-    format: Positional[Literal["kitti-mot", "nuscenes"]]
+    format: Positional[Literal["kitti-mot", "nuscenes", "av2"]]
     """Dataset format."""
     src: Positional[Path]
     """The dataset folder (kitti-mot: the one holding training/, or training/ itself; nuscenes: the
-    dataroot holding the version folder and samples/)."""
+    dataroot holding the version folder and samples/; av2: a log folder, a split folder or the
+    dataset root)."""
     out: Path = Path("drive_log")
     """Capture log folder (written atomically)."""
     sequence: str = "0000"
@@ -160,9 +162,12 @@ class Import:
     """nuscenes: the scene name (e.g. scene-0061; default the first)."""
     version: Optional[str] = None
     """nuscenes: the tables' version folder (v1.0-mini, v1.0-trainval...; default: the only one)."""
+    log_id: Optional[str] = None
+    """av2: the log's folder name (a UUID; default: the only log under SRC)."""
     cameras: Optional[tuple[str, ...]] = None
     """Cameras to import (kitti-mot: image_02 and/or image_03, default image_02; nuscenes: channels
-    such as CAM_FRONT, default all six)."""
+    such as CAM_FRONT, default all six; av2: names such as ring_front_center, default every ring
+    camera)."""
     start: Annotated[float, Range(lo=0.0)] = 0.0
     """Seconds into the drive where the log starts."""
     duration: Annotated[Optional[float], POSITIVE] = None
@@ -176,6 +181,10 @@ class Import:
 
             s = import_kitti_mot(self.src, self.out, self.sequence, self.cameras or ("image_02",), self.start, self.duration,
                                  self.overwrite)
+        elif self.format == "av2":
+            from tasks.logs.av2 import import_av2
+
+            s = import_av2(self.src, self.out, self.log_id, self.cameras, self.start, self.duration, self.overwrite)
         else:
             from tasks.logs.nuscenes import import_nuscenes
 
@@ -186,11 +195,12 @@ class Import:
 @dataclass
 class ExportLog:
     """Write a capture log in a driving dataset's layout (kitti-mot: KITTI tracking; nuscenes: a
-    one-scene nuScenes dataset), so that dataset's own tools read it."""
+    one-scene nuScenes dataset; av2: an Argoverse 2 sensor log, OUT/SPLIT/LOG_ID), so that dataset's
+    own tools read it."""
 
     log: Positional[Path]
     """Capture log folder."""
-    format: Literal["kitti-mot", "nuscenes"] = "kitti-mot"
+    format: Literal["kitti-mot", "nuscenes", "av2"] = "kitti-mot"
     """Dataset format."""
     out: Path = Path("exported")
     """Output folder (written atomically)."""
@@ -200,6 +210,12 @@ class ExportLog:
     """kitti-mot: the sequence name."""
     version: str = "v1.0-nerfsim"
     """nuscenes: the version folder of the tables."""
+    split: str = "val"
+    """av2: the split folder the log goes in."""
+    log_id: Optional[str] = None
+    """av2: the log's folder name (default: a UUID made from the capture log's name). Rig cameras
+    front, front_left, front_right, side_left, side_right, rear_left, rear_right become AV2's ring
+    cameras; other names must be AV2's already."""
 
     def run(self) -> None:
         from scenes.capture import read_capture_log
@@ -209,6 +225,10 @@ class ExportLog:
             from tasks.logs.kitti_mot import export_kitti_mot
 
             print(export_kitti_mot(log, self.out, self.camera, self.sequence))
+        elif self.format == "av2":
+            from tasks.logs.av2 import export_av2
+
+            print(export_av2(log, self.out, self.split, self.log_id))
         else:
             from tasks.logs.nuscenes import export_nuscenes
 
