@@ -105,7 +105,7 @@ def _read_table(path: Path, columns: dict[str, str]) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise InputError(path, None, "table missing")
     try:
-        table = feather.read_table(path, columns=None, memory_map=True)
+        table = feather.read_table(path, memory_map=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
         raise InputError(path, None, f"not a readable feather table ({type(e).__name__}: {e})") from None
     out = {}
