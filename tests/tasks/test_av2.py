@@ -209,6 +209,8 @@ BROKEN = {  # what breaks the log, and the file and field the error must name
                        ANNOTATIONS, "field 'timestamp_ns'"),
     "broken_sweep": (lambda r: _first(r / "sensors/lidar", ".feather").write_bytes(b"not arrow"), ".feather", "not a readable feather"),
     "sweep_name": (lambda r: (r / "sensors/lidar/latest.feather").write_bytes(b""), "latest.feather", "<timestamp_ns>.feather"),
+    "repeated_box": (lambda r: _edit(r / ANNOTATIONS, lambda c: {k: v + v[:1] for k, v in c.items()}), ANNOTATIONS,
+                     "two boxes at one time"),
     "no_up_lidar": (lambda r: _edit(r / EXTRINSICS, lambda c: {k: v[:-2] for k, v in c.items()}), "egovehicle_SE3_sensor.feather",
                     "no row for up_lidar"),
 }
