@@ -48,15 +48,16 @@ def rpy_matrix(roll, pitch, yaw) -> np.ndarray:
                      np.stack([-sp, cp * sr, cp * cr], -1)], -2)
 
 
-def actor_from_boxes(actor_id: str, class_name: str, instance_id: int, boxes: list, source, field: str) -> Actor:
+def actor_from_boxes(actor_id: str, class_name: str, instance_id: int, boxes: list, source: str | Path, field: str) -> Actor:
     """An actor from its labelled boxes ``[(time, T_world_box, (length, width, height)), ...]`` in any
     order: a track keyframed at the boxes (`ActorTrack`: positions linear, rotations SLERP along the
     short arc, so a heading that crosses +-pi turns the short way), its size the median of the boxes'.
-    Two boxes at one time: `InputError` naming ``source`` and ``field``."""
+    Two boxes at one time: `InputError` naming ``source`` and ``field`` (the track)."""
     rows = sorted(boxes, key=lambda r: r[0])
-    times = [r[0] for r in rows]
-    if len(set(times)) != len(times):
-        raise InputError(source, field, "labelled twice in one frame")
+    times = [float(r[0]) for r in rows]
+    for a, b in zip(times, times[1:]):
+        if b <= a:
+            raise InputError(source, field, f"labelled twice at one time: two boxes at one time ({a:.9f} s)")
     length, width, height = np.median([r[2] for r in rows], axis=0)
     return Actor(actor_id, class_name, instance_id, (float(length), float(width), float(height)),
                  ActorTrack.from_poses(times, [r[1] for r in rows]))

@@ -302,6 +302,7 @@ def _tracks(nusc, samples: list[dict], base: int) -> tuple[list[Actor], dict]:
     actors = []
     for n, (token, rows) in enumerate(sorted(per_instance.items(), key=lambda kv: kv[1][0][0]), start=1):
         cls = rows[0][3]
-        boxes = [(t, T, (ann["size"][1], ann["size"][0], ann["size"][2])) for t, T, ann, _ in rows]  # (w, l, h) -> (l, w, h)
-        actors.append(actor_from_boxes(f"{cls}_{n:03d}", cls, n, boxes, "sample_annotation.json", f"instance {token}"))
+        boxes = [(t, T, (ann["size"][1], ann["size"][0], ann["size"][2])) for t, T, ann, _ in rows]  # size: w, l, h
+        actors.append(actor_from_boxes(f"{cls}_{n:03d}", cls, n, boxes, Path(nusc.dataroot) / nusc.version / "sample_annotation.json",
+                                       f"instance {token}"))
     return actors, skipped
