@@ -25,7 +25,7 @@ from typing import Annotated
 
 import numpy as np
 
-from scenes.edits import InsertActor, RemoveActor, apply_edits
+from scenes.edits import RemoveActor, apply_edits
 from scenes.errors import InputError
 from scenes.settings import AT_LEAST_ONE, Range
 from scenes.transforms import matrix_to_quat
