@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import yaml
 
-from scenes.edits import InsertActor, MoveActor, RemoveActor, apply_edits, edits_to_dict, load_edits, parse_edits
+from scenes.edits import InsertActor, MoveActor, RemoveActor, apply_edits, edits_to_dict, load_edits
 from scenes.errors import InputError
 from scenes.graph import Actor, ActorTrack, SceneGraph
-from scenes.transforms import make_pose, rot_z, yaw_of
+from scenes.transforms import make_pose, yaw_of
 
 
 def graph():

@@ -1,7 +1,7 @@
 """Pose conventions and interpolation, property-tested."""
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from scenes.graph import ActorTrack
 from scenes.transforms import (invert_pose, look_at, make_pose, matrix_to_quat, opengl_to_opencv, quat_to_matrix,

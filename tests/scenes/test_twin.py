@@ -116,7 +116,6 @@ def test_moving_an_actor_changes_only_its_footprints(world, twin):
 
 
 def test_inserted_copy_looks_like_the_original(world, twin):
-    state = world.graph.at(0.0)
     car = _car(world)
     shift = make_pose(np.eye(3), (-7.0, -2.5, 0.3))  # a pure translation keeps the sun-relative shading identical
     copy = replace(car, actor_id="copy", instance_id=99, T_world_actor=shift @ car.T_world_actor)

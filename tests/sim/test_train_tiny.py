@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import sim.train as train_mod
-from scenes.classes import BACKGROUND_CLASSES, CLASS_IDS
+from scenes.classes import BACKGROUND_CLASSES
 from scenes.capture import read_capture_log
 from sensors.recording import CaptureConfig, generate_capture_log
 from scenes.world import WorldConfig, build_world
