@@ -50,6 +50,10 @@ class RenderClient:
         out = self._call("POST", "/render", json=body)["outputs"]
         return {k: np.load(io.BytesIO(base64.b64decode(v))) for k, v in out.items()}
 
+    def actors(self, time: float) -> list[dict]:
+        """Every actor of the (edited) scene at ``time``: ``actor_id`` and ``T_world_actor`` (4x4)."""
+        return self._call("GET", "/actors", params={"time": float(time)})["actors"]
+
     def edits(self, edits: list[dict]) -> dict:
         return self._call("POST", "/edits", json={"edits": edits})
 

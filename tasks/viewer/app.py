@@ -70,6 +70,8 @@ class ViewerFrame:
     time: float
     latency_s: float
     """From the change that asked for it (camera move, slider) to the image sent."""
+    render_s: float
+    """Rendering and sending it."""
 
 
 class _ClientLoop:
@@ -206,6 +208,7 @@ class Viewer:
         """Render what ``client``'s camera sees now and send it as the page's background."""
         from sensors.frame import capture_camera
 
+        start = time.perf_counter()
         cam = ViewCamera(tuple(client.camera.position), tuple(client.camera.wxyz), float(client.camera.fov), float(client.camera.aspect))
         width = preview_width(self.width.value, self.cfg.preview) if preview else int(self.width.value)
         lens = cam.lens(width, self.lens.value)
@@ -221,7 +224,8 @@ class Viewer:
             if output == "lidar" and not preview:
                 self._show_lidar(client, cam, state)
         client.scene.set_background_image(image, format="jpeg" if preview else "png", jpeg_quality=90)
-        record = ViewerFrame(client.client_id, version, preview, image, cam, lens, t, time.perf_counter() - changed_at)
+        done = time.perf_counter()
+        record = ViewerFrame(client.client_id, version, preview, image, cam, lens, t, done - changed_at, done - start)
         with self.frames_cond:
             self.frames.append(record)
             del self.frames[:-50]

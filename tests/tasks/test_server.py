@@ -145,3 +145,38 @@ def test_a_closed_loop_over_http_moves_the_ego_and_sees_the_street_move(client):
     assert np.abs(frames[2] - frames[0]).mean() > 1e-3
     with pytest.raises(Exception, match="no camera 'nope'"):
         rc.render("nope", start, 0.0)
+
+
+@pytest.mark.slow
+def test_the_gymnasium_environment_drives_over_http_and_stops_at_an_actor_the_server_inserted(client):
+    from tasks.nav.remote import RemoteDriveEnv
+    from tasks.server_client import RenderClient
+
+    rc = RenderClient(http=client)
+    client.post("/reset")
+    env = RemoteDriveEnv(rc, max_steps=12)
+    obs, _ = env.reset()
+    assert env.observation_space.contains(obs)
+    start = env.state.position.copy()
+
+    def drive() -> tuple[list, str | None]:
+        env.reset()
+        rewards, hit = [], None
+        for _ in range(12):
+            obs, reward, terminated, truncated, info = env.step(np.array([1.0, 0.0], np.float32))  # full throttle, straight
+            assert env.observation_space.contains(obs)
+            rewards.append(reward)
+            if terminated or truncated:
+                hit = info["collision"]
+                break
+        return rewards, hit
+
+    rewards, hit = drive()
+    assert hit is None and sum(rewards) > 2.0  # the empty road ahead: metres gained, no collision
+    source = rc.scene()["actors"][0]
+    ahead = start + env.heading * 7.0 + [0.0, 0.0, source["size"][2] / 2]
+    rc.edits([{"insert": source["actor_id"], "new_id": "blocker", "track": {"times": [0.0, 5.0], "positions": [ahead.tolist()] * 2,
+                                                                            "yaw_deg": [0.0, 0.0]}}])
+    rewards, hit = drive()
+    assert hit == "actor:blocker" and rewards[-1] < 0  # stopped by the server-side edit, penalised
+    client.post("/reset")

@@ -5,7 +5,6 @@ same camera (the viewer's saved camera_path.json); edits saved from the viewer r
 
 from __future__ import annotations
 
-import shutil
 import socket
 import time
 from pathlib import Path
@@ -21,7 +20,6 @@ from tasks.cli.camera_files import load_views
 from tasks.eval.metrics import psnr
 from tasks.viewer.frames import ViewCamera, add_edit, camera_path_dict, move_from_gizmo, split_view
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 WIDTH, HEIGHT = 640, 360  # the page's viewport (viser's page does not lay out below ~400 px)
 HANDLE = 60  # pixels: the collapsed control panel's handle in the top-right corner
 
@@ -90,36 +88,20 @@ def scene_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser_viewer(scene_dir, tmp_path_factory):
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("needs Debian's chromium and chromium-driver (make setup installs them)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
     from tasks.pipeline import load_scene
     from tasks.viewer.app import Viewer, ViewerConfig
+    from tasks.viewer.browser import chromium_paths, viewer_page
 
+    if chromium_paths() is None:
+        pytest.skip("needs Debian's chromium and chromium-driver (make setup installs them)")
+    pytest.importorskip("selenium")
     out = tmp_path_factory.mktemp("viewer_out")
     viewer = Viewer(load_scene(scene_dir), ViewerConfig(port=_free_port(), width=WIDTH, preview=128, out=out))
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False})
+    viewer.show_boxes.value = False  # no wireframes over the image
     try:
-        driver.get(f"http://127.0.0.1:{viewer.cfg.port}")
-        deadline = time.monotonic() + 60
-        while not (viewer.loops and next(iter(viewer.loops.values())).client.camera.update_timestamp):
-            assert time.monotonic() < deadline, "the page never connected to the viewer"
-            time.sleep(0.2)
-        # collapse the control panel (its chevron), so the whole canvas shows the render
-        driver.execute_script("document.querySelector('svg.tabler-icon-chevron-right').closest('button, [role=button], div').click()")
-        viewer.show_boxes.value = False  # no wireframes over the image
-        time.sleep(1.5)  # the panel's collapse animation resizes the canvas for a moment
-        yield viewer, driver, out
+        with viewer_page(viewer, WIDTH, HEIGHT) as (driver, _):
+            yield viewer, driver, out
     finally:
-        driver.quit()
         viewer.close()
 
 
