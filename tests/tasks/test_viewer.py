@@ -5,6 +5,7 @@ same camera (the viewer's saved camera_path.json); edits saved from the viewer r
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -196,3 +197,37 @@ def test_edits_saved_from_the_viewer_render_the_same_with_nerfsim_render(browser
     assert psnr(rendered, unedited) < 40.0, "the edit did not change the picture"
     shot, score = _screenshot_matching(driver, frame.image)
     assert score >= 30.0
+
+
+@pytest.mark.slow
+def test_training_view_shows_the_model_as_it_trains(scene_dir):
+    """``nerfsim train --view``: the training loop's on_step feeds the page preview frames of the
+    model as it is now; a changed model shows in the next frame."""
+    import torch
+
+    from tasks.pipeline import load_scene
+    from tasks.viewer.app import TrainingView, ViewerConfig
+    from tasks.viewer.browser import chromium_paths, viewer_page
+
+    if chromium_paths() is None:
+        pytest.skip("needs Debian's chromium and chromium-driver (make setup installs them)")
+    model = load_scene(scene_dir).model
+    log = json.loads((scene_dir / "scene.json").read_text())["extra"]["source"]["path"]
+    view = TrainingView(ViewerConfig(port=_free_port(), preview=128), data=Path(log), every_s=0.0)
+    view.on_step(0, 0.0, model)  # opens the page's server
+    try:
+        assert {a.actor_id for a in view.viewer.graph.actors} == {a.actor_id for a in load_scene(scene_dir).graph.actors}
+        with viewer_page(view.viewer, WIDTH, HEIGHT) as (_, client):
+            _look(view.viewer, (-2.0, -1.5, 2.0), (12.0, -1.5, 0.0))
+            time.sleep(1.0)
+            view.on_step(1, 0.1, model)
+            first = view.viewer.frames[-1]
+            assert first.preview and first.image.shape[1] == 128
+            with torch.no_grad():
+                for p in model.sky.parameters():
+                    p.mul_(-1.0)  # "a training step" that changes what the sky looks like
+            view.on_step(2, 0.2, model)
+            second = view.viewer.frames[-1]
+            assert second is not first and psnr(first.image, second.image) < 30.0
+    finally:
+        view.viewer.close()
