@@ -231,3 +231,24 @@ def test_training_view_shows_the_model_as_it_trains(scene_dir):
             assert second is not first and psnr(first.image, second.image) < 30.0
     finally:
         view.viewer.close()
+
+
+def test_boxes_output_draws_each_box_edge_where_its_corners_project():
+    from scenes.graph import ActorState, SceneState
+    from sensors.boxes import box_corners
+    from tasks.viewer.frames import draw_boxes
+
+    cam = ViewCamera.from_pose(np.eye(4), np.radians(60.0), 16 / 9)  # OpenCV axes: looking along +z
+    lens = cam.lens(320)
+    T_box = make_pose(rot_z(0.4), np.array([0.5, 0.3, 12.0]))
+    state = SceneState(0.0, (ActorState("car", "car", "car", 3, (4.0, 1.8, 1.5), T_box),))
+    img = draw_boxes(np.zeros((lens.height, lens.width, 3)), lens, np.eye(4), state)
+    uv, ok = lens.project(box_corners((4.0, 1.8, 1.5), T_box))
+    assert ok.all()
+    lit = img.sum(-1) > 0
+    for u, v in uv:  # every corner is on a drawn line (within the 2-px width)
+        assert lit[int(v) - 2:int(v) + 3, int(u) - 2:int(u) + 3].any()
+    lo, hi = uv.min(0), uv.max(0)
+    outside = np.ones_like(lit)
+    outside[int(lo[1]) - 3:int(hi[1]) + 4, int(lo[0]) - 3:int(hi[0]) + 4] = False
+    assert not lit[outside].any() and lit.sum() > 50
