@@ -2,7 +2,9 @@
 KITTI tracking and comes back through the importer (no world config: an imported drive). A scene of
 it (random fields) gets the cut-in scenario: the street is fitted to the drive, the dataset is
 written, pycocotools reads the cut-in car's boxes, and its track lies in the drive's lanes in the
-scene's world frame. Scenes without a street are refused with the reason."""
+scene's world frame. Navigation uses the drive's street; on a placed street only what the scenario
+placed is judged, and the ego keeps the log's height. Scenes without a street are refused with the
+reason."""
 
 from __future__ import annotations
 
@@ -220,3 +222,34 @@ def test_a_static_scene_navigates_without_a_street_and_says_why_it_has_no_scenar
     assert nav.roadmap is None and nav.ground_z == 0.0
     with pytest.raises(InputError, match="scenarios need a street.*nerfstudio"):
         nav.with_scenario("cut_in")
+
+
+# ------------------------------------------------------------------ simulation on a placed street
+def test_on_a_drive_only_what_the_scenario_placed_is_judged_and_the_ego_keeps_the_logs_height():
+    """A drive at heading 120 deg whose ego frame is 0.93 m above the ground (KITTI's IMU): recorded
+    actors off the fitted street or touching each other are as labelled (no finding), an inserted
+    car on the sidewalk is found; the scripted ego rides at the log's height in the right lane."""
+    from scenes.graph import Actor, ActorTrack, SceneGraph
+    from scenes.roadmap import RoadMap
+    from tasks.scenarios.schema import expand, parse_scenario_text, scenario_from_tree
+    from tasks.scenarios.traffic import build_scenario_world, check_scenario_world
+
+    T_road = make_pose(rot_z(np.radians(120.0)), (-7.0, 15.0, 2.0))
+    place = lambda x, y, z: T_road @ make_pose(np.eye(3), (x, y, z))  # noqa: E731
+    ego = np.stack([place(s, -1.75, 0.93) for s in np.linspace(0.0, 40.0, 21)])
+    size = (4.5, 1.8, 1.5)
+    recorded = [Actor("lot_car", "car", 1, size, ActorTrack.static(place(20.0, -15.0, 0.75))),  # in a parking lot
+                Actor("park_a", "car", 2, size, ActorTrack.static(place(30.0, -4.7, 0.75))),
+                Actor("park_b", "car", 3, size, ActorTrack.static(place(33.0, -4.7, 0.75)))]  # touching park_a
+    road = RoadMap.from_drive(ego, recorded, source="imu/log.json")
+    assert road.ego_height == pytest.approx(0.93) and road.T_world_road[2, 3] == pytest.approx(2.0)
+    graph = SceneGraph(tuple(recorded), ((-60.0, -40.0, -5.0), (40.0, 60.0, 20.0)))
+    text = parse_scenario_text("name: t\nduration: 1.0\nego: {x: 2.0, speed: 3.0}\nactors:\n  existing: keep\n  insert:\n"
+                               "    - {id: on_walk, class: car, lane: sidewalk_left, x: 10.0, speed: 0.0}\n", "t.yaml")
+    world = build_scenario_world(scenario_from_tree(text, expand(text, 0)[0]), graph, road)
+    found = {(v["kind"], tuple(v["actors"])) for v in check_scenario_world(world, road)}
+    assert found == {("vehicle_off_road", ("on_walk",))}
+    for t in (0.0, 0.5, 1.0):
+        local = np.linalg.inv(T_road) @ world.T_world_ego(t)
+        assert local[:3, 3] == pytest.approx([2.0 + 3.0 * t, -1.75, 0.93], abs=1e-6)
+    assert np.allclose(next(a for a in world.graph.actors if a.actor_id == "lot_car").track.pose_at(0.0), recorded[0].track.pose_at(0.0))
