@@ -1,9 +1,17 @@
-"""The road layout of the built-in street: lanes, drivable and walkable areas, ground height.
+"""The road layout scenarios run on: a straight two-lane street with lanes, drivable and walkable
+areas and ground height — the built-in street's, or one fitted to a recorded drive.
 
-Conventions (see `scenes.world`): world z up, metres; the street runs along +x from x = 0 to
-``street_length`` (geometry goes 5 m beyond both ends), centred on y = 0. Cross-section from the
-centre line outwards on each side: a driving lane, a parking strip, a raised sidewalk, facades.
-Traffic keeps right: the right lane (y < 0) drives towards +x, the left lane towards -x.
+Conventions: metres, z up. Everything here is in *road coordinates*: x along the street, y to its
+left, z up, origin on the ground on the centre line at the street's start. For the built-in street
+(see `scenes.world`) the road frame is the world frame: the street runs along +x from x = 0 to
+``street_length`` (geometry goes 5 m beyond both ends), centred on y = 0, road surface z = 0. For a
+recorded drive (`RoadMap.from_drive`) ``T_world_road`` places the road frame in the drive's world
+frame; callers convert poses at the boundary (`tasks.scenarios.traffic` simulates in road
+coordinates and hands back world poses).
+
+Cross-section from the centre line outwards on each side: a driving lane, a parking strip, a raised
+sidewalk, facades. Traffic keeps right: the right lane (y < 0) drives towards +x, the left lane
+towards -x.
 
 Lane names: ``right``, ``left`` (driving lanes), ``parking_right``, ``parking_left``,
 ``sidewalk_right``, ``sidewalk_left``. Each has a centre line ``y`` and a direction of travel
@@ -12,44 +20,117 @@ Lane names: ``right``, ``left`` (driving lanes), ``parking_right``, ``parking_le
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from scenes.errors import InputError
 
 LANES = ("right", "left", "parking_right", "parking_left", "sidewalk_right", "sidewalk_left")
 
 _MARGIN_X = 5.0  # the street's geometry extends this far beyond both ends
+
+# ---- what `RoadMap.from_drive` assumes where the drive does not say
+DEFAULT_LANE_WIDTH = 3.5
+"""Lane width of a drive without oncoming traffic, metres."""
+DEFAULT_PARKING_WIDTH = 2.5
+"""Parking strip width of a drive without parked vehicles, metres."""
+DEFAULT_SIDEWALK_WIDTH = 3.0
+DEFAULT_SIDEWALK_HEIGHT = 0.15
+LANE_WIDTH_RANGE = (2.5, 5.0)
+"""Lateral offsets of oncoming vehicles (from the ego's lane centre) that count as the next lane;
+others drive in lanes the layout does not hold (a multi-lane road's far lanes)."""
+PARKED_MAX_TRAVEL = 1.0
+"""A vehicle whose box centre moves less than this (metres, any direction) over its track is parked
+(recorded boxes jitter)."""
+PARKED_MAX_BEYOND = 4.0
+"""A parked vehicle counts for the parking strips when its centre is at most this far (metres)
+beyond the driving lanes' outer edge; farther ones stand off the street."""
+ONCOMING_MIN_TRAVEL = 2.0
+"""A vehicle counts as oncoming when it travels at least this far (metres) ..."""
+ONCOMING_MAX_ANGLE_DEG = 45.0
+"""... within this angle of the direction opposite to the ego's."""
+TRACK_REACH = 20.0
+"""Keyframes of other tracks count when they lie within this far (metres, along the street) of the
+ego's stretch of road."""
+MAX_LEVEL_SPREAD = 1.0
+"""Largest rise (metres) of the ego's path the level road frame holds."""
+MAX_STRAY = 0.25
+"""Largest lateral stray of the ego's path from the fitted line, in lane widths. Not half a lane: a
+line fitted through a lane change leans to split the difference, so the path strays only about
+half a lane from it, and a street laid along it would be that far off. Within a quarter lane, every
+lane of the layout stays within a quarter lane of where the drive went."""
+MIN_DRIVE_LENGTH = 1.0
+"""The ego must travel at least this far (metres) to give the street a direction."""
 
 
 @dataclass(frozen=True)
 class Lane:
     name: str
     y: float
-    """Centre line, world y (metres)."""
+    """Centre line, road y (metres)."""
     direction: int
     """+1: traffic goes towards +x; -1: towards -x."""
     width: float
 
     @property
     def yaw(self) -> float:
-        """Heading of traffic in this lane, radians about +z."""
+        """Heading of traffic in this lane, radians about +z (road frame)."""
         return 0.0 if self.direction > 0 else float(np.pi)
 
 
 @dataclass(frozen=True)
 class RoadMap:
-    """The straight two-lane street of `scenes.world.WorldConfig`."""
+    """A straight two-lane street: the built-in `scenes.world.WorldConfig`'s, or a recorded drive's."""
 
     street_length: float
     lane_width: float
     parking_width: float
     sidewalk_width: float
     sidewalk_height: float
+    placement: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """``T_world_road`` (4x4) of a street fitted to a recorded drive; None: the road frame is the
+    world frame (the built-in street)."""
+    ego_height: float = 0.0
+    """Height of the ego frame's origin above the ground: 0 by the capture-log convention; a drive
+    whose ego frame is a sensor's (KITTI's IMU) sits higher, and a scenario's ego keeps that height."""
+    source: str | None = None
+    """The capture log the layout was fitted to (None: the built-in street)."""
 
     @staticmethod
     def from_world_config(cfg) -> "RoadMap":
         return RoadMap(cfg.street_length, cfg.lane_width, cfg.parking_width, cfg.sidewalk_width, cfg.sidewalk_height)
 
+    @staticmethod
+    def from_drive(T_world_ego, actors=(), source: str = "drive") -> "RoadMap":
+        """The straight street a recorded drive went down (`fit_drive`)."""
+        return fit_drive(T_world_ego, actors, source)
+
+    # ---- placement in the world ---------------------------------------------------------------
+    @property
+    def placed(self) -> bool:
+        """The road frame is not the world frame (a recorded drive's street)."""
+        return self.placement is not None
+
+    @property
+    def T_world_road(self) -> np.ndarray:
+        return np.eye(4) if self.placement is None else np.array(self.placement, dtype=np.float64)
+
+    def xy_to_road(self, xy: np.ndarray) -> np.ndarray:
+        """World ground-plane points ``[..., 2]`` in road coordinates (the road frame is level)."""
+        xy = np.asarray(xy, dtype=np.float64)
+        if self.placement is None:
+            return xy
+        T = self.T_world_road
+        return (xy - T[:2, 3]) @ T[:2, :2]
+
+    def to_dict(self) -> dict:
+        """The layout as plain data (what a dataset's manifest records)."""
+        return {"street_length": self.street_length, "lane_width": self.lane_width, "parking_width": self.parking_width,
+                "sidewalk_width": self.sidewalk_width, "sidewalk_height": self.sidewalk_height,
+                "T_world_road": self.T_world_road.tolist(), "ego_height": self.ego_height, "source": self.source}
+
+    # ---- the layout (road coordinates) ---------------------------------------------------------
     @property
     def road_half_width(self) -> float:
         """|y| of the curb: lanes and parking strips lie inside."""
@@ -89,3 +170,119 @@ class RoadMap:
         x0, x1 = self.x_range
         return ((y >= self.road_half_width - 1e-6) & (y <= self.road_half_width + self.sidewalk_width + 1e-6)
                 & (xy[..., 0] >= x0) & (xy[..., 0] <= x1))
+
+
+# ------------------------------------------------------------------------------- a recorded drive
+def fit_drive(T_world_ego, actors=(), source: str = "drive") -> RoadMap:
+    """The straight right-hand-traffic street a recorded drive went down, from the ego poses
+    ``[N, 4, 4]`` (`scenes.capture` frames' ``T_world_ego``) and the drive's actors
+    (`scenes.graph.Actor`: class, size, track, in the same world frame).
+
+    - Direction: the principal axis of the ego's ground-plane path, pointing the way the ego drove.
+      The ego's lane is the ``right`` lane, its centre the fitted line.
+    - Lane width: the median lateral offset of oncoming vehicles (`ONCOMING_MIN_TRAVEL`,
+      `ONCOMING_MAX_ANGLE_DEG`) from that line, where it lies in `LANE_WIDTH_RANGE`;
+      `DEFAULT_LANE_WIDTH` without any.
+    - Parking strips: parked vehicles (`PARKED_MAX_TRAVEL`) beyond the driving lanes (at most
+      `PARKED_MAX_BEYOND`) sit on the strip's centre line (median over them), and the strip holds
+      the outermost one's box; `DEFAULT_PARKING_WIDTH` without any. Sidewalks: the defaults.
+    - Ground: the median bottom of the vehicles' boxes on the street; the ego path's median height
+      without any (the ego frame's origin is on the ground by convention). ``ego_height`` keeps the
+      difference (an ego frame at the IMU, as KITTI's).
+    - Extent: the ego's path along the direction, from its start (road x = 0).
+
+    Refused (`InputError` naming ``source``): an ego that hardly moves, a path that strays more
+    than `MAX_STRAY` lanes from the fitted line (a bend or a lane change), one that rises more than
+    `MAX_LEVEL_SPREAD`, oncoming traffic on the ego's right (left-hand traffic)."""
+    T = np.asarray(T_world_ego, dtype=np.float64).reshape(-1, 4, 4)
+    xy, z = T[:, :2, 3], T[:, 2, 3]
+    centre = xy.mean(axis=0)
+    axis = np.linalg.svd(xy - centre, full_matrices=False)[2][0] if len(xy) > 1 else np.array([1.0, 0.0])
+    if (xy[-1] - xy[0]) @ axis < 0:
+        axis = -axis
+    left = np.array([-axis[1], axis[0]])
+    along = (xy - centre) @ axis
+    length = float(np.ptp(along))
+    if length < MIN_DRIVE_LENGTH:
+        raise InputError(source, "frames.T_world_ego", f"the ego moves {length:.2f} m along its path: no direction to lay a "
+                                                        f"street along (scenarios need a drive of at least {MIN_DRIVE_LENGTH:g} m)")
+    origin = centre + along.min() * axis  # the drive's start, on the ego's lane centre
+    to_line = lambda p: np.stack([(p - origin) @ axis, (p - origin) @ left], axis=-1)
+
+    vehicles = [a for a in actors if a.class_name != "pedestrian"]
+    lw = _lane_width(vehicles, to_line, axis, length, source)
+    stray = float(np.abs((xy - centre) @ left).max())
+    if stray > MAX_STRAY * lw:
+        raise InputError(source, "frames.T_world_ego", f"the ego's path strays {stray:.2f} m from a straight line, more than "
+                                                        f"{MAX_STRAY:g} of a lane ({MAX_STRAY * lw:.2f} m): the drive bends or changes lanes, and the "
+                                                        "road layout is one straight street; use a straight stretch of the drive")
+    rise = float(np.ptp(z))
+    if rise > MAX_LEVEL_SPREAD:
+        raise InputError(source, "frames.T_world_ego", f"the ego's path rises {rise:.2f} m: the road layout is level "
+                                                        f"(at most {MAX_LEVEL_SPREAD:g} m); use a flatter stretch of the drive")
+    pw = _parking_width(vehicles, to_line, left, lw, length)
+    ego_z = float(np.median(z))
+    ground = _ground(vehicles, to_line, lw, pw, length)
+    ground = ego_z if ground is None else ground
+    placement = np.eye(4)
+    placement[:2, 0], placement[:2, 1] = axis, left
+    placement[:2, 3], placement[2, 3] = origin + lw / 2 * left, ground
+    placement.flags.writeable = False
+    return RoadMap(length, lw, pw, DEFAULT_SIDEWALK_WIDTH, DEFAULT_SIDEWALK_HEIGHT, placement, ego_z - ground, str(source))
+
+
+def _near(track_uv: np.ndarray, length: float) -> np.ndarray:
+    return (track_uv[:, 0] >= -TRACK_REACH) & (track_uv[:, 0] <= length + TRACK_REACH)
+
+
+def _lane_width(vehicles, to_line, axis: np.ndarray, length: float, source: str) -> float:
+    """Median offset of the oncoming vehicles in the next lane (left: > 0, right: < 0 is left-hand traffic)."""
+    lo, hi = LANE_WIDTH_RANGE
+    offsets = []
+    for a in vehicles:
+        travel = a.track.positions[-1, :2] - a.track.positions[0, :2]
+        dist = float(np.linalg.norm(travel))
+        if dist < ONCOMING_MIN_TRAVEL or travel @ axis > -dist * np.cos(np.radians(ONCOMING_MAX_ANGLE_DEG)):
+            continue
+        uv = to_line(a.track.positions[:, :2])
+        near = _near(uv, length)
+        if near.any():
+            offsets.append(float(np.median(uv[near, 1])))
+    left = [v for v in offsets if lo <= v <= hi]
+    right = [-v for v in offsets if lo <= -v <= hi]
+    if len(right) > len(left):
+        raise InputError(source, "scene.actors", f"{len(right)} oncoming vehicle(s) pass on the ego's right (left-hand traffic): "
+                                                  "the road layout holds right-hand traffic only")
+    return float(np.median(left)) if left else DEFAULT_LANE_WIDTH
+
+
+def _parking_width(vehicles, to_line, left: np.ndarray, lw: float, length: float) -> float:
+    centres, needs = [], []
+    for a in vehicles:
+        pos = a.track.positions
+        if np.ptp(pos, axis=0).max() >= PARKED_MAX_TRAVEL:
+            continue
+        uv = to_line(pos[:, :2])
+        if not _near(uv, length).any():
+            continue
+        y = abs(float(np.median(uv[:, 1])) - lw / 2)  # |road y| of its centre
+        if not lw < y <= lw + PARKED_MAX_BEYOND:
+            continue
+        R = a.track.pose_at(a.track.times[0])[:2, :2]
+        half = abs(R[:, 0] @ left) * a.size[0] / 2 + abs(R[:, 1] @ left) * a.size[1] / 2  # box half-extent across the street
+        centres.append(2 * (y - lw))
+        needs.append(y + half - lw)
+    if not centres:
+        return DEFAULT_PARKING_WIDTH
+    return float(max(np.median(centres), max(needs)))
+
+
+def _ground(vehicles, to_line, lw: float, pw: float, length: float) -> float | None:
+    """Median bottom height of the vehicles' boxes on the street (None without any)."""
+    bottoms = []
+    for a in vehicles:
+        uv = to_line(a.track.positions[:, :2])
+        on = _near(uv, length) & (np.abs(uv[:, 1] - lw / 2) <= lw + pw)
+        if on.any():
+            bottoms.append(float(np.median(a.track.positions[on, 2])) - a.size[2] / 2)
+    return float(np.median(bottoms)) if bottoms else None

@@ -20,6 +20,7 @@ from scenes.edits import Edit, apply_edits, edits_to_dict, load_edits
 from scenes.errors import InputError
 from scenes.files import atomic_write_json, atomic_write_text
 from scenes.graph import SceneGraph
+from scenes.roadmap import RoadMap
 from scenes.world import WorldConfig, build_world
 from sensors.mesh import MeshConfig
 from sensors.rig import Rig
@@ -195,6 +196,27 @@ def twin_for(scene: LoadedScene):
     if wcfg is None:
         raise InputError(scene.path / "scene.json", "extra.world", "this scene was not trained on the built-in world: no twin")
     return Twin(build_world(wcfg))
+
+
+def road_for_scene(scene: LoadedScene) -> RoadMap:
+    """The street a scene's scenarios run on (`scenes.roadmap.RoadMap`): the built-in world's layout,
+    or the straight street fitted to the recorded drive it was trained from (its capture log's ego
+    path and actor tracks, `RoadMap.from_drive`). `InputError` for a scene without a street (a
+    static dataset), a drive whose log is gone, or one the layout cannot hold (a bend)."""
+    wcfg = scene.world_config
+    if wcfg is not None:
+        return RoadMap.from_world_config(wcfg)
+    where = scene.path / "scene.json"
+    source = scene.meta.get("extra", {}).get("source", {})
+    if source.get("kind") != "capture-log":
+        raise InputError(where, "extra.source", f"scenarios need a street (the built-in world or a recorded drive); this scene was "
+                                                f"trained on a {source.get('kind', 'static')} dataset ({source.get('path', 'unknown')})")
+    log_path = Path(source["path"])
+    if not (log_path / "log.json").is_file():
+        raise InputError(where, "extra.source.path", f"the capture log {log_path} is gone: the street of a recorded drive is fitted "
+                                                     "to its ego path and tracks")
+    log = read_capture_log(log_path)
+    return RoadMap.from_drive(np.stack([f.T_world_ego for f in log.frames]), scene.graph.actors, source=str(log_path / "log.json"))
 
 
 def edited_graph(graph: SceneGraph, edits: list[Edit] | Path | None, source: str = "edits") -> SceneGraph:

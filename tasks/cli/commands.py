@@ -255,7 +255,7 @@ class Scenarios:
     the sanity findings of its first variants."""
 
     check: Optional[Path] = None
-    """A trained scene of the built-in world to check the templates on."""
+    """A trained scene (of the built-in world or a recorded drive) to check the templates on."""
     variants: Annotated[int, AT_LEAST_ONE] = 3
     """Variants per template to check."""
 
@@ -266,12 +266,11 @@ class Scenarios:
             text = load_scenario_text(name)
             line = f"{name:>22}  {' '.join(str(text.tree.get('description', '')).split())}"
             if self.check is not None:
-                from scenes.roadmap import RoadMap
-                from tasks.pipeline import load_scene
+                from tasks.pipeline import load_scene, road_for_scene
                 from tasks.scenarios.variants import draw_variant
 
                 sc = load_scene(self.check)
-                road = RoadMap.from_world_config(sc.world_config)
+                road = road_for_scene(sc)
                 kept = [draw_variant(text, sc.graph, road, v, None, 20)[2:] for v in range(self.variants)]
                 line += f"\n{'':>24}redraws per variant: {[attempt for attempt, _ in kept]}"
             print(line)

@@ -42,7 +42,8 @@ class NavScene:
     twin: object | None = None
     """`scenes.twin.Twin` of the built-in world (ground-truth collisions and clearance), or None."""
     roadmap: RoadMap | None = None
-    """Street layout of the built-in world (start/goal sampling on the street), or None."""
+    """Street layout (start/goal sampling on the street, scenarios): the built-in world's or the one
+    fitted to a recorded drive (`tasks.pipeline.road_for_scene`), or None."""
     ground_z: float = 0.0
     """Height of the ground plane that ground agents drive on, metres."""
     name: str = "scene"
@@ -50,17 +51,24 @@ class NavScene:
     """Density maps built so far, keyed by their parameters (shared by the environments of a process)."""
     scenario_ego: ActorTrack | None = None
     """The scripted ego of a scenario (`with_scenario`): its start and end are the default start and goal."""
+    no_road: str = "scenarios need a street: the built-in world or a recorded drive"
+    """Why ``roadmap`` is None (what `with_scenario` says)."""
 
     @staticmethod
     def load(path: Path | str, with_twin: bool = True) -> "NavScene":
-        """A scene trained by ``nerfsim train`` (the built-in world's twin and roadmap when it has one)."""
-        from tasks.pipeline import load_scene, twin_for
+        """A scene trained by ``nerfsim train`` (the built-in world's twin when it has one; its street
+        when it has one, whose ground is the ground plane)."""
+        from tasks.pipeline import load_scene, road_for_scene, twin_for
 
         scene = load_scene(Path(path))
         wcfg = scene.world_config
         twin = twin_for(scene) if (wcfg is not None and with_twin) else None
-        roadmap = RoadMap.from_world_config(wcfg) if wcfg is not None else None
-        return NavScene(scene.model.eval(), scene.graph, twin, roadmap, name=str(path))
+        try:
+            roadmap, no_road = road_for_scene(scene), ""
+        except InputError as e:  # navigation needs no street (static datasets, bending drives)
+            roadmap, no_road = None, str(e)
+        ground_z = float(roadmap.T_world_road[2, 3]) if roadmap is not None else 0.0
+        return NavScene(scene.model.eval(), scene.graph, twin, roadmap, ground_z, name=str(path), no_road=no_road)
 
     def with_scenario(self, scenario: str, variant: int = 0, seed: int | None = None) -> "NavScene":
         """This scene with the actors of variant ``variant`` of a scenario (template name or YAML
@@ -71,7 +79,7 @@ class NavScene:
         from tasks.scenarios.traffic import actor_library
 
         if self.roadmap is None:
-            raise InputError(self.name, "scenario", "scenarios need a scene of the built-in world (its road map)")
+            raise InputError(self.name, "scenario", self.no_road)
         world, *_ = draw_variant(load_scenario_text(scenario), self.graph, self.roadmap, variant, seed, 20, actor_library(self.graph))
         return replace(self, graph=world.graph, scenario_ego=world.ego, name=f"{self.name} + {scenario} #{variant}")
 

@@ -51,7 +51,7 @@ def free_space(env, grow: float, lookahead: float = 0.0) -> np.ndarray:
         free &= ~actor_mask(dmap, env.scene_state(env.cfg.start_time + dt), env.body_band(), dyn.footprint_radius + grow)
     road = env.scene.roadmap
     if road is not None:
-        xy = dmap.cell_centres()
+        xy = road.xy_to_road(dmap.cell_centres())
         half = road.road_half_width + (0.0 if dyn.name == "bicycle" else road.sidewalk_width)  # cars keep off the sidewalks
         free &= (xy[..., 0] >= 0.0) & (xy[..., 0] <= road.street_length) & (np.abs(xy[..., 1]) <= half)
     return free

@@ -70,7 +70,7 @@ def _follow(sim, agent, p: dict, t: float) -> None:
 
 
 def _steer_to(agent, y_target: float, t: float, duration: float) -> None:
-    """A half-cosine lateral move from the agent's offset to the world line ``y = y_target``."""
+    """A half-cosine lateral move from the agent's offset to the line ``y = y_target`` (road coordinates)."""
     n_y = agent.path.tangent(agent.s)[0]  # the path's left normal has y component = tangent x
     d1 = (y_target - agent.path.point(agent.s)[1]) / n_y if abs(n_y) > 1e-6 else agent.d
     agent.lateral = (t, duration, agent.d, d1)

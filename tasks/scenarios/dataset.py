@@ -1,8 +1,10 @@
 """`nerfsim generate SCENARIO --variants N --out DIR`: labelled datasets of scenario variants.
 
-Each variant of a scenario (`tasks.scenarios.schema`) is drawn, simulated (`tasks.scenarios.traffic`), checked for
-sanity (a draw whose world breaks a rule is redrawn, up to ``max_attempts``; what was rejected and
-why goes in the manifest), then rendered from the trained scene with the ego's rig and labelled.
+Each variant of a scenario (`tasks.scenarios.schema`) is drawn, simulated (`tasks.scenarios.traffic`)
+on the scene's street (`tasks.pipeline.road_for_scene`: the built-in world's, or one fitted to the
+recorded drive the scene was trained from), checked for sanity (a draw whose world breaks a rule is
+redrawn, up to ``max_attempts``; what was rejected and why goes in the manifest), then rendered
+from the trained scene with the ego's rig and labelled.
 Variants run as Ray tasks (a local Ray by default, ``--ray-address`` for a cluster) or, with
 ``--workers 0``, one after another in this process.
 
@@ -28,14 +30,13 @@ import yaml
 from scenes.classes import CLASS_NAMES
 from scenes.errors import InputError
 from scenes.files import atomic_write, atomic_write_text as _atomic_text
-from scenes.roadmap import RoadMap
 from scenes.settings import AT_LEAST_ONE
 from sensors.boxes import BoxLabel
 from scenes.lens import CameraModel
 from sensors.rig import CameraSensor, Rig
 from tasks.scenarios.labels import CocoBuilder, kitti_calib_text, kitti_object_lines, kitti_tracking_lines
 from tasks.media import colorize_depth, depth_mm, write_png, write_video
-from tasks.pipeline import shared_scene
+from tasks.pipeline import road_for_scene, shared_scene
 from tasks.scenarios.schema import ScenarioText, expand, load_scenario_text, scenario_from_tree
 from tasks.scenarios.traffic import AssetInfo, ScenarioWorld, actor_library, check_scenario_world
 from tasks.scenarios.variants import draw_variant
@@ -47,7 +48,8 @@ README = """# nerfsim generated dataset
 
 `manifest.json`: the scenario, its seed, the scene, and per variant the values drawn, the draw
 attempt kept, the draws rejected by the sanity checks (and why), the behaviour events, remaining
-sanity findings and the sha256 of every file. Per variant `variant_NNNN/`:
+sanity findings, the street it ran on (`road`: lane widths and `T_world_road`, where the road
+coordinates of `scenario.yaml` lie in the world) and the sha256 of every file. Per variant `variant_NNNN/`:
 
 | path | content |
 |---|---|
@@ -267,7 +269,7 @@ def generate_variant(scene_path: str, scenario: str, variant: int, out: str, see
     text = load_scenario_text(scenario)
     library = scenario_from_tree(text, expand(text, variant, seed)[0]).library
     scene, assets = scene_with_library(scene_path, library, text.source)
-    road = RoadMap.from_world_config(_world_config(scene))
+    road = road_for_scene(scene)
     world, drawn, attempt, rejected = draw_variant(text, scene.graph, road, variant, seed, max_attempts, assets)
     folder = Path(out) / f"variant_{variant:04d}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -282,15 +284,8 @@ def generate_variant(scene_path: str, scenario: str, variant: int, out: str, see
     write_labels(folder, world, rig, n, preview)
     files = {str(p.relative_to(folder)): _sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
     return {"variant": variant, "attempt": attempt, "drawn": drawn, "rejected": rejected,
-            "violations": check_scenario_world(world, road), "events": [list(e) for e in world.events],
+            "violations": check_scenario_world(world, road), "events": [list(e) for e in world.events], "road": road.to_dict(),
             "frames": n, "cameras": [c.name for c in rig.cameras], "render_seconds": round(render_s, 2), "files": files}
-
-
-def _world_config(scene):
-    cfg = scene.world_config
-    if cfg is None:
-        raise InputError(scene.path / "scene.json", "extra.world", "scenarios run on scenes of the built-in world (the road layout comes from it)")
-    return cfg
 
 
 # ------------------------------------------------------------------------------------- driver
@@ -316,7 +311,7 @@ def _validate(text: ScenarioText, scene_path: str, seed: int | None) -> None:
     asset, lane...) stops the run with its one-line error instead of failing inside a Ray task."""
     library = scenario_from_tree(text, expand(text, 0, seed)[0]).library
     scene, assets = scene_with_library(scene_path, library, text.source)
-    world = draw_variant(text, scene.graph, RoadMap.from_world_config(_world_config(scene)), 0, seed, 1, assets)[0]
+    world = draw_variant(text, scene.graph, road_for_scene(scene), 0, seed, 1, assets)[0]
     scenario_rig(scene, world.scenario.ego.rig, text.source)
 
 

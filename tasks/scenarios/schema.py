@@ -1,4 +1,4 @@
-"""Scenario files: corner cases for the built-in street, written in YAML or built in Python.
+"""Scenario files: corner cases for a street, written in YAML or built in Python.
 Over 500 lines because the file format is one schema: its dataclasses, their validation and the
 distributions any number may be are read and checked together (traffic and variants live apart).
 
@@ -30,6 +30,10 @@ Example (``tasks/scenarios/cut_in.yaml`` holds the full template)::
           behaviours:
             - cut_in: {duration: {uniform: [1.0, 2.0]}, lateral_offset: 0.0}
               trigger: {ahead_of_ego: 6.0}
+
+Positions (``x``, ``route``) and lanes are road coordinates (`scenes.roadmap`): on the built-in
+street the world's; on a recorded drive's street ``x`` is metres along the drive from where its ego
+started and ``y`` metres left of the centre line (the ego drove the ``right`` lane).
 
 Distributions: ``{uniform: [lo, hi]}``, ``{normal: [mean, std]}`` (optionally with
 ``clip: [lo, hi]`` beside it), ``{choice: [a, b, ...]}``. Variant ``i`` of seed ``s`` draws them

@@ -1,13 +1,16 @@
 """Scenario -> a scene graph with tracks: the ego's route and every actor's behaviours, simulated.
 
 Conventions: world z up, metres, seconds; actor frame x forward, y left, z up; yaw about +z. The
-road is `scenes.roadmap.RoadMap`. Agents move along a path (a lane's centre line in its direction of
-travel, the ego's route, or a crossing line across the street) with an arc length ``s``, a lateral
-offset ``d`` to the left of the path and a speed ``v``; they are stepped together every
-``SIM_DT`` seconds and their poses are the keyframes of their `ActorTrack`. Speeds change at most by
-``ACCEL`` (m/s^2) up and by the active deceleration down; lane changes follow a half-cosine lateral
-profile over their duration; the heading is the direction of motion. Boxes stand on the ground
-(road, or the raised sidewalk).
+road is `scenes.roadmap.RoadMap`; the simulation runs in its road coordinates (a scenario's ``x``,
+``route`` and lanes are road coordinates) and `build_scenario_world` hands back world poses: on the
+built-in street they are the same frame, on a recorded drive's street the scene's actors go into
+road coordinates and the scenario's tracks come back through ``road.T_world_road``. Agents move
+along a path (a lane's centre line in its direction of travel, the ego's route, or a crossing line
+across the street) with an arc length ``s``, a lateral offset ``d`` to the left of the path and a
+speed ``v``; they are stepped together every ``SIM_DT`` seconds and their poses are the keyframes
+of their `ActorTrack`. Speeds change at most by ``ACCEL`` (m/s^2) up and by the active deceleration
+down; lane changes follow a half-cosine lateral profile over their duration; the heading is the
+direction of motion. Boxes stand on the ground (road, or the raised sidewalk).
 
 Triggers see the state of the previous step: ``ttc_to_ego`` = longitudinal gap between bumpers along
 the ego's heading / closing speed (inf when not closing); ``ahead_of_ego`` = that gap (actor's rear
@@ -17,7 +20,7 @@ to the ego's front); ``distance_to_ego`` = centre to centre.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -263,8 +266,27 @@ def build_scenario_world(sc: Scenario, graph: SceneGraph, road: RoadMap, variant
                          library: dict[str, AssetInfo] | None = None) -> ScenarioWorld:
     """Make ``sc`` concrete on a trained scene's ``graph``: existing actors kept / removed / re-skinned,
     inserted actors placed and simulated with their behaviours, the ego driven along its route.
-    ``library``: the assets actors may be drawn from (default: the scene's own, `actor_library`)."""
+    ``library``: the assets actors may be drawn from (default: the scene's own, `actor_library`).
+    Poses in and out are the scene's world frame (the simulation runs in road coordinates)."""
     library = library if library is not None else actor_library(graph)
+    if not road.placed:
+        return _build(sc, graph, road, variant_seed, library)
+    local = _build(sc, _moved(graph, np.linalg.inv(road.T_world_road)), road, variant_seed, library)
+    return _in_frame(local, road.T_world_road, graph.aabb)
+
+
+def _moved(graph: SceneGraph, T_new_old: np.ndarray) -> SceneGraph:
+    """``graph`` with every actor's track in another frame."""
+    return graph.with_actors([replace(a, track=a.track.transformed(T_new_old)) for a in graph.actors])
+
+
+def _in_frame(world: ScenarioWorld, T_new_old: np.ndarray, aabb=None) -> ScenarioWorld:
+    """``world`` (its actors' and the ego's tracks) in another frame; ``aabb``: the graph's box there."""
+    graph = _moved(world.graph, T_new_old)
+    return replace(world, graph=graph if aabb is None else replace(graph, aabb=aabb), ego=world.ego.transformed(T_new_old))
+
+
+def _build(sc: Scenario, graph: SceneGraph, road: RoadMap, variant_seed, library: dict[str, AssetInfo]) -> ScenarioWorld:
     kept = _existing_actors(sc, graph, library)
     rng = np.random.default_rng([*variant_seed, 7])  # asset draws: a stream of their own
     ego = _ego_agent(sc, road)
@@ -291,7 +313,8 @@ def build_scenario_world(sc: Scenario, graph: SceneGraph, road: RoadMap, variant
             raise InputError(sc.source, f"actors.insert[{i}].id", f"'{spec.id}' is already an actor of the scene")
         times, poses = zip(*agent.poses)
         actors.append(Actor(spec.id, info.class_name, next_id + i, info.size, ActorTrack.from_poses(times, poses), info.asset_id))
-    ego_track = ActorTrack.from_poses(*zip(*[(t, T @ make_pose(np.eye(3), (0, 0, -ego.size[2] / 2))) for t, T in ego.poses]))
+    lift = road.ego_height - ego.size[2] / 2  # box centre -> the ego frame's origin (on the ground, or the log's height above it)
+    ego_track = ActorTrack.from_poses(*zip(*[(t, T @ make_pose(np.eye(3), (0, 0, lift))) for t, T in ego.poses]))
     crossing = {s.id for s, _ in specs if any(BEHAVIOURS[b.kind].crossing for b in s.behaviours)}
     crossing |= {a.actor_id for a in kept if a.class_name == "pedestrian" and _crosses(a, road)}
     return ScenarioWorld(sc, graph.with_actors(actors), ego_track, ego.size,
@@ -387,7 +410,12 @@ def check_scenario_world(world: ScenarioWorld, road: RoadMap) -> list[dict]:
     """What is wrong with the generated world, frame by frame: boxes that interpenetrate (ego
     included; not those the scenario means to collide), vehicles off the paved street, pedestrians off
     the sidewalks without a crossing behaviour. One entry per actor (pair) and kind, with the first
-    time and the number of frames."""
+    time and the number of frames. On a recorded drive's street the scene's own actors are where
+    they were recorded: only the ego and the inserted actors must keep to the (fitted) layout and
+    clear of the others."""
+    if road.placed:
+        world = _in_frame(world, np.linalg.inv(road.T_world_road))
+    judged = None if not road.placed else {"ego"} | {s.id for s in world.scenario.insert}
     times = world.scenario.frame_times
     movers = [("ego", "car", world.ego_size, footprints(world.ego, times))]
     movers += [(a.actor_id, a.class_name, a.size, footprints(a.track, times)) for a in world.graph.actors]
@@ -399,9 +427,13 @@ def check_scenario_world(world: ScenarioWorld, road: RoadMap) -> list[dict]:
 
     for i, (ida, _, sa, fa) in enumerate(movers):
         for idb, _, sb, fb in movers[i + 1:]:
+            if judged is not None and ida not in judged and idb not in judged:
+                continue  # two recorded actors: their boxes are as labelled
             if ida not in world.collide and idb not in world.collide:
                 report("overlap", [ida, idb], footprint_overlaps(fa, sa, fb, sb))
     for aid, cls, size, (centres, axes) in movers:
+        if judged is not None and aid not in judged:
+            continue
         if cls == "pedestrian":
             if aid not in world.crossing:
                 report("pedestrian_off_sidewalk", [aid], ~road.on_sidewalk(centres))
