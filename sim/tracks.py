@@ -37,15 +37,24 @@ own learning rate are `sim.train.TrainConfig`'s ``track_*`` settings.
 could as well draw the car shifted in its box. What pins it is the box itself (the actor field
 lives in it; the background is empty inside it) and the actor fields' left-right mirror symmetry
 (`sim.field.FieldConfig.mirror_y`: a car shifted sideways or yawed in its box is not symmetric). A
-constant *longitudinal* offset is held only by the box's ends and the magnitude prior. What varies
-from time to time (detector jitter) is observed directly: one field must explain every time.
+constant *longitudinal* offset is held only by the box's ends and the magnitude prior; a young field
+settles into the logged box faster than the box moves, so a constant offset is recovered from a
+field that already knows the car (tests/sim/test_track_refinement.py), slowly from scratch. What
+varies from time to time (detector jitter) is observed directly: one field must explain every
+time; the smoothness prior alone also removes much of it. Yaw is the weakest of the three (a few
+degrees move a car's ends by centimetres, mostly in depth for cameras passing beside it).
+
+Training with refinement: the LiDAR returns within `TRACK_MARGIN` of a logged box seed that actor's
+occupancy, not the background's (`sim.train.init_occupancy_from_lidar`). Parked actors' volumes are
+still kept from the background at their *logged* pose (`sim.train.block_static_actor_volumes`).
 
 **Downstream.** After training the corrections are baked into the scene graph saved with the
-checkpoint (`TrackRefiner.refined_graph`): every refined actor's `ActorTrack` gets keys at its own
-keyframe times and at the bank's times, ``raw pose @ D(c)`` with ``c`` interpolated linearly
-between the bank's times (held beyond them); ``graph.meta["track_refinement"]`` records that
-(``refined: true``), the corrections and the raw tracks (`refinement_record`). Renderers, edits and
-label writers then use the refined tracks unchanged.
+checkpoint (`TrackRefiner.refined_graph`): a moving actor's `ActorTrack` gets a key at each of the
+bank's times, ``raw pose @ D(c)`` (`refined_track`; its logged keys beyond the bank's time range are
+kept, corrected by the nearest correction), a parked actor its one pose corrected;
+``graph.meta["track_refinement"]`` records that (``refined: true``), the corrections and the raw
+tracks (`refinement_record`). Renderers, edits and label writers then use the refined tracks
+unchanged; a resumed training run reads its corrections back from there.
 """
 
 from __future__ import annotations
@@ -227,14 +236,16 @@ class TrackRefiner(nn.Module):
 
 def refined_track(track: ActorTrack, times: np.ndarray, corrections_deg: np.ndarray, static: bool) -> ActorTrack:
     """``track`` corrected by ``corrections_deg`` (``[dx m, dy m, dyaw deg]`` at ``times``; one row for
-    a parked actor): keys at the track's own times and at ``times`` (closer than 1 us merged), each
-    ``pose @ D`` with the correction interpolated linearly between ``times`` and held beyond."""
+    a parked actor): a key ``pose(t) @ D(c(t))`` at each of ``times`` and at the track's own keys
+    outside their range (corrected by the first / last correction). Between ``times`` the refined
+    poses interpolate: a logged key there (a frame held out of training, with its own error) is
+    not kept."""
     c = np.asarray(corrections_deg, dtype=np.float64).reshape(-1, 3)
     if static:
         D = correction_pose(c[0, 0], c[0, 1], np.radians(c[0, 2]))
         return ActorTrack.from_poses(track.times, [track.pose_at(float(t)) @ D for t in track.times])
-    keys = np.union1d(track.times, times)
-    keys = keys[np.concatenate([[True], np.diff(keys) > 1e-6])]
+    outside = track.times[(track.times < times[0] - 1e-6) | (track.times > times[-1] + 1e-6)]
+    keys = np.union1d(outside, times)
     at = np.stack([np.interp(keys, times, c[:, k]) for k in range(3)], -1)
     poses = [track.pose_at(float(t)) @ correction_pose(dx, dy, np.radians(dyaw)) for t, (dx, dy, dyaw) in zip(keys, at)]
     return ActorTrack.from_poses(keys, poses)

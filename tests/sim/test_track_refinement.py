@@ -247,3 +247,45 @@ def test_zero_corrections_give_the_logged_poses_exactly():
     assert torch.equal(moving.T_actor_world, bank.poses[tidx, 0]) and moving.T_actor_world.requires_grad
     assert torch.equal(moving.T_distinct, bank.poses[torch.tensor([0, 1, 2]), 0])
     assert torch.equal(parked.T_actor_world, bank.poses[:1, 1])
+
+
+def test_baked_track_has_keys_at_the_bank_times_only_within_their_range():
+    """A logged key between the bank's times (a held-out frame, with its own error) is replaced by
+    the refined poses around it; keys beyond the bank's time range stay, corrected."""
+    poses = [make_pose(np.eye(3), [x, y, 0]) for x, y in ((0, 0), (1, 0.7), (2, 0), (3, 0))]
+    track = ActorTrack.from_poses([0.0, 0.5, 1.0, 3.0], poses)
+    baked = refined_track(track, np.array([0.0, 1.0]), np.array([[0, 0.1, 0], [0, 0.1, 0]]), static=False)
+    np.testing.assert_allclose(baked.times, [0.0, 1.0, 3.0])
+    np.testing.assert_allclose(baked.pose_at(0.5)[:3, 3], [1.0, 0.1, 0.0], atol=1e-12)
+    np.testing.assert_allclose(baked.pose_at(3.0)[:3, 3], [3.0, 0.1, 0.0], atol=1e-12)
+
+
+@pytest.mark.slow
+def test_a_killed_refinement_resumes_with_its_corrections(log, tmp_path, monkeypatch):
+    """Killed after 3 steps (a checkpoint each step), resumed: the corrections and their Adam
+    moments come back from the checkpoint, not from zero."""
+    import sim.train as train_mod
+
+    bank = bank_from_capture_log(dataclasses.replace(log, scene=noisy_scene(log.scene, bank_from_capture_log(log).times)))
+    seen, real_step = [], train_mod.training_step
+
+    def step(model, bank, cfg, gen, tracks=None):
+        if len(seen) == 3:
+            raise KeyboardInterrupt  # killed between two steps
+        seen.append(tracks.corrections.detach().clone())
+        return real_step(model, bank, cfg, gen, tracks)
+
+    monkeypatch.setattr(train_mod, "training_step", step)
+    cfg = train_cfg(5, track_refinement=True, track_lr=0.05, checkpoint_every_s=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train(small_model(log.scene), bank, bank.graph, cfg, tmp_path / "scene")
+    _, graph, meta = load_checkpoint(tmp_path / "scene")
+    saved = refinement_of(graph)
+    assert meta["step"] == 3 and saved is not None and "optimizer" in meta
+    seen.clear()
+    monkeypatch.setattr(train_mod, "training_step", lambda *a, **k: (seen.append(a[4].corrections.detach().clone()), real_step(*a, **k))[1])
+    train(small_model(log.scene), bank, bank.graph, cfg, tmp_path / "scene")
+    moved = seen[0].abs().max().item()
+    ref = TrackRefiner(bank)
+    ref.load_record(saved)
+    assert len(seen) == 2 and moved > 0.05 and torch.allclose(seen[0], ref.corrections, atol=1e-6), moved
