@@ -118,16 +118,18 @@ class OccupancyGrid(nn.Module):
         self.occupied &= ~self.blocked
 
     @torch.no_grad()
-    def reset_from_points(self, x01: Tensor, dilate: int = 1, prior_density: float = 10.0) -> None:
-        """Initialise from points known to lie on surfaces (e.g. LiDAR returns): their cells (dilated)
-        are occupied, the rest empty until the field says otherwise."""
+    def reset_from_points(self, x01: Tensor, dilate: int | tuple[int, int, int] = 1, prior_density: float = 10.0) -> None:
+        """Initialise from points known to lie on surfaces (e.g. LiDAR returns): their cells (dilated
+        by ``dilate`` cells, or that many along each axis) are occupied, the rest empty until the
+        field says otherwise."""
         mask = torch.zeros(self.n_cells, dtype=torch.bool, device=self.density.device)
         inside = ((x01 >= 0) & (x01 <= 1)).all(-1)
         mask[self.cell_index(x01[inside])] = True
         mask = mask.view(self.resolution)
-        if dilate > 0:
-            k = 2 * dilate + 1
-            mask = torch.nn.functional.max_pool3d(mask[None, None].float(), k, stride=1, padding=dilate)[0, 0] > 0
+        pad = (dilate,) * 3 if isinstance(dilate, int) else tuple(int(d) for d in dilate)
+        if max(pad) > 0:
+            k = tuple(2 * d + 1 for d in pad)
+            mask = torch.nn.functional.max_pool3d(mask[None, None].float(), k, stride=1, padding=pad)[0, 0] > 0
         self.density.copy_(torch.where(mask, prior_density, 0.0))
         self.occupied.copy_(mask)
         self.seeded.fill_(True)

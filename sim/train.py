@@ -24,6 +24,7 @@ from sim.checkpoint import load_checkpoint, load_optimizer_state, read_checkpoin
 from scenes.transforms import invert_pose
 from sim.compose import ActorRays, NeuralScene
 from sim.data import RayBank
+from sim.tracks import TRACK_MARGIN, TrackRefiner, refinement_of
 from sim.volume import distortion_loss
 from sim.device import resolve_device
 
@@ -113,6 +114,15 @@ class TrainConfig:
     """With alpha masks: composite targets on a random colour per ray (learns true transparency)."""
     checkpoint_every_s: float = 60.0
     """Seconds between checkpoints."""
+    track_refinement: bool = False
+    """Learn a correction (x, y, yaw in its own frame) of every actor's pose at every capture time,
+    for boxes off by decimetres and degrees (`sim.tracks`); the scene graph saved gets the refined tracks."""
+    track_lr: float = 5e-3
+    """Adam learning rate of the track corrections (metres; yaw in metres of nose travel), decayed like ``lr``."""
+    track_smoothness_weight: float = 1.0
+    """Weight of the refined tracks' smoothness over time (squared second differences, `sim.tracks`)."""
+    track_magnitude_weight: float = 1e-3
+    """Weight of the mean squared correction (m^2): a weak pull towards the logged tracks."""
     seed: int = 0
     """Random seed (batches, jitter)."""
     progress: bool = True
@@ -154,13 +164,15 @@ class DynamicBatch:
         return self.rays
 
 
-def make_optimizer(model: NeuralScene, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(model: NeuralScene, lr: float, tracks: TrackRefiner | None = None, track_lr: float = 0.0) -> torch.optim.Optimizer:
+    """Adam over the model, and over the track corrections as a second group ("tracks", own rate)."""
+    groups = [{"params": list(model.parameters())}] + ([] if tracks is None else [{"params": list(tracks.parameters()), "lr": track_lr, "name": "tracks"}])
     # The fused kernel is ~6x faster than foreach on CPU for the big hash tables (measured: 6 ms vs
     # 34 ms per step for 8.4M parameters); fall back where a build lacks it.
     try:
-        return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-15, fused=True)
+        return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.99), eps=1e-15, fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-15)
+        return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.99), eps=1e-15)
 
 
 def psnr(mse: float) -> float:
@@ -168,8 +180,9 @@ def psnr(mse: float) -> float:
 
 
 @torch.no_grad()
-def init_occupancy_from_lidar(model: NeuralScene, bank: RayBank, dilate: int = 1) -> None:
-    """Mark cells that LiDAR returns fall in (background and each actor frame) as occupied."""
+def init_occupancy_from_lidar(model: NeuralScene, bank: RayBank, dilate: int = 1, actor_margin: float = 0.0) -> None:
+    """Mark cells that LiDAR returns fall in (background and each actor frame) as occupied. Returns
+    within ``actor_margin`` (m, x / y) of a box (`sim.tracks.TRACK_MARGIN`) are not the background's; actor cells grow by it."""
     if bank.lidar is None:
         return
     dev = model.aabb.device
@@ -181,7 +194,8 @@ def init_occupancy_from_lidar(model: NeuralScene, bank: RayBank, dilate: int = 1
     on_actor = torch.zeros(len(pts), dtype=torch.bool, device=dev)
     for ti in torch.unique(tidx):
         sel = (tidx == ti).nonzero().flatten()
-        actors = [a.to(dev) for a in bank.actor_rays(ti.reshape(1).cpu())]  # shared [1, 4, 4] poses at that time
+        actors = [replace(a, size=a.size + torch.tensor([2 * actor_margin, 2 * actor_margin, 0.0])).to(dev)
+                  for a in bank.actor_rays(ti.reshape(1).cpu())]  # shared [1, 4, 4] poses at that time
         on_actor[sel] = model._inside_actor_boxes(pts[sel], torch.zeros(len(sel), dtype=torch.long, device=dev), actors)
     model.background_grid.reset_from_points(model.world_to_unit(pts[~on_actor]), dilate=dilate)
     block_static_actor_volumes(model, bank.graph)
@@ -191,8 +205,10 @@ def init_occupancy_from_lidar(model: NeuralScene, bank: RayBank, dilate: int = 1
         x = (T[:, :3, :3] @ pts[..., None])[..., 0] + T[:, :3, 3]
         x01 = x / torch.tensor(actor.size, device=dev) + 0.5
         per_asset.setdefault(actor.asset_id, []).append(x01[((x01 >= 0) & (x01 <= 1)).all(-1)])
-    for asset, chunks in per_asset.items():
-        model.actor_grid(asset).reset_from_points(torch.cat(chunks), dilate=dilate)
+    sizes = {a.asset_id: a.size for a in bank.graph.actors}
+    for asset, chunks in per_asset.items():  # grown by the margin in cells along x and y
+        grow = (dilate + math.ceil(actor_margin * r / s) for r, s in zip(model.actor_grid(asset).resolution[:2], sizes[asset][:2]))
+        model.actor_grid(asset).reset_from_points(torch.cat(chunks), dilate=(*grow, dilate))
 
 
 @torch.no_grad()
@@ -299,9 +315,10 @@ def _distortion(out: dict, n_cam: int, t0: float) -> Tensor:
     return distortion_loss(out["weights"][cam], (s0 + s1) / 2, s1 - s0, out["ray_indices"][cam], n_cam).mean()
 
 
-def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torch.Generator) -> dict[str, float]:
+def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torch.Generator, tracks: TrackRefiner | None = None) -> dict[str, float]:
     """One batch: render camera (+ LiDAR) rays, return the loss pieces (loss already backpropagated).
-    Batches are drawn on the CPU (the same stream on any device) and moved to the model's device."""
+    Batches are drawn on the CPU (the same stream on any device) and moved to the model's device.
+    ``tracks``: the actors at their refined poses, the corrections' regularisers added (`sim.tracks`)."""
     if not model.training:  # a render in between (an evaluation, a snapshot) left it in eval mode
         model.train()
     dev = model.aabb.device
@@ -309,7 +326,7 @@ def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torc
     batch = bank.sample_pixels(cfg.rays_per_batch, gen, cfg.actor_ray_fraction)
     lidar = bank.sample_lidar(cfg.lidar_rays_per_batch, gen)
     tidx = batch["time_idx"] if lidar is None else torch.cat([batch["time_idx"], lidar["time_idx"]])
-    actors = [a.to(dev) for a in bank.actor_rays(tidx)]
+    actors = [a.to(dev) for a in bank.actor_rays(tidx)] if tracks is None else tracks.actor_rays(tidx)
     batch, lidar = to_dev(batch), to_dev(lidar)
     origins, dirs = batch["origins"], batch["dirs"]
     n_cam = len(origins)
@@ -362,6 +379,8 @@ def training_step(model: NeuralScene, bank: RayBank, cfg: TrainConfig, gen: torc
             stats["depth_l1"] = torch.mean(torch.abs(depth[hit] - rng[hit])).item()
         if (~hit).any():
             loss = loss + cfg.empty_loss_weight * torch.mean(acc[~hit] ** 2)
+    if tracks is not None:
+        loss = loss + tracks.penalty(cfg.track_smoothness_weight, cfg.track_magnitude_weight, stats)
     loss.backward()
     stats["loss"] = loss.item()
     stats["samples_per_ray"] = float(out["n_samples"]) / len(origins)
@@ -392,21 +411,24 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
     out_dir = Path(out_dir)
     cfg = cfg.resolved()
     model.to(cfg.device)
-    opt = make_optimizer(model, cfg.lr)
+    tracks = TrackRefiner(bank).to(cfg.device) if cfg.track_refinement and bank.graph.actors else None
+    opt = make_optimizer(model, cfg.lr, tracks, cfg.track_lr)
     step, elapsed = 0, 0.0
     batch = DynamicBatch(cfg)
     if (out_dir / "scene.json").exists():
         meta = read_checkpoint_meta(out_dir)
         ts = meta.get("train_state", {})
-        loaded, _, meta = load_checkpoint(out_dir)
+        loaded, saved_graph, meta = load_checkpoint(out_dir)
         model.load_state_dict(loaded.state_dict())
         if ts.get("finished"):
             return ts.get("stats", {})
+        if tracks is not None:
+            tracks.load_record(refinement_of(saved_graph), str(out_dir / "scene.json"))
         load_optimizer_state(out_dir, meta, opt)
         step, elapsed = int(meta["step"]), float(ts.get("elapsed_s", 0.0))
         batch = DynamicBatch(cfg, ts.get("camera_rays"))
     elif bank.lidar is not None:
-        init_occupancy_from_lidar(model, bank)
+        init_occupancy_from_lidar(model, bank, actor_margin=TRACK_MARGIN if tracks is not None else 0.0)
     elif model.cfg.unbounded:
         block_unseen_cells(model, bank)
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -425,7 +447,7 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
     def checkpoint(finished: bool) -> None:
         state = {"elapsed_s": elapsed, "finished": finished, "stats": stats, "config": dict(cfg.__dict__),
                  "camera_rays": batch.rays}
-        save_checkpoint(out_dir, model, graph, step=step, optimizer=None if finished else opt,
+        save_checkpoint(out_dir, model, graph if tracks is None else tracks.refined_graph(graph), step=step, optimizer=None if finished else opt,
                         train_state=state, extra=extra_meta)
 
     with _progress(cfg, step) as bar:
@@ -433,7 +455,7 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
             t0 = time.perf_counter()
             frac = max(step / cfg.steps, elapsed / cfg.max_seconds if cfg.max_seconds else 0.0)
             for g in opt.param_groups:
-                g["lr"] = cfg.lr * math.exp(decay * min(frac, 1.0))
+                g["lr"] = (cfg.track_lr if g.get("name") == "tracks" else cfg.lr) * math.exp(decay * min(frac, 1.0))
             if bank.lidar is None and step % cfg.occupancy_update_every == 0:
                 # Without LiDAR the grid starts full; early on refresh every occupied cell (all of them
                 # at first) and 4x the usual random sample, then the usual sample.
@@ -447,7 +469,7 @@ def train(model: NeuralScene, bank: RayBank, graph: SceneGraph, cfg: TrainConfig
             set_color_floor()
             model.step_scale = coarse_step_scale(cfg, frac) if model.cfg.unbounded else 1.0
             opt.zero_grad(set_to_none=True)
-            stats = training_step(model, bank, cfg.for_batch(batch.rays), gen)
+            stats = training_step(model, bank, cfg.for_batch(batch.rays), gen, tracks)
             opt.step()
             step += 1
             dt = time.perf_counter() - t0

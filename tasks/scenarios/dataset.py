@@ -34,6 +34,7 @@ from scenes.settings import AT_LEAST_ONE
 from sensors.boxes import BoxLabel
 from scenes.lens import CameraModel
 from sensors.rig import CameraSensor, Rig
+from sim.tracks import refinement_of
 from tasks.scenarios.labels import CocoBuilder, kitti_calib_text, kitti_object_lines, kitti_tracking_lines
 from tasks.media import colorize_depth, depth_mm, write_png, write_video
 from tasks.pipeline import road_for_scene, shared_scene
@@ -59,11 +60,17 @@ coordinates of `scenario.yaml` lie in the world) and the sha256 of every file. P
 | `instance/<cam>/<frame>.png` | uint16 actor instance id (0 = background) |
 | `semantic/<cam>/<frame>.png` | uint8 class id: {classes}; 255 = unlabelled |
 | `boxes/<cam>/<frame>.json` | every actor's 3D box (camera frame and KITTI), amodal / modal 2D boxes, truncation, occlusion, visible pixels |
-| `poses.json` | per frame: time, `T_world_ego`, each camera's `T_world_cam`, each actor's id, class, instance id, asset, size and `T_world_actor` |
+| `poses.json` | per frame: time, `T_world_ego`, each camera's `T_world_cam`, each actor's id, class, instance id, asset, size and `T_world_actor`; `refined_tracks`: the actors whose boxes come from tracks refined in training (below) |
 | `kitti_object/<cam>/{{image_2,label_2,calib}}/<frame>` | KITTI object format (15 fields per line; `tasks.scenarios.labels`) |
 | `kitti_tracking/<cam>/{{image_02/0000,label_02/0000.txt,calib/0000.txt}}` | KITTI tracking format (17 fields; track id = instance id) |
 | `coco.json` | COCO instances of every camera: visible boxes, RLE masks, `track_id`, truncation / occlusion |
 | `preview.mp4` | the first camera with 2D boxes drawn, beside its depth |
+
+Boxes from refined tracks: a scene trained with `--track-refinement` learned corrections of its
+logged actors' tracks (`sim.tracks`); the actors of the scene a variant keeps move along those
+refined tracks, and `poses.json`, the `info` of `coco.json` and the manifest name them
+(`refined_tracks`; empty: every box comes from tracks as logged or simulated). KITTI files have no
+place for a note.
 
 Conventions: world z up, metres; cameras OpenCV (x right, y down, z forward); pixel centres at
 integer + 0.5; frames are numbered from 0 at `1 / rate_hz` seconds apart.
@@ -172,7 +179,8 @@ def write_labels(out: Path, world: ScenarioWorld, rig: Rig, n_frames: int, previ
     """KITTI object + tracking, COCO, poses and the preview, from the frames on disk."""
     import imageio.v3 as iio
 
-    coco = CocoBuilder()
+    refined = refined_track_actors(world.graph)
+    coco = CocoBuilder(info={"refined_tracks": refined} if refined else None)
     for cam in rig.cameras:
         T_cam_lidar = np.linalg.inv(cam.T_ego_cam) @ rig.lidars[0].T_ego_lidar if rig.lidars else None
         calib = kitti_calib_text(cam.model, T_cam_lidar)
@@ -195,9 +203,16 @@ def write_labels(out: Path, world: ScenarioWorld, rig: Rig, n_frames: int, previ
         _atomic_text(trk / "label_02" / "0000.txt", "".join(line + "\n" for line in tracking))
         _atomic_text(trk / "calib" / "0000.txt", calib)
     coco.write(out / "coco.json")
-    _atomic_text(out / "poses.json", json.dumps(_poses(world, rig, n_frames), indent=1))
+    _atomic_text(out / "poses.json", json.dumps({**_poses(world, rig, n_frames), "refined_tracks": refined}, indent=1))
     if preview:
         _write_preview(out, world, rig.cameras[0].name, n_frames)
+
+
+def refined_track_actors(graph) -> list[str]:
+    """Ids of the actors of ``graph`` whose boxes come from tracks refined in training (`sim.tracks`):
+    the scene's logged actors a variant kept (re-skinned ones too: same track)."""
+    record = refinement_of(graph)
+    return [] if record is None else [a.actor_id for a in graph.actors if a.actor_id in record["actors"]]
 
 
 def _poses(world: ScenarioWorld, rig: Rig, n_frames: int) -> dict:
@@ -285,7 +300,8 @@ def generate_variant(scene_path: str, scenario: str, variant: int, out: str, see
     files = {str(p.relative_to(folder)): _sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
     return {"variant": variant, "attempt": attempt, "drawn": drawn, "rejected": rejected,
             "violations": check_scenario_world(world, road), "events": [list(e) for e in world.events], "road": road.to_dict(),
-            "frames": n, "cameras": [c.name for c in rig.cameras], "render_seconds": round(render_s, 2), "files": files}
+            "frames": n, "cameras": [c.name for c in rig.cameras], "render_seconds": round(render_s, 2), "files": files,
+            "refined_tracks": refined_track_actors(world.graph)}
 
 
 # ------------------------------------------------------------------------------------- driver

@@ -241,7 +241,8 @@ class CocoBuilder:
     (categories), so the same calls give the same JSON byte for byte.
     """
 
-    def __init__(self, categories: Sequence[str] = ACTOR_CLASSES):
+    def __init__(self, categories: Sequence[str] = ACTOR_CLASSES, info: dict | None = None):
+        """``info``: more keys of the dataset's ``info`` (e.g. where its boxes come from)."""
         unknown = [c for c in categories if c not in CLASS_NAMES]
         if not categories or unknown or len(set(categories)) != len(categories):
             raise InputError("COCO categories", None,
@@ -249,6 +250,7 @@ class CocoBuilder:
         self.category_ids = {name: i for i, name in enumerate(categories, 1)}
         self.images: list[dict] = []
         self.annotations: list[dict] = []
+        self.info = dict(info or {})
 
     def add_image(self, file_name: str, width: int, height: int, frame_index: int, extra: dict | None = None) -> int:
         """Add an image entry (``extra`` keys are stored in it too) and return its id."""
@@ -289,7 +291,7 @@ class CocoBuilder:
 
     def to_dict(self) -> dict:
         """The dataset: ``info``, ``images``, ``annotations``, ``categories``."""
-        return {"info": {"description": "nerfsim instance labels", "version": "1.0"},
+        return {"info": {"description": "nerfsim instance labels", "version": "1.0", **self.info},
                 "images": self.images, "annotations": self.annotations,
                 "categories": [{"id": i, "name": n, "supercategory": "actor"} for n, i in self.category_ids.items()]}
 

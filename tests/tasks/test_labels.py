@@ -328,3 +328,20 @@ def test_coco_bad_input():
     with pytest.raises(InputError, match="categories"):
         CocoBuilder(["truck"])
     assert CocoBuilder(["pedestrian"]).category_ids == {"pedestrian": 1}
+
+
+def test_coco_info_and_poses_name_the_actors_with_refined_tracks():
+    """A scene trained with track refinement (`sim.tracks`): the actors it logged are named; an actor
+    a scenario added is not; a graph without the record names none."""
+    from scenes.graph import Actor, ActorTrack, SceneGraph
+    from sim.tracks import META_KEY
+    from tasks.scenarios.dataset import refined_track_actors
+
+    track = ActorTrack.static(np.eye(4))
+    actors = (Actor("car_000", "car", 1, (4, 2, 1.5), track), Actor("inserted_0", "car", 2, (4, 2, 1.5), track))
+    record = {"refined": True, "times": [0.0], "actors": {"car_000": {"static": True, "corrections": [[0.1, 0, 1]], "raw_track": track.to_dict()}}}
+    assert refined_track_actors(SceneGraph(actors=actors, meta={META_KEY: record})) == ["car_000"]
+    assert refined_track_actors(SceneGraph(actors=actors)) == []
+    info = CocoBuilder(info={"refined_tracks": ["car_000"]}).to_dict()["info"]
+    assert info["refined_tracks"] == ["car_000"] and info["description"] == "nerfsim instance labels"
+    assert "refined_tracks" not in CocoBuilder().to_dict()["info"]
