@@ -30,9 +30,11 @@ from scenes.errors import InputError
 from scenes.settings import AT_LEAST_ONE, Range
 from scenes.transforms import matrix_to_quat
 from tasks.viewer.frames import (LENSES, OUTPUTS, ViewCamera, add_edit, camera_path_dict, duplicate_beside, move_from_gizmo,
-                                 picture, preview_width, split_view)
+                                 picture, preview_width, row_bands, split_view)
 
 NO_ACTOR = "(none)"
+BAND_RAYS = 1 << 14
+"""Rays per band of a full frame (~0.2 s on 2 cores): how long a camera move may wait for one."""
 
 
 @dataclass
@@ -111,10 +113,12 @@ class _ClientLoop:
             else:
                 preview = False
             try:
-                self.viewer.render_for(self.client, version, preview, self.changed_at)
+                done = self.viewer.render_for(self.client, version, preview, self.changed_at, lambda: self.version != version)
             except Exception as e:  # noqa: BLE001 - a bad frame must not kill the tab's loop
                 self.viewer.status(f"render failed: {e}")
-            shown = (version, not preview)
+                done = True
+            if done is not None:
+                shown = (version, not preview)
 
 
 class Viewer:
@@ -204,8 +208,10 @@ class Viewer:
         for loop in list(self.loops.values()):
             loop.bump()
 
-    def render_for(self, client, version: int, preview: bool, changed_at: float) -> ViewerFrame:
-        """Render what ``client``'s camera sees now and send it as the page's background."""
+    def render_for(self, client, version: int, preview: bool, changed_at: float, stale=lambda: False) -> ViewerFrame | None:
+        """Render what ``client``'s camera sees now and send it as the page's background. A full
+        frame is rendered in bands of rows and given up (None) as soon as ``stale()`` says a newer
+        view is wanted, so a camera move never waits for a full frame it no longer needs."""
         from sensors.frame import capture_camera
 
         start = time.perf_counter()
@@ -216,12 +222,19 @@ class Viewer:
         products = ("rgb", "normals") if output == "normals" else ("rgb",)
         with self.lock:
             state = self.graph.at(t)
-            frame = capture_camera(self.renderer, lens, cam.T_world_cam, state, t, "viewer", products)
-            image = picture(frame, output, state)
-            if self.twin.value and not preview:
-                twin = capture_camera(self._twin(), lens, cam.T_world_cam, state, t, "twin", products)
-                image = split_view(image, picture(twin, output, state))
-            if output == "lidar" and not preview:
+        pieces = []
+        for band in [lens] if preview else row_bands(lens, BAND_RAYS):
+            if stale():
+                return None
+            with self.lock:  # per band: edits and other tabs get their turn between bands
+                piece = picture(capture_camera(self.renderer, band, cam.T_world_cam, state, t, "viewer", products), output, state)
+                if self.twin.value and not preview:
+                    twin = capture_camera(self._twin(), band, cam.T_world_cam, state, t, "twin", products)
+                    piece = split_view(piece, picture(twin, output, state))
+            pieces.append(piece)
+        image = np.concatenate(pieces, axis=0)
+        if output == "lidar" and not preview:
+            with self.lock:
                 self._show_lidar(client, cam, state)
         client.scene.set_background_image(image, format="jpeg" if preview else "png", jpeg_quality=90)
         done = time.perf_counter()

@@ -8,7 +8,7 @@ Pictures are float RGB in [0, 1], ``[H, W, 3]``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -66,6 +66,17 @@ def preview_width(width: int, preview: int) -> int:
     """Width of the quick frame shown while the camera moves: ``preview`` pixels, never more than
     the full frame."""
     return max(8, min(width, preview))
+
+
+def row_bands(lens: CameraModel, rays: int) -> list[CameraModel]:
+    """``lens`` cut into bands of whole rows of about ``rays`` pixels, top to bottom: each band a
+    lens of its own (the same projection, its principal point moved up by the rows above it), so
+    the bands' images stacked are the whole image. A panorama (whose rows are latitudes of the
+    whole height) stays one band."""
+    if lens.kind == "equirectangular":
+        return [lens]
+    rows = max(1, rays // lens.width)
+    return [replace(lens, height=min(rows, lens.height - y0), cy=lens.cy - y0) for y0 in range(0, lens.height, rows)]
 
 
 def picture(frame, output: str, state: SceneState | None = None) -> np.ndarray:
