@@ -3,7 +3,9 @@
 recorded drive's front camera, a few seconds apart. For each move: the time from the camera update
 reaching the viewer to the preview frame (``--preview`` px wide) being sent, and to the full
 640x360 frame being sent (this includes ``settle_s`` of stillness), and each frame's own render +
-send time. Writes a screenshot of the page (bench/viewer.png) for the README.
+send time. The headless browser draws its WebGL canvas in software (SwiftShader) on the same two
+cores, which a user's browser does on its GPU: the same frames are also timed without a browser
+(the viewer's render call alone, ``alone``). Writes a screenshot of the page (bench/viewer.png) for the README.
 
     python -m bench.viewer_latency demo_out/scene --moves 10
 """
@@ -30,6 +32,26 @@ def _look_from(client, T_world_cam: np.ndarray) -> None:
     cam.up_direction = tuple(-T_world_cam[:3, 1])
     cam.position = tuple(T_world_cam[:3, 3])
     cam.look_at = tuple(T_world_cam[:3, 3] + 10.0 * T_world_cam[:3, 2])
+
+
+def render_alone(loaded, log, frames, preview: int) -> dict:
+    """The viewer's render path (`capture_camera` + the picture) for the same views, no browser."""
+    from sensors.frame import capture_camera
+    from sensors.renderers import NeuralRenderer
+    from tasks.viewer.frames import ViewCamera, picture
+
+    renderer, out = NeuralRenderer(loaded.model), {}
+    for name, width in (("preview", preview), ("full", 640)):
+        times = []
+        for f in frames:
+            T = log.camera(f, "front").T_world_cam
+            lens = ViewCamera.from_pose(T, np.radians(60.0), 16 / 9).lens(width)
+            t0 = time.perf_counter()
+            state = loaded.graph.at(f.time)
+            picture(capture_camera(renderer, lens, T, state, f.time, "viewer", ("rgb",)), "rgb", state)
+            times.append(time.perf_counter() - t0)
+        out[f"{name}_render_s"] = {"median": round(float(np.median(times)), 3), "max": round(float(max(times)), 3), "size": [lens.width, lens.height]}
+    return out
 
 
 def run(scene: Path, moves: int, preview: int, screenshot: Path | None) -> dict:
@@ -62,20 +84,22 @@ def run(scene: Path, moves: int, preview: int, screenshot: Path | None) -> dict:
                 driver.save_screenshot(str(screenshot))
     finally:
         viewer.close()
+    alone = render_alone(loaded, log, frames, preview)
     arr = np.array([r[:4] for r in rows])
 
     def stats(col: int) -> dict:
         return {"median": round(float(np.median(arr[:, col])), 3), "max": round(float(arr[:, col].max()), 3)}
 
     return {"scene": str(scene), "moves": len(rows), "preview_size": list(rows[0][4][:2][::-1]), "full_size": list(rows[0][5][:2][::-1]),
-            "preview_after_move_s": stats(0), "preview_render_s": stats(1), "full_after_move_s": stats(2), "full_render_s": stats(3)}
+            "preview_after_move_s": stats(0), "preview_render_s": stats(1), "full_after_move_s": stats(2), "full_render_s": stats(3),
+            "alone": alone}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scene", type=Path)
     ap.add_argument("--moves", type=int, default=10)
-    ap.add_argument("--preview", type=int, default=160)
+    ap.add_argument("--preview", type=int, default=128)
     ap.add_argument("--screenshot", type=Path, default=Path("bench/viewer.png"))
     a = ap.parse_args()
     print(json.dumps(run(a.scene, a.moves, a.preview, a.screenshot), indent=1))

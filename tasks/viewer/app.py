@@ -47,7 +47,7 @@ class ViewerConfig:
     """TCP port of the web page."""
     width: Annotated[int, Range(lo=16, hi=3840)] = 640
     """Width of the full frame, pixels (its height follows the browser window's aspect)."""
-    preview: Annotated[int, Range(lo=16, hi=3840)] = 160
+    preview: Annotated[int, Range(lo=16, hi=3840)] = 128
     """Width of the quick frame shown while the camera moves, pixels."""
     settle_s: Annotated[float, Range(lo=0.0, hi=10.0)] = 0.15
     """The camera must be still this long before the full frame is rendered, seconds."""
