@@ -22,7 +22,8 @@ from tasks.cli.settings import numeric_settings, setting_flags
 MINIMAL = {"world": [], "train": ["data"], "render": ["scene", "--cameras", "cameras.json"], "eval": ["scene"],
            "export-mesh": ["scene"], "demo": [], "generate": ["cut_in"], "scenarios": [],
            "localize": ["scene", "--image", "photo.png", "--init", "guess.json"], "pose-data": ["scene", "--actor", "car_000"],
-           "nav-eval": ["scene"], "import": ["kitti-mot", "kitti"], "export-log": ["log"], "serve": ["scene"]}
+           "nav-eval": ["scene"], "import": ["kitti-mot", "kitti"], "export-log": ["log"], "serve": ["scene"],
+           "view": ["scene"]}
 
 
 @pytest.fixture(autouse=True)
