@@ -28,9 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
+
+from bench.arms import run_arms
 
 import numpy as np
 
@@ -135,14 +136,7 @@ def main(argv=None) -> dict:
     args.work.mkdir(parents=True, exist_ok=True)
     logs = _logs(args.work)
     results_path = args.work / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    for name in args.only or VARIANTS:
-        t0 = time.perf_counter()
-        results[name] = run_variant(name, logs[name], args.work, args.seconds)
-        results[name]["wall_seconds"] = time.perf_counter() - t0
-        print(name, json.dumps(results[name]), flush=True)
-        results_path.write_text(json.dumps(results, indent=1))
-    return results
+    return run_arms(args.only or VARIANTS, results_path, lambda name: run_variant(name, logs[name], args.work, args.seconds))
 
 
 if __name__ == "__main__":

@@ -35,9 +35,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
+
+from bench.arms import run_arms
 
 import numpy as np
 
@@ -164,14 +165,7 @@ def main(argv=None) -> dict:
     noisy = _noisy_log(clean, args.work, args.seed, args.parked_once)
     logs = {"clean": clean, "clean_refined": clean, "noisy": noisy, "noisy_refined": noisy}
     results_path = args.work / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    for name in args.only or ARMS:
-        t0 = time.perf_counter()
-        results[name] = run_arm(name, logs[name], clean, args.work, args.seconds, args.eval_frames)
-        results[name]["wall_seconds"] = time.perf_counter() - t0
-        print(name, json.dumps(results[name]), flush=True)
-        results_path.write_text(json.dumps(results, indent=1))
-    return results
+    return run_arms(args.only or ARMS, results_path, lambda name: run_arm(name, logs[name], clean, args.work, args.seconds, args.eval_frames))
 
 
 if __name__ == "__main__":
