@@ -31,9 +31,9 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from bench.arms import run_arms
-
 import numpy as np
+
+from bench.arms import run_arms
 
 VARIANTS = ("pinhole", "pinhole_no_gains", "lens", "lens_ignored", "exposure", "exposure_no_gains")
 LENS = (-0.3, 0.08, 0.0, 0.0)

@@ -38,9 +38,9 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from bench.arms import run_arms
-
 import numpy as np
+
+from bench.arms import run_arms
 
 ARMS = ("clean", "noisy", "noisy_refined", "clean_refined")
 SIGMA_M, SIGMA_DEG = 0.20, 3.0
