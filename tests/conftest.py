@@ -129,35 +129,48 @@ def native(tmp_path_factory):
                                 progress=False)
 
 
-def random_street_scene(root, duration: float = 0.5, far_field: str = "black", density_bias: float = -4.0,
-                        ground_cells: int | None = None):
-    """A scene of the tiny world (capture log in ``root/log``, checkpoint in ``root/scene``) whose
-    fields have random weights: renders are cheap and any difference between two renders of it
-    shows. ``ground_cells``: keep the background's occupancy to its lowest z cells only (a ground
-    slab), so that rays through the rest are skipped and renders are cheaper still."""
-    from dataclasses import replace
-
-    from scenes.capture import read_capture_log
-    from scenes.world import WorldConfig, build_world
-    from sensors.recording import CaptureConfig, generate_capture_log
-    from sim.checkpoint import save_checkpoint
-
-    log = read_capture_log(generate_capture_log(build_world(WorldConfig.tiny()), replace(CaptureConfig.tiny(), duration=duration),
-                                                root / "log", progress=False))
-    small = FieldConfig(grid=HashGridConfig(n_levels=4, log2_table_size=12, base_resolution=4, max_resolution=32), hidden_dim=16,
-                        color_hidden_dim=16, sh_degree=0)
+def random_model(aabb, asset_ids, far_field: str = "black", density_bias: float = -4.0, ground_cells: int | None = None,
+                 log2_table_size: int = 12, actor_steps: int = 16, density_weight_scale: float = 1.0) -> NeuralScene:
+    """A `NeuralScene` with small fields of random weights (seeded): cheap to render, and any
+    difference between two renders of it shows. ``density_bias`` / ``density_weight_scale`` set how
+    dense the background is; ``ground_cells``: keep its occupancy to its lowest z cells only (a
+    ground slab), so rays through the rest of the box are skipped."""
+    small = FieldConfig(grid=HashGridConfig(n_levels=4, log2_table_size=log2_table_size, base_resolution=4, max_resolution=32),
+                        hidden_dim=16, color_hidden_dim=16, sh_degree=0)
     torch.manual_seed(0)
-    model = NeuralScene(SceneModelConfig(background=small, actor=small, far_field=far_field, step_min=0.2, actor_steps=16),
-                        log.scene.aabb, log.scene.asset_ids)
+    model = NeuralScene(SceneModelConfig(background=small, actor=small, far_field=far_field, step_min=0.2, actor_steps=actor_steps),
+                        aabb, asset_ids)
     with torch.no_grad():
         for p in model.parameters():
             p.uniform_(-1, 1)
+        model.background.density_mlp[-1].weight.mul_(density_weight_scale)
         model.background.density_mlp[-1].bias[0] = density_bias
         if ground_cells is not None:
             grid = model.background_grid
             grid.occupied.zero_()
             grid.occupied[:, :, :ground_cells] = True
             grid.density.copy_(grid.occupied.float() * 100.0)
-    extra = {"source": {"kind": "capture-log", "path": str(log.root)}, "world": log.world}
-    save_checkpoint(root / "scene", model, log.scene, extra=extra)
-    return root / "scene"
+    return model
+
+
+def save_random_scene(log, path, **model_settings):
+    """`random_model` for a capture log, saved as `nerfsim train` saves a scene (source: the log)."""
+    from sim.checkpoint import save_checkpoint
+
+    model = random_model(log.scene.aabb, log.scene.asset_ids, **model_settings)
+    save_checkpoint(path, model, log.scene, extra={"source": {"kind": "capture-log", "path": str(log.root)}, "world": log.world})
+    return path
+
+
+def random_street_scene(root, duration: float = 0.5, **model_settings):
+    """A scene of the tiny world (capture log in ``root/log``, checkpoint in ``root/scene``) with a
+    `random_model` (``model_settings``: its settings)."""
+    from dataclasses import replace
+
+    from scenes.capture import read_capture_log
+    from scenes.world import WorldConfig, build_world
+    from sensors.recording import CaptureConfig, generate_capture_log
+
+    log = read_capture_log(generate_capture_log(build_world(WorldConfig.tiny()), replace(CaptureConfig.tiny(), duration=duration),
+                                                root / "log", progress=False))
+    return save_random_scene(log, root / "scene", **model_settings)

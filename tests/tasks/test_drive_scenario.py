@@ -14,18 +14,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 import yaml
+from conftest import save_random_scene
 
 from scenes.capture import read_capture_log
 from scenes.errors import InputError
 from scenes.transforms import make_pose, matrix_to_quat, quat_to_matrix, rot_z
 from scenes.world import WorldConfig, build_world
 from sensors.recording import CaptureConfig, generate_capture_log
-from sim.checkpoint import save_checkpoint
-from sim.compose import NeuralScene, SceneModelConfig
-from sim.encoding import HashGridConfig
-from sim.field import FieldConfig
 from tasks.logs.kitti_mot import export_kitti_mot, import_kitti_mot
 from tasks.pipeline import load_scene, road_for_scene
 from tasks.scenarios.dataset import GenerateConfig, generate
@@ -57,26 +53,6 @@ def _turned(src, dst, T):
     return dst
 
 
-def _random_scene(log, path):
-    """A scene of ``log`` with small random fields, saved as `nerfsim train` saves one (source: the log)."""
-    small = FieldConfig(grid=HashGridConfig(n_levels=4, log2_table_size=10, base_resolution=4, max_resolution=32),
-                        hidden_dim=16, color_hidden_dim=16, sh_degree=0)
-    torch.manual_seed(0)
-    model = NeuralScene(SceneModelConfig(background=small, actor=small, far_field="black", step_min=0.2, actor_steps=24),
-                        log.scene.aabb, log.scene.asset_ids)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.uniform_(-1, 1)
-        model.background.density_mlp[-1].weight.mul_(0.05)
-        model.background.density_mlp[-1].bias[0] = -4.0
-        grid = model.background_grid  # a ground slab only: rays skip the rest of the (LiDAR-sized) box
-        grid.occupied.zero_()
-        grid.occupied[:, :, :1] = True
-        grid.density.copy_(grid.occupied.float() * 100.0)
-    save_checkpoint(path, model, log.scene, extra={"source": {"kind": "capture-log", "path": str(log.root)}, "world": log.world})
-    return path
-
-
 @pytest.fixture(scope="module")
 def drive(tmp_path_factory):
     """``(scene folder, T_world_original)``: the turned drive after a KITTI round trip, and where
@@ -88,7 +64,8 @@ def drive(tmp_path_factory):
     log = read_capture_log(import_kitti_mot(kitti, root / "imported", "0000").log)
     assert log.world == {} and [c.name for c in log.cameras] == ["image_02"]
     T_world_original = log.frames[0].T_world_ego @ np.linalg.inv(read_capture_log(native).frames[0].T_world_ego)
-    return _random_scene(log, root / "scene"), T_world_original
+    scene = save_random_scene(log, root / "scene", log2_table_size=10, actor_steps=24, density_weight_scale=0.05, ground_cells=1)
+    return scene, T_world_original
 
 
 def test_the_street_of_the_imported_drive_is_the_original_street(drive):

@@ -10,17 +10,14 @@ import json
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 import yaml
+from conftest import random_model
 
 import tasks.scenarios.dataset as gen
 from scenes.errors import InputError
 from scenes.world import WorldConfig, build_world
 from sensors.boxes import box_corners, kitti_box_to_cam
 from sim.checkpoint import save_checkpoint
-from sim.compose import NeuralScene, SceneModelConfig
-from sim.encoding import HashGridConfig
-from sim.field import FieldConfig
 from tasks.pipeline import shared_scene
 from tasks.scenarios.dataset import GenerateConfig, generate
 from tasks.scenarios.labels import parse_kitti_calib, parse_kitti_object_line, parse_kitti_tracking_line
@@ -33,16 +30,7 @@ FRAMES = 4
 def scene(tmp_path_factory):
     """A scene of the default built-in world with small random fields (dense actors, hazy background)."""
     world = build_world(WorldConfig())
-    small = FieldConfig(grid=HashGridConfig(n_levels=4, log2_table_size=10, base_resolution=4, max_resolution=32),
-                        hidden_dim=16, color_hidden_dim=16, sh_degree=0)
-    cfg = SceneModelConfig(background=small, actor=small, far_field="black", step_min=0.2, actor_steps=24)
-    torch.manual_seed(0)
-    model = NeuralScene(cfg, world.graph.aabb, world.graph.asset_ids)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.uniform_(-1, 1)
-        model.background.density_mlp[-1].weight.mul_(0.05)
-        model.background.density_mlp[-1].bias[0] = -4.0
+    model = random_model(world.graph.aabb, world.graph.asset_ids, log2_table_size=10, actor_steps=24, density_weight_scale=0.05)
     path = tmp_path_factory.mktemp("scene") / "scene"
     save_checkpoint(path, model, world.graph, extra={"world": {"seed": 0, "config": world.config.to_dict()}})
     return path
