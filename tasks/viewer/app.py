@@ -29,8 +29,8 @@ from scenes.edits import RemoveActor, apply_edits
 from scenes.errors import InputError
 from scenes.settings import AT_LEAST_ONE, Range
 from scenes.transforms import matrix_to_quat
-from tasks.viewer.frames import (LENSES, OUTPUTS, ViewCamera, add_edit, camera_path_dict, duplicate_beside, move_from_gizmo,
-                                 picture, preview_width, row_bands, split_view)
+from tasks.viewer.frames import (LENSES, OUTPUTS, ViewCamera, add_edit, camera_path_dict, duplicate_beside, instance_colour,
+                                 move_from_gizmo, picture, preview_width, row_bands, split_view)
 
 NO_ACTOR = "(none)"
 BAND_RAYS = 1 << 14
@@ -215,7 +215,7 @@ class Viewer:
         from sensors.frame import capture_camera
 
         start = time.perf_counter()
-        cam = ViewCamera(tuple(client.camera.position), tuple(client.camera.wxyz), float(client.camera.fov), float(client.camera.aspect))
+        cam = ViewCamera.of(client.camera)
         width = preview_width(self.width.value, self.cfg.preview) if preview else int(self.width.value)
         lens = cam.lens(width, self.lens.value)
         output, t = self.output.value, float(self.time.value)
@@ -299,8 +299,6 @@ class Viewer:
         """Every actor's box at the slider's time, as a wireframe in the 3D view."""
         import trimesh.creation
 
-        from tasks.media import colorize_ids
-
         with self.lock:
             state = self.graph.at(float(self.time.value))
         shown = {a.actor_id for a in state.actors} if self.show_boxes.value else set()
@@ -308,9 +306,8 @@ class Viewer:
             self._box_handles.pop(gone).remove()
         for a in (a for a in state.actors if a.actor_id in shown):
             box = trimesh.creation.box(a.size)
-            colour = tuple(int(255 * c) for c in colorize_ids(np.array([a.instance_id]))[0])
             self._box_handles[a.actor_id] = self.server.scene.add_mesh_simple(
-                f"/actors/{a.actor_id}", box.vertices, box.faces, color=colour, wireframe=True,
+                f"/actors/{a.actor_id}", box.vertices, box.faces, color=instance_colour(a.instance_id), wireframe=True,
                 wxyz=tuple(matrix_to_quat(a.T_world_actor[:3, :3])), position=tuple(a.T_world_actor[:3, 3]))
         self._place_gizmo()
 
@@ -373,8 +370,7 @@ class Viewer:
 
     # ---- camera paths ----------------------------------------------------------------------------
     def add_keyframe(self, client) -> None:
-        cam = client.camera
-        self.keyframes.append((ViewCamera(tuple(cam.position), tuple(cam.wxyz), float(cam.fov), float(cam.aspect)), float(self.time.value)))
+        self.keyframes.append((ViewCamera.of(client.camera), float(self.time.value)))
         self.status(f"{len(self.keyframes)} camera keyframe(s)")
 
     def save_camera_path(self) -> Path:

@@ -19,7 +19,7 @@ from scenes.graph import SceneState
 from scenes.lens import CameraModel
 from scenes.transforms import invert_pose, make_pose, matrix_to_quat, opencv_to_opengl, quat_to_matrix
 from sensors.boxes import box_corners
-from tasks.media import colorize_depth, colorize_ids
+from tasks.media import colorize_depth, colorize_ids, to_uint8
 
 OUTPUTS = ("rgb", "depth", "normals", "semantics", "instances", "boxes", "lidar")
 """What the viewer shows: an image product, ``boxes`` (3D boxes drawn over the RGB image) or
@@ -55,6 +55,11 @@ class ViewCamera:
         half = 0.5 * self.fov_y
         f = 0.5 * height / (np.tan(half) if kind == "pinhole" else half)
         return CameraModel(kind, width, height, f, f, width / 2, height / 2)
+
+    @staticmethod
+    def of(camera) -> "ViewCamera":
+        """What a browser's camera (viser's ``client.camera``: position, wxyz, fov, aspect) shows now."""
+        return ViewCamera(tuple(camera.position), tuple(camera.wxyz), float(camera.fov), float(camera.aspect))
 
     @staticmethod
     def from_pose(T_world_cam: np.ndarray, fov_y: float, aspect: float) -> "ViewCamera":
@@ -98,14 +103,20 @@ def picture(frame, output: str, state: SceneState | None = None) -> np.ndarray:
     raise InputError("viewer", "output", f"expected one of {', '.join(OUTPUTS)}, got {output!r}")
 
 
+def instance_colour(instance_id: int) -> tuple[int, int, int]:
+    """The 8-bit colour of an actor in the instances output (`tasks.media.colorize_ids`): its box
+    lines, in the image and in 3D, share it."""
+    return tuple(int(255 * c) for c in colorize_ids(np.array([instance_id]))[0])
+
+
 def draw_boxes(rgb: np.ndarray, model: CameraModel, T_world_cam: np.ndarray, state: SceneState | None) -> np.ndarray:
     """``rgb`` with the edges of every actor's 3D box drawn over it (each in its instance colour;
     edges behind the camera or outside the lens are left out)."""
-    pil = Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
+    pil = Image.fromarray(to_uint8(rgb))
     draw = ImageDraw.Draw(pil)
     T_cam_world = invert_pose(T_world_cam)
     for actor in state.actors if state is not None else ():
-        colour = tuple(int(255 * c) for c in colorize_ids(np.array([actor.instance_id]))[0])
+        colour = instance_colour(actor.instance_id)
         corners = box_corners(actor.size, T_cam_world @ actor.T_world_actor)
         for a, b in _BOX_EDGES:
             pts = np.linspace(corners[a], corners[b], 16)  # sampled: lenses bend straight edges
