@@ -21,6 +21,11 @@ import numpy as np
 from scenes.errors import InputError
 from scenes.transforms import is_rigid, make_pose, matrix_to_quat, quat_to_matrix, slerp
 
+PARKED_SPEED = 0.3
+"""`ActorTrack.is_parked`: the fastest straight-line motion (m/s) of a track that stays put ..."""
+PARKED_SPREAD = 0.75
+"""... and the largest RMS distance (m) of its keys from their mean."""
+
 
 @dataclass(frozen=True)
 class ActorTrack:
@@ -67,6 +72,26 @@ class ActorTrack:
             positions=np.stack([T[:3, 3] for T in poses]),
             quats=np.stack([matrix_to_quat(T[:3, :3]) for T in poses]),
         )
+
+    def is_parked(self, max_speed: float = PARKED_SPEED, max_spread: float = PARKED_SPREAD) -> bool:
+        """Whether the track stays put: a straight-line fit of its ground positions over its whole
+        length moves slower than ``max_speed`` (m/s) and its keys stay within ``max_spread`` (m, RMS)
+        of their mean. Robust to boxes that jitter from frame to frame (a detector's, an annotator's:
+        20 cm of jitter spreads 60 keys over more than a metre, but not their fitted motion). One key:
+        parked."""
+        if len(self.times) == 1:
+            return True
+        xy = self.positions[:, :2]
+        X = np.stack([np.ones_like(self.times), self.times - self.times.mean()], -1)
+        velocity = np.linalg.lstsq(X, xy, rcond=None)[0][1]
+        spread = np.sqrt(np.mean(np.sum((xy - xy.mean(0)) ** 2, -1)))
+        return bool(np.linalg.norm(velocity) < max_speed and spread < max_spread)
+
+    @property
+    def travel(self) -> float:
+        """How far the box centre moves over the track: the largest extent of its keyed positions
+        along any world axis (metres; 0 for one key)."""
+        return float(np.ptp(self.positions, axis=0).max())
 
     def pose_at(self, t: float) -> np.ndarray:
         """``T_world_actor`` at time ``t`` (clamped to the first/last keyframe outside the range)."""

@@ -260,7 +260,7 @@ def _parking_width(vehicles, to_line, left: np.ndarray, lw: float, length: float
     centres, needs = [], []
     for a in vehicles:
         pos = a.track.positions
-        if np.ptp(pos, axis=0).max() >= PARKED_MAX_TRAVEL:
+        if a.track.travel >= PARKED_MAX_TRAVEL:
             continue
         uv = to_line(pos[:, :2])
         if not _near(uv, length).any():

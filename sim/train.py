@@ -115,14 +115,15 @@ class TrainConfig:
     checkpoint_every_s: float = 60.0
     """Seconds between checkpoints."""
     track_refinement: bool = False
-    """Learn a correction (x, y, yaw in its own frame) of every actor's pose at every capture time,
-    for boxes off by decimetres and degrees (`sim.tracks`); the scene graph saved gets the refined tracks."""
-    track_lr: float = 5e-3
-    """Adam learning rate of the track corrections (metres; yaw in metres of nose travel), decayed like ``lr``."""
+    """Smooth the logged tracks, then learn per-time corrections (x, y, yaw) of the actors' poses (`sim.tracks`)."""
+    track_lr: float = 1e-3
+    """Adam learning rate of the track corrections (m; yaw in m of nose travel), decayed like ``lr``."""
     track_smoothness_weight: float = 1.0
     """Weight of the refined tracks' smoothness over time (squared second differences, `sim.tracks`)."""
-    track_magnitude_weight: float = 1e-3
-    """Weight of the mean squared correction (m^2): a weak pull towards the logged tracks."""
+    track_magnitude_weight: float = 0.1
+    """Weight of the mean squared correction (m^2): a pull towards the logged (smoothed) tracks."""
+    track_smoothing_s: float = 1.0
+    """Half-width (s) of the smoothing of logged tracks before refinement (`sim.tracks.TrackSmoothing`); 0: off."""
     seed: int = 0
     """Random seed (batches, jitter)."""
     progress: bool = True

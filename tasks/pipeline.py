@@ -28,6 +28,7 @@ from sim.checkpoint import load_checkpoint
 from sim.compose import NeuralScene, SceneModelConfig
 from sim.data import bank_from_capture_log, bank_from_static
 from sim.device import resolve_device
+from sim.tracks import TrackSmoothing, smooth_tracks
 from sim.train import TrainConfig, train
 from tasks.cli.outputs import DEFAULT_OUTPUTS, render_views
 
@@ -101,6 +102,8 @@ def train_scene(data: Path, out: Path, cfg: TrainConfig, holdout_every: int = 10
         raise InputError(data, None, "no such training data folder")
     if is_capture_log(data):
         log = read_capture_log(data)
+        if cfg.track_refinement and cfg.track_smoothing_s > 0:
+            log.scene = smooth_tracks(log.scene, TrackSmoothing(window_s=cfg.track_smoothing_s))
         bank = bank_from_capture_log(log, holdout_every)
         graph, far = log.scene, "sky"
         unbounded, near = False, 0.0  # a street log: bounded by its AABB, LiDAR-seeded

@@ -33,8 +33,8 @@ from sim.compose import NeuralScene, SceneModelConfig
 from sim.data import bank_from_capture_log
 from sim.encoding import HashGridConfig
 from sim.field import FieldConfig
-from sim.tracks import (META_KEY, TrackRefiner, correction_matrix, correction_pose, inverse_correction_matrix, off_line,
-                        refined_track, refinement_of)
+from sim.tracks import (META_KEY, SMOOTHING_KEY, TrackRefiner, TrackSmoothing, correction_matrix, correction_pose,
+                        inverse_correction_matrix, off_line, refined_track, refinement_of, smooth_track, smooth_tracks)
 from sim.train import TrainConfig, train
 
 OFFSET_M, OFFSET_DEG = 0.3, 4.0  # the parked car's error, at all times
@@ -182,7 +182,7 @@ def runs(log, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tracks")
     model = small_model(log.scene)
     train(model, clean, log.scene, train_cfg(150), folder / "clean")
-    stats = train(model, bank, noisy, train_cfg(300, track_refinement=True, track_lr=1e-2), folder / "refined")
+    stats = train(model, bank, noisy, train_cfg(300, track_refinement=True, track_lr=1e-2, track_magnitude_weight=1e-3), folder / "refined")
     return SimpleNamespace(folder=folder, noisy=noisy, times=clean.times, stats=stats)
 
 
@@ -289,3 +289,62 @@ def test_a_killed_refinement_resumes_with_its_corrections(log, tmp_path, monkeyp
     ref = TrackRefiner(bank)
     ref.load_record(saved)
     assert len(seen) == 2 and moved > 0.05 and torch.allclose(seen[0], ref.corrections, atol=1e-6), moved
+
+
+# ---- closed-form smoothing before training -------------------------------------------------------
+def _track(times, xy, yaw) -> ActorTrack:
+    return ActorTrack.from_poses(times, [make_pose(rot_z(h), [x, y, 0.8]) for (x, y), h in zip(xy, yaw)])
+
+
+def test_smoothing_keeps_constant_speed_motion_exactly_and_turns_through_pi():
+    """A local linear fit reproduces a straight constant-speed track (no lag), including a heading
+    that sweeps through +-pi at a constant rate (the yaw is unwrapped first)."""
+    times = np.arange(0.0, 4.0 + 1e-9, 0.1)
+    xy = np.stack([3.0 + 8.0 * times, -1.0 + 0.5 * times], -1)
+    yaw = np.pi - 0.3 + 0.15 * times  # crosses +pi at t = 2 s
+    track = _track(times, xy, yaw)
+    smoothed, parked = smooth_track(track, TrackSmoothing(window_s=1.0))
+    assert not parked
+    for t in times:
+        np.testing.assert_allclose(smoothed.pose_at(t), track.pose_at(t), atol=1e-6)
+
+
+def test_smoothing_removes_per_frame_jitter_and_parks_still_actors():
+    rng = np.random.default_rng(3)
+    times = np.arange(0.0, 6.0 + 1e-9, 0.1)
+    true_xy = np.stack([10.0 * times, np.zeros_like(times)], -1)
+    jitter = lambda n: (rng.normal(0, 0.2, (n, 2)), np.radians(rng.normal(0, 3.0, n)))
+    dxy, dyaw = jitter(len(times))
+    moving = _track(times, true_xy + dxy, dyaw)
+    pxy, pyaw = jitter(len(times))
+    still = _track(times, np.array([5.0, 3.0]) + pxy, np.radians(170.0) + pyaw)
+    walker_xy = np.stack([1.3 * times, np.full_like(times, 4.0)], -1)  # a pedestrian: slow, but moving
+    walker = _track(times, walker_xy + 0.05 * rng.normal(size=(len(times), 2)), np.zeros_like(times))
+    cfg = TrackSmoothing(window_s=1.0)
+    sm, parked = smooth_track(moving, cfg)
+    before = np.median([np.linalg.norm(moving.pose_at(t)[:2, 3] - p) for t, p in zip(times, true_xy)])
+    after = np.median([np.linalg.norm(sm.pose_at(t)[:2, 3] - p) for t, p in zip(times, true_xy)])
+    assert not parked and after < before / 2.5, (before, after)
+    yaw_after = np.median([abs(yaw_of(sm.pose_at(t)[:3, :3])) for t in times])
+    assert yaw_after < np.radians(1.0)
+    assert still.travel > 0.8 and still.is_parked() and not walker.is_parked()  # jitter spreads the keys, not their fit
+    sp, parked = smooth_track(still, cfg)
+    assert parked and len(sp.times) == 1
+    assert np.linalg.norm(sp.pose_at(0.0)[:2, 3] - [5.0, 3.0]) < 0.06
+    assert abs(np.degrees(np.angle(np.exp(1j * (yaw_of(sp.pose_at(0.0)[:3, :3]) - np.radians(170.0)))))) < 1.0
+    assert sp.pose_at(0.0)[2, 3] == pytest.approx(0.8)
+    assert not smooth_track(walker, cfg)[1]
+
+
+def test_smooth_tracks_records_what_it_changed():
+    times = np.arange(0.0, 2.0 + 1e-9, 0.1)
+    still = _track(times, np.array([[5.0, 3.0]]) + 0.01 * np.sin(7 * times)[:, None], np.zeros_like(times))
+    one_key = ActorTrack.static(make_pose(np.eye(3), [0.0, 0.0, 0.8]))
+    graph = SceneGraph(actors=(Actor("car_000", "car", 1, (4.5, 1.9, 1.6), still), Actor("car_001", "car", 2, (4.5, 1.9, 1.6), one_key)),
+                       aabb=((-10.0, -10.0, -1.0), (10.0, 10.0, 5.0)))
+    out = smooth_tracks(graph, TrackSmoothing())
+    record = out.meta[SMOOTHING_KEY]
+    assert record["parked"] == ["car_000"] and set(record["logged_tracks"]) == {"car_000"}
+    assert ActorTrack.from_dict(record["logged_tracks"]["car_000"]).times.tolist() == still.times.tolist()
+    assert out.actor("car_001").track is one_key
+    assert smooth_tracks(graph, TrackSmoothing(window_s=0.0)) is graph
