@@ -20,7 +20,9 @@ A capture log is a folder (format "nerfsim-capture-log", format_version 1):
                                             "lens": optional CameraModel.to_dict() (kind "opencv" or
                                                     "fisheye" + distortion; its size, focal lengths and
                                                     centre are the intrinsics'): a lens that is not the
-                                                    ideal pinhole; absent = pinhole}],
+                                                    ideal pinhole; absent = pinhole,
+                                            "mask": optional "masks/<cam>.png": which pixels of this
+                                                    camera see the scene (see masks/ below)}],
                                "lidar": {"T_ego_lidar": 4x4, "n_beams", "min_elevation_deg",
                                          "max_elevation_deg", "n_azimuth", "max_range",
                                          "elevations_deg": null or [n_beams angles],
@@ -44,6 +46,9 @@ A capture log is a folder (format "nerfsim-capture-log", format_version 1):
     semantics/<cam>/<frame>.png  optional: uint8 per-pixel class ids of that image (0 sky, 1 road,
                               2 lane_marking, 3 sidewalk, 4 building, 5 pole, 6 tree, 7 car,
                               8 pedestrian), as a labelled driving dataset provides
+    masks/<cam>.png           optional: uint8, width x height of that camera; 0 where the camera sees
+                              the ego vehicle itself (its hood, body, a mount) in every image, not
+                              the scene: those pixels are never trained on nor scored; 255 elsewhere
     lidar/<frame>.npy         float32 [N, 4]: unit direction in the LiDAR frame (x, y, z) + range in
                               metres (inf = no return); N = n_beams * n_azimuth, beam-major (any N
                               with returns_only)
@@ -89,6 +94,9 @@ class CaptureCamera:
     T_ego_cam: np.ndarray
     lens: CameraModel | None = None
     """The lens when it is not the ideal pinhole of ``intrinsics``."""
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """bool ``[H, W]``: False where the camera sees the ego vehicle itself, not the scene (the
+    log's ``masks/<cam>.png``); None: every pixel sees the scene."""
 
 
 @dataclass(frozen=True)
@@ -218,10 +226,24 @@ def _read_cameras(log: dict, src: Path) -> list[CaptureCamera]:
             lens = CameraModel.from_dict(_field(c, "lens", src, where, dict), source=f"{src}: {where}.lens")
             if (lens.width, lens.height, lens.fx, lens.fy, lens.cx, lens.cy) != (K.width, K.height, K.fx, K.fy, K.cx, K.cy):
                 raise InputError(src, f"{where}.lens", "its width, height, fx, fy, cx, cy must be the intrinsics'")
-        cams.append(CaptureCamera(str(_field(c, "name", src, where, str)), K, T_ego_cam, lens))
+        mask = _read_mask(src.parent, src, c, where, K) if c.get("mask") is not None else None
+        cams.append(CaptureCamera(str(_field(c, "name", src, where, str)), K, T_ego_cam, lens, mask))
     if not cams:
         raise InputError(src, "cameras", "expected at least one camera")
     return cams
+
+
+def _read_mask(root: Path, src: Path, camera: dict, where: str, K: Intrinsics) -> np.ndarray:
+    """A camera's ego mask (``masks/<cam>.png``) as bool ``[H, W]``, True where it sees the scene."""
+    path = root / str(_field(camera, "mask", src, where, str))
+    if _png_size(path, f"{where}.mask") != (K.width, K.height):
+        raise InputError(path, f"{where}.mask", f"mask size differs from the camera's {K.width}x{K.height}")
+    mask = np.asarray(iio.imread(path))
+    if mask.ndim == 3:
+        mask = mask[..., 0]
+    if not mask.any():
+        raise InputError(path, f"{where}.mask", "masks out every pixel (0 everywhere); 0 marks the ego vehicle, 255 the scene")
+    return mask > 0
 
 
 def _read_frame(root: Path, src: Path, i: int, f: dict, cams: list[CaptureCamera], n_lidar) -> CaptureFrame:
@@ -287,6 +309,54 @@ def read_capture_log(path: str | Path) -> CaptureLog:
     return CaptureLog(root, str(log.get("name", root.name)), world, cams, lidar, frames, scene)
 
 
+def set_camera_masks(path: str | Path, masks: dict) -> CaptureLog:
+    """Give cameras of the capture log at ``path`` ego masks (``masks``: camera name -> bool
+    ``[H, W]``, False where the camera sees the ego vehicle; None removes a camera's mask), in place:
+    the mask PNGs are written first and log.json is replaced in one rename, so a kill leaves the
+    log as it was or as it should be. Returns the log read back."""
+    log = read_capture_log(path)
+    root, names = Path(path), {c.name: c for c in log.cameras}
+    src = root / "log.json"
+    doc = json.loads(src.read_text())
+    for name, mask in masks.items():
+        if name not in names:
+            raise InputError(src, "cameras", f"no camera '{name}' in this log (it has {', '.join(names)})")
+        entry = next(c for c in doc["cameras"] if c["name"] == name)
+        if mask is None:
+            entry.pop("mask", None)
+            continue
+        K = names[name].intrinsics
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (K.height, K.width):
+            raise InputError(f"mask of camera '{name}'", None, f"expected {K.width}x{K.height} pixels, got {mask.shape[1]}x{mask.shape[0]}")
+        if not mask.any():
+            raise InputError(f"mask of camera '{name}'", None, "masks out every pixel")
+        (root / "masks").mkdir(exist_ok=True)
+        png = root / "masks" / f"{name}.png"
+        tmp = png.with_name(f".{png.name}.tmp-{os.getpid()}.png")
+        iio.imwrite(tmp, np.where(mask, 255, 0).astype(np.uint8))
+        os.replace(tmp, png)
+        entry["mask"] = f"masks/{name}.png"
+    _replace_log_json(src, doc)
+    return read_capture_log(root)
+
+
+def set_scene(path: str | Path, scene: SceneGraph) -> CaptureLog:
+    """Replace the actors' ``scene`` of the capture log at ``path``, in place (log.json is replaced in
+    one rename). Returns the log read back."""
+    src = read_capture_log(path).root / "log.json"
+    doc = json.loads(src.read_text())
+    doc["scene"] = scene.to_dict()
+    _replace_log_json(src, doc)
+    return read_capture_log(path)
+
+
+def _replace_log_json(src: Path, doc: dict) -> None:
+    tmp = src.with_name(f".log.json.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, src)
+
+
 # -------------------------------------------------------------------------------------- writing
 class CaptureLogWriter:
     """Writes a capture log folder frame by frame, atomically: everything goes into
@@ -308,7 +378,8 @@ class CaptureLogWriter:
         self.header = {
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "name": name, "world": world or {},
             "cameras": [{"name": c.name, "intrinsics": c.intrinsics.to_dict(), "T_ego_cam": np.asarray(c.T_ego_cam).tolist(),
-                         **({"lens": c.lens.to_dict()} if c.lens is not None else {})} for c in self.cameras],
+                         **({"lens": c.lens.to_dict()} if c.lens is not None else {}),
+                         **({"mask": f"masks/{c.name}.png"} if c.mask is not None else {})} for c in self.cameras],
             "lidar": {**lidar, "T_ego_lidar": self.T_ego_lidar.tolist()},
         }
         self.frames: list[dict] = []
@@ -319,6 +390,14 @@ class CaptureLogWriter:
             if semantics:
                 (self.tmp / "semantics" / c.name).mkdir(parents=True)
         (self.tmp / "lidar").mkdir(parents=True)
+        for c in self.cameras:
+            if c.mask is not None:
+                mask = np.asarray(c.mask, dtype=bool)
+                if mask.shape != (c.intrinsics.height, c.intrinsics.width):
+                    raise InputError("capture log writer", f"cameras.{c.name}.mask",
+                                     f"expected {c.intrinsics.height}x{c.intrinsics.width} (rows x columns), got {mask.shape}")
+                (self.tmp / "masks").mkdir(exist_ok=True)
+                iio.imwrite(self.tmp / "masks" / f"{c.name}.png", np.where(mask, 255, 0).astype(np.uint8))
 
     def add_frame(self, time: float, T_world_ego: np.ndarray, images: dict, lidar: np.ndarray,
                   semantics: dict | None = None, exposures: dict | None = None, image_times: dict | None = None,

@@ -44,7 +44,10 @@ class RayBank:
 
     def __init__(self, cameras: list[Camera], images: list[np.ndarray], graph: SceneGraph,
                  alphas: list[np.ndarray] | None = None, lidar: LidarRays | None = None,
-                 semantics: list[np.ndarray] | None = None):
+                 semantics: list[np.ndarray] | None = None, masks: list[np.ndarray | None] | None = None):
+        """``masks``: per view, None or a bool ``[H, W]`` (False: a pixel that does not see the scene,
+        e.g. the ego car's own body); views of one rig camera share one array. Masked pixels are
+        never sampled."""
         if len(cameras) != len(images) or not cameras:
             raise ValueError(f"RayBank: need one image per camera, got {len(cameras)} cameras, {len(images)} images")
         self.graph = graph
@@ -66,6 +69,7 @@ class RayBank:
         self.view_time_idx = torch.tensor(np.searchsorted(self.times, [c.time for c in cameras]))
         self.poses = self._actor_pose_table()
         self.heights = torch.tensor([c.intrinsics.height for c in cameras])
+        self.valid_cum, self.valid_table, self.view_valid_offset = self._valid_tables(masks, sizes)
         self.actor_pixels = self._actor_pixel_index()
         self.lidar = None
         if lidar is not None and len(lidar.ranges):
@@ -95,9 +99,56 @@ class RayBank:
         flat = torch.cat(tables) if tables else torch.zeros(0, 3)
         return flat, torch.tensor(offsets, dtype=torch.long)
 
+    @staticmethod
+    def _valid_tables(masks: list[np.ndarray | None] | None, sizes: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+        """Where the sampled pixels come from: cumulative counts of each view's valid pixels
+        ``[V + 1]``, the flat pixel indices of each distinct mask's valid pixels, and per view the
+        offset of its mask's indices in that table (-1: no mask, every pixel valid)."""
+        counts, offsets, table, where, size = [], [], [], {}, 0
+        for view, n_pixels in enumerate(sizes):
+            mask = masks[view] if masks is not None else None
+            if mask is None:
+                counts.append(n_pixels)
+                offsets.append(-1)
+                continue
+            if id(mask) not in where:
+                valid = np.flatnonzero(np.asarray(mask, dtype=bool).reshape(-1))
+                if valid.size != 0 and np.asarray(mask).size != n_pixels:
+                    raise ValueError(f"RayBank: view {view}'s mask has {np.asarray(mask).size} pixels, its image {n_pixels}")
+                where[id(mask)] = (size, len(valid))
+                table.append(torch.from_numpy(valid.astype(np.int64)))
+                size += len(valid)
+            offsets.append(where[id(mask)][0])
+            counts.append(where[id(mask)][1])
+        cum = torch.tensor(np.concatenate([[0], np.cumsum(counts)]), dtype=torch.long)
+        if int(cum[-1]) == 0:
+            raise ValueError("RayBank: the masks leave no pixel to train on")
+        return cum, torch.cat(table) if table else torch.zeros(0, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)
+
     @property
     def n_rays(self) -> int:
         return int(self.offsets[-1])
+
+    @property
+    def masked(self) -> bool:
+        """Whether some pixels are masked out (`valid`)."""
+        return bool((self.view_valid_offset >= 0).any())
+
+    def valid(self, flat: Tensor) -> Tensor:
+        """Whether each of the flat pixel indices ``flat`` is one training may use."""
+        if not self.masked:
+            return torch.ones(len(flat), dtype=torch.bool)
+        ok = torch.zeros(self.n_rays, dtype=torch.bool)
+        ok[self._uniform_valid(torch.arange(int(self.valid_cum[-1])))[0]] = True
+        return ok[flat]
+
+    def _uniform_valid(self, r: Tensor) -> tuple[Tensor, Tensor]:
+        """``(flat pixel index, view)`` of the ``r``-th valid pixels (in view order)."""
+        view = torch.searchsorted(self.valid_cum, r, right=True) - 1
+        k = r - self.valid_cum[view]
+        off = self.view_valid_offset[view]
+        pix = torch.where(off >= 0, self.valid_table[torch.where(off >= 0, off + k, 0)] if len(self.valid_table) else k, k)
+        return self.offsets[view] + pix, view
 
     def _actor_pose_table(self) -> Tensor:
         """``T_actor_world [n_times, n_actors, 4, 4]``."""
@@ -128,7 +179,8 @@ class RayBank:
                 v0, v1 = max(int(v[view].min()), 0), min(int(v[view].max()) + 1, H)
                 if u0 < u1 and v0 < v1:
                     mask[self.offsets[view] : self.offsets[view + 1]].view(H, W)[v0:v1, u0:u1] = True
-        return mask.nonzero().flatten()
+        index = mask.nonzero().flatten()
+        return index[self.valid(index)] if self.masked else index
 
     def actor_rays(self, time_idx: Tensor) -> list[ActorRays]:
         """Per-ray actor poses for rays taken at ``time_idx``."""
@@ -142,7 +194,10 @@ class RayBank:
         """``n`` random pixels: ``actor_fraction`` of them among the pixels that may see an actor
         (`_actor_pixel_index`), the rest uniformly over all pixels."""
         n_actor = int(round(n * actor_fraction)) if len(self.actor_pixels) else 0
-        flat = torch.randint(self.n_rays, (n - n_actor,), generator=gen)
+        if self.masked:
+            flat, _ = self._uniform_valid(torch.randint(int(self.valid_cum[-1]), (n - n_actor,), generator=gen))
+        else:
+            flat = torch.randint(self.n_rays, (n - n_actor,), generator=gen)
         if n_actor:
             flat = torch.cat([flat, self.actor_pixels[torch.randint(len(self.actor_pixels), (n_actor,), generator=gen)]])
         view = torch.searchsorted(self.offsets, flat, right=True) - 1
@@ -185,14 +240,15 @@ def holdout_frame(index: int, every: int) -> bool:
 
 
 def bank_from_capture_log(log, holdout_every: int = 0) -> RayBank:
-    """Rays of a capture log (cameras + LiDAR, + semantic labels when the log has them); frames with
-    `holdout_frame` are left out."""
-    cams, images, semantics, lidar_parts = [], [], [], []
+    """Rays of a capture log (cameras + LiDAR, + semantic labels when the log has them, only the
+    pixels its cameras' ego masks keep); frames with `holdout_frame` are left out."""
+    cams, images, semantics, masks, lidar_parts = [], [], [], [], []
     for frame in log.frames:
         if holdout_frame(frame.index, holdout_every):
             continue
         for cam in log.cameras:
             cams.append(log.camera(frame, cam.name))
+            masks.append(cam.mask)
             images.append(log.load_image(frame.image_paths[cam.name]))
             if log.has_semantics:
                 semantics.append(log.load_semantic(frame.semantic_paths[cam.name]))
@@ -202,7 +258,7 @@ def bank_from_capture_log(log, holdout_every: int = 0) -> RayBank:
     lidar = None
     if lidar_parts:
         lidar = LidarRays(*(np.concatenate([p[i] for p in lidar_parts]) for i in range(4)))
-    return RayBank(cams, images, log.scene, lidar=lidar, semantics=semantics if log.has_semantics else None)
+    return RayBank(cams, images, log.scene, lidar=lidar, semantics=semantics if log.has_semantics else None, masks=masks)
 
 
 def bank_from_static(ds) -> RayBank:

@@ -27,14 +27,19 @@ NORMAL_CLASSES = ("road", "building", "car")
 
 
 # ---- images and depth ---------------------------------------------------------------------------
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio (dB) of two images in [0, 1]."""
-    return float(-10 * np.log10(max(np.mean((np.asarray(a, np.float64) - b) ** 2), 1e-12)))
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Peak signal-to-noise ratio (dB) of two images in [0, 1] (``mask`` bool ``[H, W]``: over those pixels only)."""
+    err = (np.asarray(a, np.float64) - b) ** 2
+    return float(-10 * np.log10(max(np.mean(err if mask is None else err[mask]), 1e-12)))
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Structural similarity of two RGB images in [0, 1] (scikit-image)."""
-    return float(structural_similarity(a, b, channel_axis=-1, data_range=1.0))
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Structural similarity of two RGB images in [0, 1] (scikit-image; ``mask``: the mean of its map
+    over those pixels only)."""
+    if mask is None:
+        return float(structural_similarity(a, b, channel_axis=-1, data_range=1.0))
+    _, full = structural_similarity(a, b, channel_axis=-1, data_range=1.0, full=True)
+    return float(full.mean(-1)[mask].mean())
 
 
 def depth_abs_rel(pred: np.ndarray, gt: np.ndarray) -> float:

@@ -29,8 +29,8 @@ def heldout_log_metrics(scene: LoadedScene, log, holdout_every: int, max_frames:
             cam = log.camera(f, c.name)
             r = render_camera(scene.model, cam, scene.graph.at(f.time))["rgb"]
             gt = log.load_image(f.image_paths[c.name])
-            ps.append(psnr(r, gt))
-            ss.append(ssim(r, gt))
+            ps.append(psnr(r, gt, c.mask))  # the ego's own body (masked) is not the scene's to draw
+            ss.append(ssim(r, gt, c.mask))
     return {"heldout_psnr": float(np.mean(ps)), "heldout_ssim": float(np.mean(ss)), "heldout_views": len(ps)} if ps else {}
 
 
