@@ -22,9 +22,14 @@ Conventions, nuScenes':
 
 Import: the key frames (samples, 2 Hz in nuScenes) of one scene, each camera's key-frame image at its
 own time and ego pose, the key-frame LIDAR_TOP sweep, and each instance's annotations as an actor
-track (SLERP between key frames). Sweeps (the 12 Hz images between key frames) are not imported yet.
+track (SLERP between key frames). With ``sweeps`` (``nerfsim import nuscenes --sweeps``) also the
+readings between key frames (``sweeps/``, 12 Hz images, 20 Hz LiDAR): a frame per image of the
+first camera, with the other cameras' images and the LIDAR_TOP sweep nearest to it (`_sweep_frames`),
+six times the key frames' images; the boxes (annotated at key frames only) interpolate to every
+image's own time.
 Export: every frame of a capture log is a sample (key frame) with all its cameras and LIDAR_TOP,
-every actor an instance annotated at every frame where it lies within 80 m of the ego.
+every actor an instance annotated at every frame where it lies within 80 m of the ego; with
+``keyframe_every`` n, only every n-th frame is a key frame and the ones between are sweeps.
 """
 
 from __future__ import annotations
@@ -83,12 +88,17 @@ def _micros(t: float) -> int:
 
 
 # ---- export -----------------------------------------------------------------------------------------
-def export_nuscenes(log: CaptureLog, out: str | Path, version: str = VERSION) -> Path:
+def export_nuscenes(log: CaptureLog, out: str | Path, version: str = VERSION, keyframe_every: int = 1) -> Path:
     """Write ``log`` as a one-scene nuScenes dataset at ``out`` (tables in ``out/version``), atomically.
-    Cameras must be pinhole (nuScenes images are undistorted)."""
+    Cameras must be pinhole (nuScenes images are undistorted). ``keyframe_every``: every n-th frame
+    (from the first) is a key frame (a sample, annotated, files under ``samples/``); the frames
+    between are sweeps (``is_key_frame`` false, files under ``sweeps/``, no annotations), as
+    nuScenes' 12 Hz images and 20 Hz LiDAR between its 2 Hz key frames."""
+    if keyframe_every < 1:
+        raise InputError("--keyframe-every", None, f"expected a positive number of frames, got {keyframe_every}")
 
     def write(tmp: Path) -> None:
-        tables = _export_tables(log, tmp)
+        tables = _export_tables(log, tmp, keyframe_every)
         (tmp / version).mkdir(parents=True)
         for name, rows in tables.items():
             (tmp / version / f"{name}.json").write_text(json.dumps(rows, indent=0))
@@ -96,7 +106,7 @@ def export_nuscenes(log: CaptureLog, out: str | Path, version: str = VERSION) ->
     return export_atomically(log, log.cameras, out, "nuScenes", write)
 
 
-def _export_tables(log: CaptureLog, root: Path) -> dict[str, list]:
+def _export_tables(log: CaptureLog, root: Path, keyframe_every: int = 1) -> dict[str, list]:
     channels = {c.name: channel_of(c.name) for c in log.cameras}
     t = {k: [] for k in ("category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor", "ego_pose",
                          "log", "scene", "sample", "sample_data", "sample_annotation", "map")}
@@ -117,56 +127,63 @@ def _export_tables(log: CaptureLog, root: Path) -> dict[str, list]:
     t["sensor"].append({"token": _token("sensor", LIDAR), "channel": LIDAR, "modality": "lidar"})
     t["calibrated_sensor"].append({"token": _token("calibrated_sensor", LIDAR), "sensor_token": _token("sensor", LIDAR),
                                    **_pose_fields(T_ego_lidar), "camera_intrinsic": []})
+    keys = [i for i in range(len(log.frames)) if i % keyframe_every == 0]
     for ch in list(channels.values()) + [LIDAR]:
-        (root / "samples" / ch).mkdir(parents=True)
-    samples = [_token("sample", f.index) for f in log.frames]
+        for folder in ("samples", "sweeps") if len(keys) < len(log.frames) else ("samples",):
+            (root / folder / ch).mkdir(parents=True)
+    samples = [_token("sample", log.frames[i].index) for i in keys]
     chains: dict[str, list] = {}
-    returns: list[np.ndarray] = []  # each frame's LiDAR returns in the world
+    returns: list[np.ndarray] = []  # each key frame's LiDAR returns in the world
+    for n, i in enumerate(keys):
+        t["sample"].append({"token": samples[n], "timestamp": _micros(log.frames[i].time), "scene_token": scene_token,
+                            "prev": samples[n - 1] if n else "", "next": samples[n + 1] if n + 1 < len(samples) else ""})
     for i, f in enumerate(log.frames):
-        t["sample"].append({"token": samples[i], "timestamp": _micros(f.time), "scene_token": scene_token,
-                            "prev": samples[i - 1] if i else "", "next": samples[i + 1] if i + 1 < len(samples) else ""})
+        key = i % keyframe_every == 0
+        folder = "samples" if key else "sweeps"
+        sample = samples[min(range(len(keys)), key=lambda n: abs(keys[n] - i))]  # a sweep's: the nearest key frame's (nuScenes')
         for c in log.cameras:
-            name = f"samples/{channels[c.name]}/{log.name}__{channels[c.name]}__{_micros(f.time)}.png"
+            t_img = f.image_times.get(c.name, f.time)
+            name = f"{folder}/{channels[c.name]}/{log.name}__{channels[c.name]}__{_micros(t_img)}.png"
             shutil.copyfile(f.image_paths[c.name], root / name)
             T_we = f.T_world_cams[c.name] @ np.linalg.inv(c.T_ego_cam)
-            t_img = f.image_times.get(c.name, f.time)
-            chains.setdefault(c.name, []).append(_sample_data(t, samples[i], calib[c.name], T_we, t_img, name, "png", c.intrinsics))
+            chains.setdefault(c.name, []).append(_sample_data(t, sample, calib[c.name], T_we, t_img, name, "png", key, c.intrinsics))
         scan = np.load(f.lidar_path).astype(np.float64)
         hit = np.isfinite(scan[:, 3])
         pts = np.zeros((hit.sum(), 5), np.float32)
         pts[:, :3] = scan[hit, :3] * scan[hit, 3:4]
-        returns.append(pts[:, :3].astype(np.float64) @ f.T_world_lidar[:3, :3].T + f.T_world_lidar[:3, 3])
-        name = f"samples/{LIDAR}/{log.name}__{LIDAR}__{_micros(f.time)}.pcd.bin"
+        if key:
+            returns.append(pts[:, :3].astype(np.float64) @ f.T_world_lidar[:3, :3].T + f.T_world_lidar[:3, 3])
+        name = f"{folder}/{LIDAR}/{log.name}__{LIDAR}__{_micros(f.time)}.pcd.bin"
         pts.tofile(root / name)
-        chains.setdefault(LIDAR, []).append(_sample_data(t, samples[i], _token("calibrated_sensor", LIDAR), f.T_world_ego, f.time, name, "pcd"))
-    for rows in chains.values():  # prev / next along each sensor's stream
+        chains.setdefault(LIDAR, []).append(_sample_data(t, sample, _token("calibrated_sensor", LIDAR), f.T_world_ego, f.time, name, "pcd", key))
+    for rows in chains.values():  # prev / next along each sensor's stream, sweeps included
         for a, b in zip(rows, rows[1:]):
             a["next"], b["prev"] = b["token"], a["token"]
     t["scene"].append({"token": scene_token, "log_token": log_token, "nbr_samples": len(samples), "first_sample_token": samples[0],
                        "last_sample_token": samples[-1], "name": log.name, "description": "exported by nerfsim"})
-    _export_annotations(log, t, samples, returns)
+    _export_annotations(log, t, samples, [log.frames[i] for i in keys], returns)
     return t
 
 
 def _sample_data(t: dict, sample: str, calib: str, T_world_ego: np.ndarray, time: float, filename: str, fmt: str,
-                 K: Intrinsics | None = None) -> dict:
+                 key_frame: bool, K: Intrinsics | None = None) -> dict:
     token = _token("sample_data", filename)
     t["ego_pose"].append({"token": token, "timestamp": _micros(time), **_pose_fields(T_world_ego)})
     row = {"token": token, "sample_token": sample, "ego_pose_token": token, "calibrated_sensor_token": calib,
-           "timestamp": _micros(time), "fileformat": fmt, "is_key_frame": True, "height": K.height if K else 0,
+           "timestamp": _micros(time), "fileformat": fmt, "is_key_frame": key_frame, "height": K.height if K else 0,
            "width": K.width if K else 0, "filename": filename, "prev": "", "next": ""}
     t["sample_data"].append(row)
     return row
 
 
-def _export_annotations(log: CaptureLog, t: dict, samples: list[str], returns: list[np.ndarray]) -> None:
-    """Instances and their annotations; ``returns``: each frame's LiDAR returns in the world (for
-    ``num_lidar_pts``)."""
+def _export_annotations(log: CaptureLog, t: dict, samples: list[str], frames: list, returns: list[np.ndarray]) -> None:
+    """Instances and their annotations at the key ``frames`` (``samples``); ``returns``: each key
+    frame's LiDAR returns in the world (for ``num_lidar_pts``)."""
     for a in log.scene.actors:
         if a.class_name not in CATEGORIES:
             continue
         rows = []
-        for i, f in enumerate(log.frames):
+        for i, f in enumerate(frames):
             T = a.track.pose_at(f.time)
             if np.linalg.norm(T[:3, 3] - f.T_world_ego[:3, 3]) > ANNOTATION_RANGE:
                 continue
@@ -209,11 +226,12 @@ def _open(dataroot: Path, version: str | None):
 
 def import_nuscenes(dataroot: str | Path, out: str | Path, version: str | None = None, scene: str | None = None,
                     cameras: tuple[str, ...] | None = None, start: float = 0.0, duration: float | None = None,
-                    overwrite: bool = False) -> ImportSummary:
+                    overwrite: bool = False, sweeps: bool = False) -> ImportSummary:
     """Read one nuScenes scene (``scene`` by name; default the only / first one) of tables
     ``version`` (default: the dataroot's only version folder) through the devkit into a capture log
     at ``out`` (module docstring). ``cameras``: channels (default every camera);
-    ``start`` / ``duration`` (seconds from the scene's first key frame) cut a part of it."""
+    ``start`` / ``duration`` (seconds from the scene's first key frame) cut a part of it;
+    ``sweeps``: a frame per image of the first camera between the key frames too (`_sweep_frames`)."""
     dataroot = Path(dataroot)
     nusc = _open(dataroot, version)
     version = nusc.version
@@ -241,23 +259,65 @@ def import_nuscenes(dataroot: str | Path, out: str | Path, version: str | None =
              "n_azimuth": 1084, "max_range": 70.0, "elevations_deg": None, "returns_only": True}
     base = samples[0]["timestamp"]
     actors, skipped = _tracks(nusc, samples, base)
+    readings = (_sweep_frames(nusc, samples, channels, dataroot / version) if sweeps else
+                [{ch: nusc.get("sample_data", s["data"][ch]) for ch in channels + [LIDAR]} for s in samples])
     extent = SceneExtent()
-    with CaptureLogWriter(out, rec["name"], rig, lidar, {}, overwrite) as writer, JobProgress(f"import {rec['name']}", len(samples)) as bar:
-        for n, s in enumerate(samples):
+    with CaptureLogWriter(out, rec["name"], rig, lidar, {}, overwrite) as writer, JobProgress(f"import {rec['name']}", len(readings)) as bar:
+        for n, reading in enumerate(readings):
             images, times, poses = {}, {}, {}
             for spec in rig:
-                sd = nusc.get("sample_data", s["data"][spec.name])
+                sd = reading[spec.name]
                 images[spec.name] = read_rgb(dataroot / sd["filename"], spec.intrinsics.width, spec.intrinsics.height)
                 times[spec.name] = (sd["timestamp"] - base) / 1e6
                 poses[spec.name] = _pose_of(nusc.get("ego_pose", sd["ego_pose_token"]))
-            sd = nusc.get("sample_data", s["data"][LIDAR])
+            sd = reading[LIDAR]
             T_world_ego, scan = _pose_of(nusc.get("ego_pose", sd["ego_pose_token"])), _lidar(dataroot / sd["filename"])
             extent.add(T_world_ego @ T_ego_lidar, T_world_ego[:3, 3], scan)
             writer.add_frame((sd["timestamp"] - base) / 1e6, T_world_ego, images, scan, image_times=times, image_ego_poses=poses)
             bar.update(n + 1)
         graph = SceneGraph(actors=tuple(actors), aabb=extent.aabb())
         path = writer.close(graph)
-    return ImportSummary(path, len(samples), channels, len(actors), skipped)
+    return ImportSummary(path, len(readings), channels, len(actors), skipped)
+
+
+SWEEP_SYNC_US = 60_000
+"""How far (microseconds) another camera's image or the LiDAR sweep may be from the first camera's
+image to join its frame: nuScenes fires its six cameras as the 20 Hz LiDAR sweeps past each (a
+round takes 50 ms); the 12 Hz images are 83 ms apart."""
+
+
+def _stream(nusc, first: dict, until: int, tables: Path) -> list[dict]:
+    """One sensor's readings (sample_data, sweeps included) from ``first`` along ``next`` up to the
+    timestamp ``until``, checked to advance in time."""
+    out, rec = [first], first
+    while rec["next"]:
+        rec = nusc.get("sample_data", rec["next"])
+        if rec["timestamp"] > until:
+            break
+        if rec["timestamp"] <= out[-1]["timestamp"]:
+            raise InputError(tables / "sample_data.json", f"{rec['token']}.timestamp",
+                             f"{rec['filename']} is not after the reading before it on its stream (out of time order)")
+        out.append(rec)
+    return out
+
+
+def _sweep_frames(nusc, samples: list[dict], channels: list[str], tables: Path) -> list[dict]:
+    """Frames of key frames and sweeps: one per image of ``channels[0]`` from the first to the last key
+    frame, each with every other camera's image and the LiDAR sweep nearest in time (within
+    `SWEEP_SYNC_US`; a frame some sensor dropped is skipped). Images keep their own timestamps."""
+    until = samples[-1]["timestamp"] + SWEEP_SYNC_US
+    streams = {ch: _stream(nusc, nusc.get("sample_data", samples[0]["data"][ch]), until, tables) for ch in channels + [LIDAR]}
+    stamps = {ch: np.array([r["timestamp"] for r in rows], dtype=np.int64) for ch, rows in streams.items()}
+    frames = []
+    for lead in streams[channels[0]]:
+        reading = {}
+        for ch, rows in streams.items():
+            k = int(np.argmin(np.abs(stamps[ch] - lead["timestamp"])))
+            if abs(int(stamps[ch][k]) - lead["timestamp"]) <= SWEEP_SYNC_US:
+                reading[ch] = rows[k]
+        if len(reading) == len(streams):
+            frames.append(reading)
+    return frames
 
 
 def _samples(nusc, scene: dict, tables: Path) -> list[dict]:

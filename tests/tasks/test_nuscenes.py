@@ -139,3 +139,65 @@ def test_command_line_round_trip(native, tmp_path, capsys):
     assert main(["import", "nuscenes", str(tmp_path / "nus"), "--scene", "nope", "--out", str(tmp_path / "x"),
                  "--version", VERSION]) == 2
     assert "no scene 'nope'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def with_sweeps(native, tmp_path_factory):
+    """The native log (10 Hz) exported with a key frame every 5th frame (2 Hz, nuScenes' rate) and
+    the frames between as sweeps."""
+    return export_nuscenes(read_capture_log(native), tmp_path_factory.mktemp("nus_sweeps") / "nuscenes", keyframe_every=5)
+
+
+def test_sweeps_are_what_the_devkit_calls_sweeps(native, with_sweeps):
+    from nuscenes.nuscenes import NuScenes
+
+    log = read_capture_log(native)
+    nusc = NuScenes(version=VERSION, dataroot=str(with_sweeps), verbose=False)
+    keys = [f for f in log.frames if f.index % 5 == 0]
+    assert len(nusc.sample) == len(keys) and len(nusc.sample_data) == len(log.frames) * (len(log.cameras) + 1)
+    sweeps = [sd for sd in nusc.sample_data if not sd["is_key_frame"]]
+    assert len(sweeps) == (len(log.frames) - len(keys)) * (len(log.cameras) + 1)
+    assert all(sd["filename"].startswith("sweeps/") and (with_sweeps / sd["filename"]).is_file() for sd in sweeps)
+    assert all(a["sample_token"] in {s["token"] for s in nusc.sample} for a in nusc.sample_annotation)
+    # from a key frame, `next` walks through the sweeps to the next key frame (the devkit tutorial's way)
+    sd = nusc.get("sample_data", nusc.sample[0]["data"]["CAM_FRONT"])
+    walked = [sd]
+    while not (walked[-1] is not sd and walked[-1]["is_key_frame"]):
+        walked.append(nusc.get("sample_data", walked[-1]["next"]))
+    assert len(walked) == 6 and walked[-1]["token"] == nusc.sample[1]["data"]["CAM_FRONT"]
+
+
+def test_sweeps_import_every_frame_with_boxes_interpolated(native, with_sweeps, tmp_path):
+    log = read_capture_log(native)
+    keyed = read_capture_log(import_nuscenes(with_sweeps, tmp_path / "keys").log)
+    assert [f.time for f in keyed.frames] == pytest.approx([f.time for f in log.frames if f.index % 5 == 0], abs=1e-6)
+    summary = import_nuscenes(with_sweeps, tmp_path / "all", sweeps=True)
+    back = read_capture_log(summary.log)
+    assert summary.frames == len(back.frames) == len(log.frames)
+    for f, g in zip(log.frames, back.frames):
+        assert abs(f.time - g.time) < 1e-6 and np.allclose(f.T_world_ego, g.T_world_ego, atol=1e-9)
+        for c in log.cameras:
+            ch = channel_of(c.name)
+            assert np.allclose(f.T_world_cams[c.name], g.T_world_cams[ch], atol=1e-9)
+            assert np.array_equal(log.load_image(f.image_paths[c.name]), back.load_image(g.image_paths[ch]))
+    # boxes exist at key frames only; at the sweeps between they interpolate (the twin's tracks are
+    # keyed every 0.5 s, linear between: interpolating 2 Hz key frames gives them back)
+    for actor in back.scene.actors:
+        truth = min(log.scene.actors, key=lambda a: np.linalg.norm(a.track.pose_at(0.0)[:3, 3] - actor.track.pose_at(0.0)[:3, 3]))
+        for f in log.frames:
+            T_true, T_back = truth.track.pose_at(f.time), actor.track.pose_at(f.time)
+            assert np.linalg.norm(T_true[:3, 3] - T_back[:3, 3]) < 1e-3 and rotation_angle_deg(T_true[:3, :3], T_back[:3, :3]) < 0.01
+
+
+def test_a_sweep_out_of_order_is_named(with_sweeps, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(with_sweeps, src)
+
+    def swap(rows):
+        front = [r for r in rows if "__CAM_FRONT__" in r["filename"]]
+        front[1]["timestamp"], front[2]["timestamp"] = front[2]["timestamp"], front[1]["timestamp"]
+
+    _edit_table(src, "sample_data", swap)
+    with pytest.raises(InputError, match=r"sample_data.json.*timestamp.*out of time order"):
+        import_nuscenes(src, tmp_path / "out", sweeps=True)
+    assert not (tmp_path / "out").exists()
