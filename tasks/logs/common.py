@@ -66,10 +66,13 @@ def actor_from_boxes(actor_id: str, class_name: str, instance_id: int, boxes: li
 class SceneExtent:
     """The scene box of a recorded drive, grown frame by frame: the ego path and the bulk of the
     LiDAR returns (1st-99th percentile per axis and frame, within ``reach`` metres of the ego: a
-    few far returns should not stretch the box), with ``margin`` metres around."""
+    few far returns should not stretch the box), with ``margin`` metres around, and at least
+    ``headroom`` metres above the ego's highest position: a driving LiDAR looks at most 10-15 deg
+    up, so it sees facades only to ~10 m, while the cameras see them to the roofline; what sticks
+    out of the box would be left to the sky model."""
 
-    def __init__(self, reach: float = 60.0, margin: float = 2.0):
-        self.reach, self.margin = reach, margin
+    def __init__(self, reach: float = 60.0, margin: float = 2.0, headroom: float = 20.0):
+        self.reach, self.margin, self.headroom = reach, margin, headroom
         self.lo, self.hi = np.full(3, np.inf), np.full(3, -np.inf)
 
     def add(self, T_world_lidar: np.ndarray, ego_position: np.ndarray, scan: np.ndarray) -> None:
@@ -79,7 +82,7 @@ class SceneExtent:
         pts = pts[np.linalg.norm(pts - ego_position, axis=1) < self.reach]
         lo, hi = (np.percentile(pts, [1, 99], axis=0) if len(pts) >= 20 else (ego_position, ego_position))
         self.lo = np.minimum(self.lo, np.minimum(lo, ego_position))
-        self.hi = np.maximum(self.hi, np.maximum(hi, ego_position))
+        self.hi = np.maximum(self.hi, np.maximum(hi, ego_position + [0.0, 0.0, self.headroom - self.margin]))
 
     def aabb(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return tuple(float(v) for v in self.lo - self.margin), tuple(float(v) for v in self.hi + self.margin)
