@@ -28,7 +28,7 @@ from tasks.nav.evaluate import NavEvalConfig
 from tasks.pose.bop import PoseDataConfig
 from tasks.pose.inversion import InversionConfig
 from tasks.scenarios.dataset import GenerateConfig
-from tasks.cli.drive_logs import ExportLog, Import
+from tasks.cli.drive_logs import EgoMask, ExportLog, Import
 from tasks.server import ServerConfig
 from tasks.viewer.app import ViewerConfig
 
@@ -370,7 +370,7 @@ class NavEval:
 
 COMMANDS: dict[str, type] = {"world": World, "train": Train, "render": Render, "eval": Eval, "export-mesh": ExportMesh,
                              "demo": Demo, "generate": Generate, "scenarios": Scenarios, "localize": Localize,
-                             "pose-data": PoseData, "nav-eval": NavEval, "import": Import, "export-log": ExportLog, "serve": Serve,
+                             "pose-data": PoseData, "nav-eval": NavEval, "import": Import, "export-log": ExportLog, "ego-mask": EgoMask, "serve": Serve,
                              "view": View}
 
 

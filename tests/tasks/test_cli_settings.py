@@ -23,7 +23,7 @@ MINIMAL = {"world": [], "train": ["data"], "render": ["scene", "--cameras", "cam
            "export-mesh": ["scene"], "demo": [], "generate": ["cut_in"], "scenarios": [],
            "localize": ["scene", "--image", "photo.png", "--init", "guess.json"], "pose-data": ["scene", "--actor", "car_000"],
            "nav-eval": ["scene"], "import": ["kitti-mot", "kitti"], "export-log": ["log"], "serve": ["scene"],
-           "view": ["scene"]}
+           "view": ["scene"], "ego-mask": ["log"]}
 
 
 @pytest.fixture(autouse=True)
