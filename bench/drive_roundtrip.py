@@ -8,6 +8,9 @@ of the answer: semantic labels (the formats carry none here), LiDAR misses (data
 only), the scene box (the importer measures it from the LiDAR), actor ids (nuScenes' are tokens).
 
     python -m bench.drive_roundtrip --native-log /tmp/q/le/log_pinhole --seconds 240 --work /tmp/q/rt
+
+Where the round trip's loss comes from: ``--native-without semantics`` (and / or ``lidar-misses``)
+trains the *native* log with that taken out instead (no export), so each piece's share shows.
 """
 
 from __future__ import annotations
@@ -19,7 +22,35 @@ from pathlib import Path
 import numpy as np
 
 
-def run(native: Path, work: Path, seconds: float, fmt: str) -> dict:
+def stripped_log(native: Path, work: Path, what: tuple[str, ...]) -> Path:
+    """A copy of the native log without its semantic labels and / or its LiDAR misses (rays with no
+    return: a recorded dataset keeps returns only); images are linked, not copied."""
+    import os
+
+    dst = work / ("native_without_" + "_".join(sorted(what)))
+    dst.mkdir(parents=True, exist_ok=True)
+    doc = json.loads((native / "log.json").read_text())
+    if os.path.lexists(dst / "images"):
+        os.unlink(dst / "images")
+    os.symlink((native / "images").resolve(), dst / "images")
+    for f in doc["frames"]:
+        for img in f["images"].values():
+            if "semantics" in what:
+                img.pop("semantic_path", None)
+            elif "semantic_path" in img and not os.path.lexists(dst / "semantics"):
+                os.symlink((native / "semantics").resolve(), dst / "semantics")
+        scan = np.load(native / f["lidar"]["path"])
+        if "lidar-misses" in what:
+            scan = scan[np.isfinite(scan[:, 3])]
+        (dst / f["lidar"]["path"]).parent.mkdir(parents=True, exist_ok=True)
+        np.save(dst / f["lidar"]["path"], scan)
+    if "lidar-misses" in what:
+        doc["lidar"]["returns_only"] = True
+    (dst / "log.json").write_text(json.dumps(doc))
+    return dst
+
+
+def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, ...] = ()) -> dict:
     from scenes.camera import Camera
     from scenes.capture import read_capture_log
     from scenes.twin import Twin
@@ -34,8 +65,11 @@ def run(native: Path, work: Path, seconds: float, fmt: str) -> dict:
     if fmt != "nuscenes":
         raise SystemExit("only --format nuscenes keeps the whole rig (KITTI tracking has one forward stereo pair)")
     log = read_capture_log(native)
-    exported = export_nuscenes(log, work / "exported")
-    imported = import_nuscenes(exported, work / "imported", overwrite=True).log
+    if without:
+        imported = stripped_log(native, work, without)
+    else:
+        exported = export_nuscenes(log, work / "exported")
+        imported = import_nuscenes(exported, work / "imported", overwrite=True).log
     stats = train_scene(imported, work / "scene", TrainConfig(steps=100_000, max_seconds=seconds), holdout_every=10)
     scene = load_scene(work / "scene")
     twin = Twin(build_world(world_config_from_dict(log.world["config"])))
@@ -49,7 +83,7 @@ def run(native: Path, work: Path, seconds: float, fmt: str) -> dict:
         ps.append(psnr(r["rgb"], g["rgb"]))
         ab.append(depth_abs_rel(r["depth"], g["depth"]))
     channels = sorted(channel_of(c.name) for c in log.cameras)
-    return {"format": fmt, "steps": stats.get("steps"), "rays_per_s": stats.get("rays_per_s"), "novel_psnr": float(np.mean(ps)),
+    return {"format": fmt if not without else "native without " + " and ".join(without), "steps": stats.get("steps"), "rays_per_s": stats.get("rays_per_s"), "novel_psnr": float(np.mean(ps)),
             "novel_depth_abs_rel": float(np.nanmean(ab)), "n_views": len(cams), "imported_cameras": channels,
             "imported_aabb": [list(scene.graph.aabb[0]), list(scene.graph.aabb[1])], "native_aabb": [list(log.scene.aabb[0]), list(log.scene.aabb[1])]}
 
@@ -60,9 +94,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--format", default="nuscenes")
     ap.add_argument("--seconds", type=float, default=240.0)
     ap.add_argument("--work", type=Path, default=Path("bench/out/drive_roundtrip"))
+    ap.add_argument("--native-without", action="append", choices=("semantics", "lidar-misses"), default=[],
+                    help="train the native log without this instead of the round trip (repeatable)")
     a = ap.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
-    out = run(a.native_log, a.work, a.seconds, a.format)
+    out = run(a.native_log, a.work, a.seconds, a.format, tuple(a.native_without))
     print(json.dumps(out))
     return out
 

@@ -9,7 +9,9 @@ out):
 - ``clean``: the log as recorded (the baseline);
 - ``noisy``: the same images and LiDAR, each actor's box at every frame moved by N(0, 20 cm) along
   its own x and y and turned by N(0, 3 deg) (seeded), trained as logged;
-- ``noisy_refined``: the noisy log with track refinement;
+- ``noisy_smoothed``: the noisy log with its tracks smoothed before training (`sim.tracks.TrackSmoothing`)
+  and no learned corrections (track refinement with a zero learning rate);
+- ``noisy_refined``: the noisy log with track refinement (smoothing, then learned corrections);
 - ``clean_refined``: the clean log with track refinement (what it costs when the tracks are right).
 
 Per-frame noise gives every actor a key per frame, parked cars too, so they are no longer parked
@@ -42,7 +44,7 @@ import numpy as np
 
 from bench.arms import run_arms
 
-ARMS = ("clean", "noisy", "noisy_refined", "clean_refined")
+ARMS = ("clean", "noisy", "noisy_smoothed", "noisy_refined", "clean_refined")
 SIGMA_M, SIGMA_DEG = 0.20, 3.0
 HOLDOUT_EVERY = 10
 
@@ -123,7 +125,7 @@ def compare_to_truth(model, graph, twin, truth, cameras) -> dict:
     return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "depth_abs_rel": float(np.nanmean(ab)), "n_views": len(cameras)}
 
 
-def run_arm(name: str, log_dir: Path, clean_dir: Path, work: Path, seconds: float, eval_frames: int) -> dict:
+def run_arm(name: str, log_dir: Path, clean_dir: Path, work: Path, seconds: float, eval_frames: int, overrides: dict) -> dict:
     from scenes.capture import read_capture_log
     from scenes.edits import apply_edits
     from sim.train import TrainConfig
@@ -132,7 +134,8 @@ def run_arm(name: str, log_dir: Path, clean_dir: Path, work: Path, seconds: floa
     from tasks.pipeline import load_scene, train_scene, twin_for
 
     scene_dir = work / f"scene_{name}"
-    cfg = TrainConfig(steps=100_000, max_seconds=seconds, track_refinement=name.endswith("_refined"))
+    cfg = TrainConfig(steps=100_000, max_seconds=seconds, track_refinement=name.endswith(("_refined", "_smoothed")),
+                      **({"track_lr": 0.0} if name.endswith("_smoothed") else overrides if name.endswith("_refined") else {}))
     stats = train_scene(log_dir, scene_dir, cfg, HOLDOUT_EVERY)
     scene = load_scene(scene_dir)
     clean = read_capture_log(clean_dir)
@@ -159,13 +162,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--parked-once", action="store_true", help="one error per parked car (kept parked), not one per frame")
     ap.add_argument("--eval-frames", type=int, default=4, help="held-out frames whose rig cameras are moved into novel views")
     ap.add_argument("--tiny", action="store_true", help="the tiny world and capture (a smoke run, not a measurement)")
+    ap.add_argument("--track-lr", type=float, help="the refined arms' TrainConfig.track_lr (default: TrainConfig's)")
+    ap.add_argument("--track-magnitude-weight", type=float, help="the refined arms' TrainConfig.track_magnitude_weight")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     clean = _clean_log(args.work, args.tiny)
     noisy = _noisy_log(clean, args.work, args.seed, args.parked_once)
-    logs = {"clean": clean, "clean_refined": clean, "noisy": noisy, "noisy_refined": noisy}
+    logs = {"clean": clean, "clean_refined": clean, "noisy": noisy, "noisy_smoothed": noisy, "noisy_refined": noisy}
+    overrides = {k: v for k, v in (("track_lr", args.track_lr), ("track_magnitude_weight", args.track_magnitude_weight)) if v is not None}
     results_path = args.work / "results.json"
-    return run_arms(args.only or ARMS, results_path, lambda name: run_arm(name, logs[name], clean, args.work, args.seconds, args.eval_frames))
+    return run_arms(args.only or ARMS, results_path,
+                    lambda name: run_arm(name, logs[name], clean, args.work, args.seconds, args.eval_frames, overrides))
 
 
 if __name__ == "__main__":
