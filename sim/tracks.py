@@ -304,13 +304,17 @@ def _yaw_unwrapped(poses: np.ndarray) -> np.ndarray:
 
 def _local_linear(times: np.ndarray, values: np.ndarray, half_width: float) -> np.ndarray:
     """``values [K, D]`` at ``times [K]`` smoothed by a local linear fit with a tricube kernel of
-    ``half_width`` seconds about every time (LOESS, degree 1)."""
-    tau = times[None, :] - times[:, None]  # [K (at), K (from)]
-    w = np.clip(1.0 - np.abs(tau / half_width) ** 3, 0.0, None) ** 3
-    X = np.stack([np.ones_like(tau), tau], -1)  # [K, K, 2]
-    A = np.einsum("ij,ijk,ijl->ikl", w, X, X) + 1e-9 * np.eye(2)
-    b = np.einsum("ij,ijk,jd->ikd", w, X, values)
-    return np.linalg.solve(A, b)[:, 0, :]
+    ``half_width`` seconds about every time (LOESS, degree 1); each fit sees only the keys within
+    its kernel, so a long track costs K small fits, not a K x K table."""
+    lo, hi = np.searchsorted(times, times - half_width, "right"), np.searchsorted(times, times + half_width, "left")
+    out = np.empty_like(values, dtype=np.float64)
+    for k, (a, b) in enumerate(zip(lo, hi)):
+        tau = times[a:b] - times[k]
+        w = (1.0 - np.abs(tau / half_width) ** 3) ** 3
+        X = np.stack([np.ones_like(tau), tau], -1)
+        A = (X * w[:, None]).T @ X + 1e-9 * np.eye(2)
+        out[k] = np.linalg.solve(A, (X * w[:, None]).T @ values[a:b])[0]
+    return out
 
 
 def smooth_track(track: ActorTrack, cfg: TrackSmoothing) -> tuple[ActorTrack, bool]:
