@@ -17,16 +17,22 @@ from scenes.errors import InputError
 from scenes.graph import Actor, ActorTrack
 
 
-def read_point_file(path: Path, columns: tuple[str, ...]) -> np.ndarray:
+def read_point_file(path: Path, columns: tuple[str, ...], with_sky: bool = False) -> np.ndarray:
     """A dataset's binary LiDAR sweep (float32 rows of ``columns``, x y z first) as capture-log rows
     ``[N, 4]``: unit direction + range, float32 (points at the sensor itself, as some datasets pad
-    with, are dropped); `InputError` naming the file when it is missing or not whole rows."""
+    with, are dropped); ``with_sky`` (``columns`` has ``ring``): plus the upward beams' misses
+    (`sky_misses`). `InputError` naming the file when it is missing or not whole rows."""
     if not path.is_file():
         raise InputError(path, None, "LiDAR sweep missing")
     raw = np.fromfile(path, dtype=np.float32)
     if raw.size % len(columns):
         raise InputError(path, None, f"expected float32 rows of {' '.join(columns)}, got {raw.size} numbers")
-    return points_to_rays(raw.reshape(-1, len(columns))[:, :3])
+    raw = raw.reshape(-1, len(columns))
+    rays = points_to_rays(raw[:, :3])
+    if not with_sky:
+        return rays
+    ring = raw[np.linalg.norm(raw[:, :3].astype(np.float64), axis=1) > 1e-3, columns.index("ring")]
+    return np.concatenate([rays, sky_misses(rays[:, :3], ring)])
 
 
 def points_to_rays(xyz: np.ndarray) -> np.ndarray:
@@ -36,6 +42,60 @@ def points_to_rays(xyz: np.ndarray) -> np.ndarray:
     r = np.linalg.norm(xyz, axis=1)
     ok = r > 1e-3
     return np.concatenate([xyz[ok] / r[ok, None], r[ok, None]], axis=1).astype(np.float32)
+
+
+SKY_MIN_ELEVATION_DEG = 2.0
+"""`sky_misses`: beams at least this far above the LiDAR's horizon count as looking at the sky."""
+
+
+def sky_misses(dirs: np.ndarray, ring: np.ndarray, min_elevation_deg: float = SKY_MIN_ELEVATION_DEG) -> np.ndarray:
+    """The rays of a spinning LiDAR's upward beams that came back empty, rebuilt from a sweep's
+    returns: capture-log rows ``[M, 4]`` (unit direction in the LiDAR frame, range inf).
+
+    Datasets keep returns only (nuScenes, AV2); the rays that hit nothing tell training where space
+    is empty (the sky), and without them the sky is left to the far-field model alone. A beam
+    (``ring`` index per return; its elevation the median of its returns', kept only when they agree
+    within 0.5 deg) fires at evenly spaced azimuths: the step is the most common gap between
+    neighbouring returns of the densest beams, the phase each beam's own offset (the sweep's common one
+    for a beam with under 20 returns). Every step of a beam
+    at least ``min_elevation_deg`` up without a return is a miss. Downward beams are left alone: a
+    miss there is as often a black car or a window as nothing. Too few returns to tell the pattern:
+    no misses."""
+    dirs = np.asarray(dirs, dtype=np.float64).reshape(-1, 3)
+    ring = np.asarray(ring).reshape(-1).astype(np.int64)
+    none = np.zeros((0, 4), np.float32)
+    if len(dirs) < 100:
+        return none
+    az = np.arctan2(dirs[:, 1], dirs[:, 0])
+    el = np.degrees(np.arcsin(np.clip(dirs[:, 2], -1, 1)))
+    beams = [(r, np.flatnonzero(ring == r)) for r in np.unique(ring)]
+    beams = [(r, idx) for r, idx in beams if len(idx) >= 3 and np.subtract(*np.percentile(el[idx], [75, 25])) < 0.5]
+    dense = sorted(beams, key=lambda b: -len(b[1]))[: max(1, len(beams) // 4)]
+    gaps = np.concatenate([np.diff(np.sort(az[idx])) for _, idx in dense]) if dense else np.zeros(0)
+    gaps = gaps[gaps > 1e-5]
+    if len(gaps) < 50:
+        return none
+    step = float(np.median(gaps[gaps < 2 * np.percentile(gaps, 25)]))  # the firing step, not the gaps where returns dropped
+    n_az = int(round(2 * np.pi / step))
+    if n_az < 16:
+        return none
+    step = 2 * np.pi / n_az
+    phase_of = lambda a: float(np.angle(np.mean(np.exp(1j * n_az * a)))) / n_az  # noqa: E731 - azimuths: phase + k * step
+    common = phase_of(az)
+    cells = np.arange(n_az)
+    rows = []
+    for _, idx in beams:
+        elevation = float(np.median(el[idx]))
+        if elevation < min_elevation_deg:
+            continue
+        phase = phase_of(az[idx]) if len(idx) >= 20 else common  # lasers of one head may fire a little apart
+        hit = np.zeros(n_az, bool)
+        hit[np.round((az[idx] - phase) / step).astype(np.int64) % n_az] = True
+        a = phase + cells[~hit] * step
+        e = np.radians(elevation)
+        d = np.stack([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.full_like(a, np.sin(e))], -1)
+        rows.append(np.concatenate([d, np.full((len(d), 1), np.inf)], 1))
+    return np.concatenate(rows).astype(np.float32) if rows else none
 
 
 def rpy_matrix(roll, pitch, yaw) -> np.ndarray:

@@ -151,6 +151,8 @@ def _export_tables(log: CaptureLog, root: Path, keyframe_every: int = 1) -> dict
         hit = np.isfinite(scan[:, 3])
         pts = np.zeros((hit.sum(), 5), np.float32)
         pts[:, :3] = scan[hit, :3] * scan[hit, 3:4]
+        if not log.lidar.get("returns_only"):  # a full scan pattern, beam-major: the ring is the beam
+            pts[:, 4] = np.flatnonzero(hit) // int(log.lidar["n_azimuth"])
         if key:
             returns.append(pts[:, :3].astype(np.float64) @ f.T_world_lidar[:3, :3].T + f.T_world_lidar[:3, 3])
         name = f"{folder}/{LIDAR}/{log.name}__{LIDAR}__{_micros(f.time)}.pcd.bin"
@@ -344,7 +346,8 @@ def _camera(nusc, sd_token: str, channel: str, dataroot: Path) -> CaptureCamera:
 
 
 def _lidar(path: Path) -> np.ndarray:
-    return read_point_file(path, ("x", "y", "z", "intensity", "ring"))
+    """A LIDAR_TOP sweep's returns, plus its upward beams' misses (`tasks.logs.common.sky_misses`)."""
+    return read_point_file(path, ("x", "y", "z", "intensity", "ring"), with_sky=True)
 
 
 def _tracks(nusc, samples: list[dict], base: int) -> tuple[list[Actor], dict]:

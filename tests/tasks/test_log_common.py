@@ -30,3 +30,28 @@ def test_the_box_holds_the_returns_and_reaches_above_what_the_lidar_sees():
     assert hi[2] == np.float64(20.0)  # the headroom above the ego (the margin included), not the LiDAR's 8 m
     assert lo[2] == np.float64(-2.0)
     assert 9.0 < lidar_only.aabb()[1][2] < 10.0  # without headroom: the facades' top returns + the margin
+
+
+def test_sky_misses_rebuild_the_upward_beams_empty_rays():
+    """A full scan pattern (48 beams, -25..+30 deg, 512 steps) whose upward rays return only where a
+    building stands: from the returns and their ring alone, every empty upward ray comes back, in its
+    own direction, and nothing else."""
+    from sensors.lidar import LidarConfig
+    from tasks.logs.common import sky_misses
+
+    cfg = LidarConfig()
+    dirs = cfg.directions()
+    beam = np.arange(len(dirs)) // cfg.n_azimuth
+    az = np.arctan2(dirs[:, 1], dirs[:, 0])
+    up = dirs[:, 2] > np.sin(np.radians(2.0))
+    building = (az > 0.3) & (az < 1.2)  # a facade to the front-left: upward rays hit it
+    rng = np.random.default_rng(0)
+    dropped = rng.uniform(size=len(dirs)) < 0.05  # returns lost anywhere (dark paint, glass)
+    returned = (~up | building) & ~dropped
+    misses = sky_misses(dirs[returned], beam[returned])
+    expected = up & ~returned
+    assert len(misses) == expected.sum() and np.all(np.isinf(misses[:, 3]))
+    # each rebuilt miss is one of the pattern's empty upward rays (to the float32 precision of a direction)
+    nearest = np.abs(misses[:, :3] @ dirs[expected].T).argmax(1)
+    assert np.allclose(misses[:, :3], dirs[expected][nearest], atol=1e-5) and len(np.unique(nearest)) == len(misses)
+    assert len(sky_misses(dirs[returned], np.zeros(returned.sum()))) == 0  # no ring information: no misses
