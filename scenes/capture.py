@@ -318,19 +318,23 @@ def set_camera_masks(path: str | Path, masks: dict) -> CaptureLog:
     root, names = Path(path), {c.name: c for c in log.cameras}
     src = root / "log.json"
     doc = json.loads(src.read_text())
-    for name, mask in masks.items():
+    checked = {}
+    for name, mask in masks.items():  # every mask checked before anything is written
         if name not in names:
             raise InputError(src, "cameras", f"no camera '{name}' in this log (it has {', '.join(names)})")
+        if mask is not None:
+            K = names[name].intrinsics
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != (K.height, K.width):
+                raise InputError(f"mask of camera '{name}'", None, f"expected {K.width}x{K.height} pixels, got {mask.shape[1]}x{mask.shape[0]}")
+            if not mask.any():
+                raise InputError(f"mask of camera '{name}'", None, "masks out every pixel")
+        checked[name] = mask
+    for name, mask in checked.items():
         entry = next(c for c in doc["cameras"] if c["name"] == name)
         if mask is None:
             entry.pop("mask", None)
             continue
-        K = names[name].intrinsics
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != (K.height, K.width):
-            raise InputError(f"mask of camera '{name}'", None, f"expected {K.width}x{K.height} pixels, got {mask.shape[1]}x{mask.shape[0]}")
-        if not mask.any():
-            raise InputError(f"mask of camera '{name}'", None, "masks out every pixel")
         (root / "masks").mkdir(exist_ok=True)
         png = root / "masks" / f"{name}.png"
         tmp = png.with_name(f".{png.name}.tmp-{os.getpid()}.png")

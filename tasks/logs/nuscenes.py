@@ -21,14 +21,16 @@ Conventions, nuScenes':
   counted, not imported.
 
 Import: the key frames (samples, 2 Hz in nuScenes) of one scene, each camera's key-frame image at its
-own time and ego pose, the key-frame LIDAR_TOP sweep, and each instance's annotations as an actor
-track (SLERP between key frames). With ``sweeps`` (``nerfsim import nuscenes --sweeps``) also the
+own time and ego pose, the key-frame LIDAR_TOP sweep (its returns and, from their ``ring`` column,
+the upward beams' empty rays: `tasks.logs.common.sky_misses`), and each instance's annotations as
+an actor track (SLERP between key frames). With ``sweeps`` (``nerfsim import nuscenes --sweeps``) also the
 readings between key frames (``sweeps/``, 12 Hz images, 20 Hz LiDAR): a frame per image of the
 first camera, with the other cameras' images and the LIDAR_TOP sweep nearest to it (`_sweep_frames`),
 six times the key frames' images; the boxes (annotated at key frames only) interpolate to every
 image's own time.
 Export: every frame of a capture log is a sample (key frame) with all its cameras and LIDAR_TOP,
-every actor an instance annotated at every frame where it lies within 80 m of the ego; with
+every actor an instance annotated at every frame where it lies within 80 m of the ego (a full
+scan pattern's beam index as each return's ``ring``); with
 ``keyframe_every`` n, only every n-th frame is a key frame and the ones between are sweeps.
 """
 
