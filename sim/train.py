@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable
 
 import torch
 from torch import Tensor
@@ -20,6 +20,7 @@ from torch import Tensor
 from scenes.classes import ACTOR_CLASSES, CLASS_IDS
 from scenes.graph import SceneGraph
 from scenes.progress import JobProgress
+from scenes.settings import Range
 from sim.checkpoint import load_checkpoint, load_optimizer_state, read_checkpoint_meta, save_checkpoint
 from scenes.transforms import invert_pose
 from sim.compose import ActorRays, NeuralScene
@@ -39,8 +40,7 @@ class TrainConfig:
     """Stop after this much training time (wall clock, resumes included); the LR schedule follows
     whichever of steps / time runs out first."""
     device: str = "auto"
-    """Where to train: 'auto' (CUDA when a GPU is visible, else the CPU), 'cpu', 'cuda' or 'cuda:N'.
-    The checkpoint is the same either way (CPU tensors)."""
+    """Where to train: 'auto' (CUDA if a GPU is visible, else the CPU), 'cpu', 'cuda' or 'cuda:N'; the checkpoint is the same (CPU tensors)."""
     rays_per_batch: int | None = None
     """Camera rays per step (the starting and nominal count when ``samples_per_batch`` adapts it);
     None = 1024 on a CPU (there many small steps beat few large ones) and 8192 on a GPU (small
@@ -116,13 +116,13 @@ class TrainConfig:
     """Seconds between checkpoints."""
     track_refinement: bool = False
     """Smooth the logged tracks, then learn per-time corrections (x, y, yaw) of the actors' poses (`sim.tracks`)."""
-    track_lr: float = 1e-3
+    track_lr: Annotated[float, Range(lo=0.0)] = 1e-3
     """Adam learning rate of the track corrections (m; yaw in m of nose travel), decayed like ``lr``."""
-    track_smoothness_weight: float = 1.0
+    track_smoothness_weight: Annotated[float, Range(lo=0.0)] = 1.0
     """Weight of the refined tracks' smoothness over time (squared second differences, `sim.tracks`)."""
-    track_magnitude_weight: float = 0.1
+    track_magnitude_weight: Annotated[float, Range(lo=0.0)] = 0.1
     """Weight of the mean squared correction (m^2): a pull towards the logged (smoothed) tracks."""
-    track_smoothing_s: float = 1.0
+    track_smoothing_s: Annotated[float, Range(lo=0.0)] = 1.0
     """Half-width (s) of the smoothing of logged tracks before refinement (`sim.tracks.TrackSmoothing`); 0: off."""
     seed: int = 0
     """Random seed (batches, jitter)."""
