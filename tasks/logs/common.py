@@ -57,8 +57,9 @@ def sky_misses(dirs: np.ndarray, ring: np.ndarray, min_elevation_deg: float = SK
     (``ring`` index per return; its elevation the median of its returns', kept only when they agree
     within 0.5 deg) fires at evenly spaced azimuths: the step is the most common gap between
     neighbouring returns of the densest beams, the phase each beam's own offset (the sweep's common one
-    for a beam with under 20 returns). Every step of a beam
-    at least ``min_elevation_deg`` up without a return is a miss. Downward beams are left alone: a
+    for a beam with under 20 returns). Every step of a beam at least ``min_elevation_deg`` up with no
+    return there nor at either neighbouring step is a miss (an empty step beside a return is as
+    likely a dropped return or azimuth jitter as sky). Downward beams are left alone: a
     miss there is as often a black car or a window as nothing. Too few returns to tell the pattern:
     no misses."""
     dirs = np.asarray(dirs, dtype=np.float64).reshape(-1, 3)
@@ -91,7 +92,8 @@ def sky_misses(dirs: np.ndarray, ring: np.ndarray, min_elevation_deg: float = SK
         phase = phase_of(az[idx]) if len(idx) >= 20 else common  # lasers of one head may fire a little apart
         hit = np.zeros(n_az, bool)
         hit[np.round((az[idx] - phase) / step).astype(np.int64) % n_az] = True
-        a = phase + cells[~hit] * step
+        empty = ~hit & ~np.roll(hit, 1) & ~np.roll(hit, -1)  # next to a return, a gap is a dropout or jitter, not sky
+        a = phase + cells[empty] * step
         e = np.radians(elevation)
         d = np.stack([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.full_like(a, np.sin(e))], -1)
         rows.append(np.concatenate([d, np.full((len(d), 1), np.inf)], 1))
