@@ -37,7 +37,8 @@ Conventions, Waymo's:
 Import (`import_waymo`): one segment; every camera image at its ``pose_timestamp`` with its own
 ``pose`` (a global-shutter approximation of the rolling shutter: nerfsim gives an image one time),
 OpenCV lenses where the calibration has distortion; the TOP laser's first return (per-pixel poses
-applied when ``lidar_pose`` is there) as the LiDAR, in the TOP laser's frame; boxes by
+applied when ``lidar_pose`` is there) as the LiDAR, in the TOP laser's frame, with the upward pixels
+that returned nothing as empty rays (`tasks.logs.waymo_format.range_image_misses`); boxes by
 ``laser_object_id`` as actor tracks in the world (vehicle -> car, pedestrian -> pedestrian; signs,
 cyclists and unknowns are counted in ``not_actors``). The world frame is kept as it is. Parquet files
 are read by column and by row group, the segment's rows only: images and range images are fetched
@@ -78,7 +79,8 @@ from scenes.transforms import make_pose, rot_z
 from tasks.logs.common import ImportSummary, SceneExtent, actor_from_boxes, export_atomically, points_to_rays
 from tasks.logs.waymo_format import (BOX, BOX_TYPES, CAL, CAM, CAMERA_NAMES, GLOBAL_SHUTTER, IMG, INTRINSIC, LASER, LCAL, OBJ,
                                      OPENCV_FROM_WAYMO_CAM, POINTS_COMPONENT, POSE, PTS, RI, RI_POSE, SEG, TOP, TS, RowIndex, arrow,
-                                     flat, inclinations_from_range, open_component, range_image_points, read_component, component_schemas,
+                                     flat, inclinations_from_range, open_component, range_image_misses, range_image_points, read_component,
+                                     component_schemas,
                                      list_values, tensor_of, transform_of)
 
 CLASS_OF_TYPE = {1: "car", 2: "pedestrian"}
@@ -459,12 +461,18 @@ class _Lidar:
                 raise InputError(self.points.path, f"{PTS}.points", f"frame {ts}: expected lists x, y, z of one length")
             xyz = np.stack(xyz, axis=1).astype(np.float64)
         elif self.rows is not None:
-            xyz = self._range_image_points(ts)
+            xyz, misses = self._range_image_points(ts)
+            T = np.linalg.inv(self.T_ego_lidar)
+            sky = np.concatenate([misses @ T[:3, :3].T, np.full((len(misses), 1), np.inf)], 1).astype(np.float32)
+            return np.concatenate([points_to_rays(xyz @ T[:3, :3].T + T[:3, 3]), sky])
         else:
             return np.zeros((0, 4), np.float32)
         return points_to_rays(xyz @ np.linalg.inv(self.T_ego_lidar)[:3, :3].T + np.linalg.inv(self.T_ego_lidar)[:3, 3])
 
-    def _range_image_points(self, ts: int) -> np.ndarray:
+    def _range_image_points(self, ts: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame ``ts``'s TOP returns (vehicle frame) and its upward empty rays' directions
+        (`tasks.logs.waymo_format.range_image_misses`; the vehicle's turn during the sweep, under 2
+        deg, is not taken out of them)."""
         path = self.rows.path
         if (ts, TOP) not in self.rows.where:
             raise InputError(path, TS, f"frame {ts} has no TOP range image")
@@ -478,4 +486,5 @@ class _Lidar:
         incl = self.inclinations if self.inclinations is not None else inclinations_from_range(*self.inclination_range, ri.shape[0])
         if len(incl) != ri.shape[0]:
             raise InputError(path, f"{RI}.range_image_return1.shape", f"frame {ts}: {ri.shape[0]} rows, the calibration has {len(incl)} beams")
-        return range_image_points(ri[..., 0], self.T_ego_lidar, incl, pixel_pose, self.poses[ts] if ts in self.poses else None)
+        return (range_image_points(ri[..., 0], self.T_ego_lidar, incl, pixel_pose, self.poses[ts] if ts in self.poses else None),
+                range_image_misses(ri[..., 0], self.T_ego_lidar, incl))

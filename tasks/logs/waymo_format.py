@@ -162,21 +162,36 @@ def range_image_points(ranges: np.ndarray, extrinsic: np.ndarray, inclinations: 
     ``inclinations``: ascending, one per beam; ``pixel_pose [H, W, 6]`` (roll, pitch, yaw, x, y, z
     of the vehicle in the world per pixel) moves each return to the vehicle frame of
     ``T_world_vehicle``."""
-    H, W = ranges.shape
-    az_correction = np.arctan2(extrinsic[1, 0], extrinsic[0, 0])
-    azimuth = ((W - np.arange(W) - 0.5) / W * 2.0 - 1.0) * np.pi - az_correction
-    incl = np.asarray(inclinations, dtype=np.float64)[::-1]  # row 0 is the highest beam
     rows, cols = np.nonzero(ranges > 0)
-    r = ranges[rows, cols].astype(np.float64)
-    a, e = azimuth[cols], incl[rows]
-    p = np.stack([np.cos(a) * np.cos(e) * r, np.sin(a) * np.cos(e) * r, np.sin(e) * r], axis=1)
-    p = p @ extrinsic[:3, :3].T + extrinsic[:3, 3]
+    d = _pixel_directions(rows, cols, ranges.shape[1], extrinsic, inclinations)
+    p = d * ranges[rows, cols].astype(np.float64)[:, None] + extrinsic[:3, 3]
     if pixel_pose is not None:
         if T_world_vehicle is None:
             raise ValueError("pixel_pose needs the frame's T_world_vehicle")
         pp = pixel_pose[rows, cols].astype(np.float64)
-        R = rpy_matrix(pp[:, 0], pp[:, 1], pp[:, 2])
-        p_world = np.einsum("nij,nj->ni", R, p) + pp[:, 3:6]
+        p_world = np.einsum("nij,nj->ni", rpy_matrix(pp[:, 0], pp[:, 1], pp[:, 2]), p) + pp[:, 3:6]
         T_vw = np.linalg.inv(T_world_vehicle)
         p = p_world @ T_vw[:3, :3].T + T_vw[:3, 3]
     return p
+
+
+def range_image_misses(ranges: np.ndarray, extrinsic: np.ndarray, inclinations: np.ndarray, min_inclination_deg: float = 2.0) -> np.ndarray:
+    """Unit directions ``[M, 3]`` (vehicle frame) of a range image's upward pixels (beam inclination at
+    least ``min_inclination_deg``) that returned nothing, and neither did their neighbours in azimuth
+    (next to a return, an empty pixel is as likely a dropout as the sky): the rays that tell training
+    space is empty. Downward pixels without a return are left out (a black car, a window)."""
+    empty = ranges <= 0
+    alone = empty & np.roll(empty, 1, axis=1) & np.roll(empty, -1, axis=1)
+    up = np.degrees(np.asarray(inclinations, dtype=np.float64)[::-1]) >= min_inclination_deg  # row 0 is the highest beam
+    rows, cols = np.nonzero(alone & up[:, None])
+    return _pixel_directions(rows, cols, ranges.shape[1], extrinsic, inclinations)
+
+
+def _pixel_directions(rows: np.ndarray, cols: np.ndarray, width: int, extrinsic: np.ndarray, inclinations: np.ndarray) -> np.ndarray:
+    """Unit directions ``[N, 3]`` in the vehicle frame of range-image pixels (module docstring)."""
+    az_correction = np.arctan2(extrinsic[1, 0], extrinsic[0, 0])
+    azimuth = ((width - np.arange(width) - 0.5) / width * 2.0 - 1.0) * np.pi - az_correction
+    incl = np.asarray(inclinations, dtype=np.float64)[::-1]  # row 0 is the highest beam
+    a, e = azimuth[cols], incl[rows]
+    d = np.stack([np.cos(a) * np.cos(e), np.sin(a) * np.cos(e), np.sin(e)], axis=1)
+    return d @ extrinsic[:3, :3].T

@@ -15,7 +15,7 @@ from scenes.capture import read_capture_log
 from scenes.errors import InputError
 from scenes.transforms import make_pose, rot_z, rotation_angle_deg
 from tasks.logs.waymo import CLASS_OF_TYPE, export_waymo, import_waymo
-from tasks.logs.waymo_format import inclinations_from_range, range_image_points
+from tasks.logs.waymo_format import inclinations_from_range, range_image_misses, range_image_points
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -238,6 +238,10 @@ def test_range_image_geometry_by_hand():
     moved = range_image_points(ranges, E, np.array([-0.1, 0.05]), pose, T_frame)
     assert np.allclose(moved[0], p[0] + rot_z(0.5).T @ [1.0, 0.0, 0.0]) and np.allclose(moved[1], p[1])
     assert np.allclose(inclinations_from_range(-0.2, 0.2, 4), [-0.15, -0.05, 0.05, 0.15])
+    # Empty rays: only the upper beam (0.05 rad = 2.9 deg up) and only column 3 (-3/4 pi), the one
+    # whose neighbours (columns 2 and 0, around the turn) are empty too; column 0 and 2 border the return.
+    miss = range_image_misses(ranges, E, np.array([-0.1, 0.05]))
+    assert np.allclose(miss, [[c(0.05) * c(-3 * np.pi / 4), c(0.05) * np.sin(-3 * np.pi / 4), np.sin(0.05)]])
 
 
 def test_lidar_range_images_are_imported(exported, tmp_path):
@@ -264,8 +268,15 @@ def test_lidar_range_images_are_imported(exported, tmp_path):
     want = range_image_points(images[ts][..., 0], E, np.asarray(incl))  # vehicle frame
     o, d, r = back.lidar_rays(6)
     T = back.frames[6].T_world_ego
-    assert len(r) == (images[ts][..., 0] > 0).sum()
-    assert np.allclose(o + d * r[:, None], want @ T[:3, :3].T + T[:3, 3], atol=1e-3)
+    hit = np.isfinite(r)
+    assert hit.sum() == (images[ts][..., 0] > 0).sum()
+    assert np.allclose(o[hit] + d[hit] * r[hit, None], want @ T[:3, :3].T + T[:3, 3], atol=1e-3)
+    # the upward pixels that returned nothing, nor did their azimuth neighbours, come in as empty rays
+    empty = images[ts][..., 0] <= 0
+    alone = empty & np.roll(empty, 1, axis=1) & np.roll(empty, -1, axis=1)
+    up_rows = np.degrees(np.asarray(incl))[::-1] >= 2.0
+    assert (~hit).sum() == (alone & up_rows[:, None]).sum() > 0
+    assert np.allclose(d[~hit], range_image_misses(images[ts][..., 0], E, np.asarray(incl)) @ T[:3, :3].T, atol=1e-6)
     rows[3]["[LiDARComponent].range_image_return1.shape"] = [len(incl), 41, 4]  # does not match its values
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), src / "training" / "lidar" / f"{SEGMENT}.parquet")
     with pytest.raises(InputError, match=r"lidar/tiny.parquet: field '\[LiDARComponent\].range_image_return1.shape'"):
