@@ -235,15 +235,26 @@ def _read_cameras(log: dict, src: Path) -> list[CaptureCamera]:
 
 def _read_mask(root: Path, src: Path, camera: dict, where: str, K: Intrinsics) -> np.ndarray:
     """A camera's ego mask (``masks/<cam>.png``) as bool ``[H, W]``, True where it sees the scene."""
-    path = root / str(_field(camera, "mask", src, where, str))
-    if _png_size(path, f"{where}.mask") != (K.width, K.height):
-        raise InputError(path, f"{where}.mask", f"mask size differs from the camera's {K.width}x{K.height}")
-    mask = np.asarray(iio.imread(path))
-    if mask.ndim == 3:
-        mask = mask[..., 0]
-    if not mask.any():
-        raise InputError(path, f"{where}.mask", "masks out every pixel (0 everywhere); 0 marks the ego vehicle, 255 the scene")
-    return mask > 0
+    return read_mask_image(root / str(_field(camera, "mask", src, where, str)), K.width, K.height, f"{where}.mask")
+
+
+def read_mask_image(path: Path, width: int, height: int, field_name: str | None = None) -> np.ndarray:
+    """An ego mask image (0 = the ego vehicle, anything else = scene; grey, RGB or RGBA) as bool
+    ``[height, width]``, True where the camera sees the scene; `InputError` naming the file (and
+    ``field_name``) when it is missing, unreadable, another size or masks every pixel."""
+    if not Path(path).is_file():
+        raise InputError(path, field_name, "mask image missing")
+    try:
+        m = np.asarray(iio.imread(path))
+    except Exception as e:  # noqa: BLE001 - any unreadable image is bad input
+        raise InputError(path, field_name, f"not a readable image ({e})") from None
+    if m.ndim == 3:
+        m = m[..., :3].max(-1)
+    if m.shape != (height, width):
+        raise InputError(path, field_name, f"mask is {m.shape[1]}x{m.shape[0]}, the camera's images {width}x{height}")
+    if not m.any():
+        raise InputError(path, field_name, "masks out every pixel (0 everywhere); 0 marks the ego vehicle, anything else the scene")
+    return m > 0
 
 
 def _read_frame(root: Path, src: Path, i: int, f: dict, cams: list[CaptureCamera], n_lidar) -> CaptureFrame:

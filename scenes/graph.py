@@ -87,12 +87,6 @@ class ActorTrack:
         spread = np.sqrt(np.mean(np.sum((xy - xy.mean(0)) ** 2, -1)))
         return bool(np.linalg.norm(velocity) < max_speed and spread < max_spread)
 
-    @property
-    def travel(self) -> float:
-        """How far the box centre moves over the track: the largest extent of its keyed positions
-        along any world axis (metres; 0 for one key)."""
-        return float(np.ptp(self.positions, axis=0).max())
-
     def pose_at(self, t: float) -> np.ndarray:
         """``T_world_actor`` at time ``t`` (clamped to the first/last keyframe outside the range)."""
         times = self.times

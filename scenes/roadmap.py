@@ -40,9 +40,6 @@ DEFAULT_SIDEWALK_HEIGHT = 0.15
 LANE_WIDTH_RANGE = (2.5, 5.0)
 """Lateral offsets of oncoming vehicles (from the ego's lane centre) that count as the next lane;
 others drive in lanes the layout does not hold (a multi-lane road's far lanes)."""
-PARKED_MAX_TRAVEL = 1.0
-"""A vehicle whose box centre moves less than this (metres, any direction) over its track is parked
-(recorded boxes jitter)."""
 PARKED_MAX_BEYOND = 4.0
 """A parked vehicle counts for the parking strips when its centre is at most this far (metres)
 beyond the driving lanes' outer edge; farther ones stand off the street."""
@@ -183,7 +180,7 @@ def fit_drive(T_world_ego, actors=(), source: str = "drive") -> RoadMap:
     - Lane width: the median lateral offset of oncoming vehicles (`ONCOMING_MIN_TRAVEL`,
       `ONCOMING_MAX_ANGLE_DEG`) from that line, where it lies in `LANE_WIDTH_RANGE`;
       `DEFAULT_LANE_WIDTH` without any.
-    - Parking strips: parked vehicles (`PARKED_MAX_TRAVEL`) beyond the driving lanes (at most
+    - Parking strips: parked vehicles (`scenes.graph.ActorTrack.is_parked`) beyond the driving lanes (at most
       `PARKED_MAX_BEYOND`) sit on the strip's centre line (median over them), and the strip holds
       the outermost one's box; `DEFAULT_PARKING_WIDTH` without any. Sidewalks: the defaults.
     - Ground: the median bottom of the vehicles' boxes on the street; the ego path's median height
@@ -260,7 +257,7 @@ def _parking_width(vehicles, to_line, left: np.ndarray, lw: float, length: float
     centres, needs = [], []
     for a in vehicles:
         pos = a.track.positions
-        if a.track.travel >= PARKED_MAX_TRAVEL:
+        if not a.track.is_parked():
             continue
         uv = to_line(pos[:, :2])
         if not _near(uv, length).any():

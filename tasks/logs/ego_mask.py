@@ -23,32 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from scenes.capture import CaptureLog
+from scenes.capture import CaptureLog, read_capture_log, read_mask_image, set_camera_masks
 from scenes.errors import InputError
-
-
-def read_mask_png(path: Path, width: int, height: int, camera: str) -> np.ndarray:
-    """A given ego mask PNG as bool ``[H, W]`` (True: scene), or `InputError` naming the file."""
-    import imageio.v3 as iio
-
-    if not Path(path).is_file():
-        raise InputError(path, None, f"ego mask of camera '{camera}' not found")
-    try:
-        m = np.asarray(iio.imread(path))
-    except Exception as e:  # noqa: BLE001 - any unreadable image is bad input
-        raise InputError(path, None, f"not a readable image ({e})") from None
-    if m.ndim == 3:
-        m = m[..., :3].max(-1)
-    if m.shape != (height, width):
-        raise InputError(path, None, f"ego mask of camera '{camera}' is {m.shape[1]}x{m.shape[0]}, the camera's images {width}x{height}")
-    return m > 0
 
 
 def apply_ego_masks(log_dir: Path, given: dict[str, Path]) -> dict[str, float]:
     """Set the masks of a capture log's cameras from the PNGs ``given`` per camera (one that masks
     nothing removes that camera's mask). Returns camera -> fraction of its pixels masked out."""
-    from scenes.capture import read_capture_log, set_camera_masks
-
     log = read_capture_log(log_dir)
     cams = {c.name: c for c in log.cameras}
     masks = {}
@@ -56,7 +37,7 @@ def apply_ego_masks(log_dir: Path, given: dict[str, Path]) -> dict[str, float]:
         if name not in cams:
             raise InputError("--ego-mask", None, f"no camera '{name}' in {log_dir} (it has {', '.join(cams)})")
         K = cams[name].intrinsics
-        masks[name] = read_mask_png(png, K.width, K.height, name)
+        masks[name] = read_mask_image(png, K.width, K.height)
     masks = {k: (None if m.all() else m) for k, m in masks.items()}
     log = set_camera_masks(log_dir, masks)
     return {c.name: 0.0 if c.mask is None else float(1.0 - c.mask.mean()) for c in log.cameras}
