@@ -238,16 +238,22 @@ def _read_mask(root: Path, src: Path, camera: dict, where: str, K: Intrinsics) -
     return read_mask_image(root / str(_field(camera, "mask", src, where, str)), K.width, K.height, f"{where}.mask")
 
 
+def read_image_file(path: Path, field_name: str | None = None, what: str = "image") -> np.ndarray:
+    """An image file's pixels as stored, or `InputError` naming the file (and ``field_name``) when it
+    is missing or unreadable."""
+    if not Path(path).is_file():
+        raise InputError(path, field_name, f"{what} missing")
+    try:
+        return np.asarray(iio.imread(path))
+    except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
+        raise InputError(path, field_name, f"unreadable {what} ({e})") from None
+
+
 def read_mask_image(path: Path, width: int, height: int, field_name: str | None = None) -> np.ndarray:
     """An ego mask image (0 = the ego vehicle, anything else = scene; grey, RGB or RGBA) as bool
     ``[height, width]``, True where the camera sees the scene; `InputError` naming the file (and
     ``field_name``) when it is missing, unreadable, another size or masks every pixel."""
-    if not Path(path).is_file():
-        raise InputError(path, field_name, "mask image missing")
-    try:
-        m = np.asarray(iio.imread(path))
-    except Exception as e:  # noqa: BLE001 - any unreadable image is bad input
-        raise InputError(path, field_name, f"not a readable image ({e})") from None
+    m = read_image_file(path, field_name, "mask image")
     if m.ndim == 3:
         m = m[..., :3].max(-1)
     if m.shape != (height, width):

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import imageio.v3 as iio
 import numpy as np
 
-from scenes.capture import CaptureCamera, CaptureLog
+from scenes.capture import CaptureCamera, CaptureLog, read_image_file
 from scenes.errors import InputError
 from scenes.graph import Actor, ActorTrack
 
@@ -164,12 +163,7 @@ class ImportSummary:
 
 def read_rgb(path: Path, width: int, height: int) -> np.ndarray:
     """A dataset's image as uint8 RGB ``[height, width, 3]``, or `InputError` naming the file."""
-    if not path.is_file():
-        raise InputError(path, None, "image missing")
-    try:
-        img = np.asarray(iio.imread(path))
-    except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
-        raise InputError(path, None, f"unreadable image ({e})") from None
+    img = read_image_file(path)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     if img.shape[:2] != (height, width):
