@@ -112,9 +112,9 @@ class RayBank:
                 offsets.append(-1)
                 continue
             if id(mask) not in where:
-                valid = np.flatnonzero(np.asarray(mask, dtype=bool).reshape(-1))
-                if valid.size != 0 and np.asarray(mask).size != n_pixels:
+                if np.asarray(mask).size != n_pixels:
                     raise ValueError(f"RayBank: view {view}'s mask has {np.asarray(mask).size} pixels, its image {n_pixels}")
+                valid = np.flatnonzero(np.asarray(mask, dtype=bool).reshape(-1))
                 where[id(mask)] = (size, len(valid))
                 table.append(torch.from_numpy(valid.astype(np.int64)))
                 size += len(valid)

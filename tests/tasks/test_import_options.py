@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from scenes.camera import pixel_rays
 from scenes.capture import read_capture_log, set_camera_masks
 from scenes.errors import InputError
 from scenes.world import WorldConfig, build_world
@@ -76,7 +77,14 @@ def test_training_never_samples_a_masked_pixel(street_log, tmp_path):
     expected = n_front / (n_front + 2 * n_other)
     uniform = slice(0, len(pix) - 60_000)  # the batch's first part: drawn over all pixels, not near actors
     assert float(front[uniform].float().mean()) == pytest.approx(expected, abs=0.01)
-    # rays point where the pixel does: the masked bank's rays equal the unmasked bank's for the same pixels
+    # each sampled ray is its pixel's (`scenes.camera.pixel_rays`), with that pixel's colour
+    views = [(log.camera(f, c.name), f.image_paths[c.name]) for f in log.frames if f.index % 10 != 5 for c in log.cameras]
+    for i in range(0, 200_000, 20_011):
+        (cam, path), row, col = views[int(view[i])], int(v[i]), int(u[i])
+        o, d, _ = pixel_rays(cam.intrinsics, cam.T_world_cam)
+        assert np.allclose(batch["origins"][i].numpy(), o[row, col], atol=1e-5)
+        assert np.allclose(batch["dirs"][i].numpy(), d[row, col], atol=1e-5)
+        assert np.allclose(batch["rgb"][i].numpy(), log.load_image(path)[row, col], atol=1e-6)
     plain = bank_from_capture_log(read_capture_log(street_log), holdout_every=10)
     assert plain.n_rays == bank.n_rays and not plain.masked and bank.masked
 
