@@ -50,7 +50,7 @@ def stripped_log(native: Path, work: Path, what: tuple[str, ...]) -> Path:
     return dst
 
 
-def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, ...] = ()) -> dict:
+def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, ...] = (), train_settings: dict | None = None) -> dict:
     from scenes.camera import Camera
     from scenes.capture import read_capture_log
     from scenes.twin import Twin
@@ -70,7 +70,7 @@ def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, 
     else:
         exported = export_nuscenes(log, work / "exported")
         imported = import_nuscenes(exported, work / "imported", overwrite=True).log
-    stats = train_scene(imported, work / "scene", TrainConfig(steps=100_000, max_seconds=seconds), holdout_every=10)
+    stats = train_scene(imported, work / "scene", TrainConfig(**{"steps": 100_000, "max_seconds": seconds, **(train_settings or {})}), holdout_every=10)
     scene = load_scene(work / "scene")
     twin = Twin(build_world(world_config_from_dict(log.world["config"])))
     # The native log's novel cameras; the imported scene's actors are the same boxes at the same
@@ -96,9 +96,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--work", type=Path, default=Path("bench/out/drive_roundtrip"))
     ap.add_argument("--native-without", action="append", choices=("semantics", "lidar-misses"), default=[],
                     help="train the native log without this instead of the round trip (repeatable)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a TrainConfig setting (repeatable)")
     a = ap.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
-    out = run(a.native_log, a.work, a.seconds, a.format, tuple(a.native_without))
+    settings = dict((k, json.loads(v)) for k, v in (item.split("=", 1) for item in a.set))
+    out = run(a.native_log, a.work, a.seconds, a.format, tuple(a.native_without), settings)
+    out["settings"] = settings
     print(json.dumps(out))
     return out
 

@@ -102,8 +102,12 @@ class ActorTrack:
 
     def transformed(self, T_new_old: np.ndarray) -> "ActorTrack":
         """The track with every pose premultiplied by a world-frame rigid transform."""
-        poses = [T_new_old @ self.pose_at(t) for t in self.times]
-        return ActorTrack.from_poses(self.times, poses)
+        return self.mapped(lambda poses: T_new_old @ poses)
+
+    def mapped(self, poses_new_old) -> "ActorTrack":
+        """The track with its keyframe poses ``[N, 4, 4]`` taken to another frame by a function of
+        them (a rigid transform, or a street's road coordinates, `scenes.roadframe`)."""
+        return ActorTrack.from_poses(self.times, poses_new_old(np.stack([self.pose_at(t) for t in self.times])))
 
     def to_dict(self) -> dict:
         return {"times": self.times.tolist(), "positions": self.positions.tolist(), "quats": self.quats.tolist()}

@@ -1,13 +1,14 @@
-"""The road layout scenarios run on: a straight two-lane street with lanes, drivable and walkable
-areas and ground height — the built-in street's, or one fitted to a recorded drive.
+"""The road layout scenarios run on: a two-lane street with lanes, drivable and walkable areas and
+ground height — the built-in street's, or one fitted to a recorded drive (which may bend).
 
-Conventions: metres, z up. Everything here is in *road coordinates*: x along the street, y to its
-left, z up, origin on the ground on the centre line at the street's start. For the built-in street
-(see `scenes.world`) the road frame is the world frame: the street runs along +x from x = 0 to
-``street_length`` (geometry goes 5 m beyond both ends), centred on y = 0, road surface z = 0. For a
-recorded drive (`RoadMap.from_drive`) ``T_world_road`` places the road frame in the drive's world
-frame; callers convert poses at the boundary (`tasks.scenarios.traffic` simulates in road
-coordinates and hands back world poses).
+Conventions: metres, z up. Everything here is in *road coordinates*: x along the street's centre
+line, y to its left, z up, origin on the ground on the centre line at the street's start. For the
+built-in street (see `scenes.world`) the road frame is the world frame: the street runs along +x
+from x = 0 to ``street_length`` (geometry goes 5 m beyond both ends), centred on y = 0, road surface
+z = 0. For a recorded drive (`RoadMap.from_drive`) a `scenes.roadframe.RoadFrame` maps road
+coordinates to the drive's world frame: a rigid ``T_world_road`` on a straight drive, the Frenet
+frame of a centre line on a bending one. Callers convert poses at the boundary
+(`tasks.scenarios.traffic` simulates in road coordinates and hands back world poses).
 
 Cross-section from the centre line outwards on each side: a driving lane, a parking strip, a raised
 sidewalk, facades. Traffic keeps right: the right lane (y < 0) drives towards +x, the left lane
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scenes.errors import InputError
+from scenes.roadframe import RoadFrame
 
 LANES = ("right", "left", "parking_right", "parking_left", "sidewalk_right", "sidewalk_left")
 
@@ -49,14 +51,23 @@ ONCOMING_MAX_ANGLE_DEG = 45.0
 """... within this angle of the direction opposite to the ego's."""
 TRACK_REACH = 20.0
 """Keyframes of other tracks count when they lie within this far (metres, along the street) of the
-ego's stretch of road."""
+ego's stretch of road, on a straight street; on a bending one, only those beside the stretch count
+(beyond its ends the street goes on straight, and the road did not)."""
 MAX_LEVEL_SPREAD = 1.0
 """Largest rise (metres) of the ego's path the level road frame holds."""
-MAX_STRAY = 0.25
-"""Largest lateral stray of the ego's path from the fitted line, in lane widths. Not half a lane: a
-line fitted through a lane change leans to split the difference, so the path strays only about
-half a lane from it, and a street laid along it would be that far off. Within a quarter lane, every
-lane of the layout stays within a quarter lane of where the drive went."""
+STRAIGHT_TOLERANCE = 0.25
+"""Largest lateral stray (metres) of the ego's path from a straight line for the street to be laid
+straight (a rigid road frame); a path that strays more gets a street that bends along it."""
+PATH_SPACING = 0.5
+"""Vertex spacing of a bending street's centre line, metres (its chords then stray under a
+millimetre from a 30-m arc)."""
+PATH_SMOOTHING = 2.0
+"""Width (Gaussian sigma, metres of path) of the local quadratic fit that smooths a bending drive's
+ego path before the street is laid along it: exact on an arc, it removes centimetre jitter of the
+logged poses, which would otherwise bend the street at every vertex."""
+MIN_TURN_MARGIN = 1.0
+"""A bending street's tightest radius must exceed its half width with the sidewalks by this much
+(metres); tighter, the road coordinates of its inside edge would fold over."""
 MIN_DRIVE_LENGTH = 1.0
 """The ego must travel at least this far (metres) to give the street a direction."""
 
@@ -78,15 +89,15 @@ class Lane:
 
 @dataclass(frozen=True)
 class RoadMap:
-    """A straight two-lane street: the built-in `scenes.world.WorldConfig`'s, or a recorded drive's."""
+    """A two-lane street: the built-in `scenes.world.WorldConfig`'s, or a recorded drive's."""
 
     street_length: float
     lane_width: float
     parking_width: float
     sidewalk_width: float
     sidewalk_height: float
-    placement: np.ndarray | None = field(default=None, compare=False, repr=False)
-    """``T_world_road`` (4x4) of a street fitted to a recorded drive; None: the road frame is the
+    frame: RoadFrame | None = field(default=None, compare=False, repr=False)
+    """Where a street fitted to a recorded drive lies in its world; None: the road frame is the
     world frame (the built-in street)."""
     ego_height: float = 0.0
     """Height of the ego frame's origin above the ground: 0 by the capture-log convention; a drive
@@ -100,32 +111,52 @@ class RoadMap:
 
     @staticmethod
     def from_drive(T_world_ego, actors=(), source: str = "drive") -> "RoadMap":
-        """The straight street a recorded drive went down (`fit_drive`)."""
+        """The street a recorded drive went down (`fit_drive`)."""
         return fit_drive(T_world_ego, actors, source)
 
     # ---- placement in the world ---------------------------------------------------------------
     @property
     def placed(self) -> bool:
         """The road frame is not the world frame (a recorded drive's street)."""
-        return self.placement is not None
+        return self.frame is not None
+
+    @property
+    def bends(self) -> bool:
+        """The street is not straight: road coordinates are a Frenet frame, not a rigid placement."""
+        return self.frame is not None and not self.frame.is_straight
 
     @property
     def T_world_road(self) -> np.ndarray:
-        return np.eye(4) if self.placement is None else np.array(self.placement, dtype=np.float64)
+        """The road frame's pose where the street starts (for a straight street, the whole placement)."""
+        return np.eye(4) if self.frame is None else self.frame.T_world_road(0.0)
+
+    @property
+    def ground_z(self) -> float:
+        """World height of the road surface."""
+        return 0.0 if self.frame is None else self.frame.ground_z
 
     def xy_to_road(self, xy: np.ndarray) -> np.ndarray:
         """World ground-plane points ``[..., 2]`` in road coordinates (the road frame is level)."""
         xy = np.asarray(xy, dtype=np.float64)
-        if self.placement is None:
-            return xy
-        T = self.T_world_road
-        return (xy - T[:2, 3]) @ T[:2, :2]
+        return xy if self.frame is None else self.frame.to_road(xy)
+
+    def poses_to_road(self, T_world: np.ndarray) -> np.ndarray:
+        """World poses ``[N, 4, 4]`` in road coordinates (yaw from the street's direction there)."""
+        return np.asarray(T_world, dtype=np.float64) if self.frame is None else self.frame.poses_to_road(T_world)
+
+    def poses_to_world(self, T_road: np.ndarray) -> np.ndarray:
+        """Road-coordinate poses ``[N, 4, 4]`` in the world (inverse of `poses_to_road`)."""
+        return np.asarray(T_road, dtype=np.float64) if self.frame is None else self.frame.poses_to_world(T_road)
 
     def to_dict(self) -> dict:
-        """The layout as plain data (what a dataset's manifest records)."""
-        return {"street_length": self.street_length, "lane_width": self.lane_width, "parking_width": self.parking_width,
-                "sidewalk_width": self.sidewalk_width, "sidewalk_height": self.sidewalk_height,
-                "T_world_road": self.T_world_road.tolist(), "ego_height": self.ego_height, "source": self.source}
+        """The layout as plain data (what a dataset's manifest records); a bending street's centre
+        line too."""
+        out = {"street_length": self.street_length, "lane_width": self.lane_width, "parking_width": self.parking_width,
+               "sidewalk_width": self.sidewalk_width, "sidewalk_height": self.sidewalk_height,
+               "T_world_road": self.T_world_road.tolist(), "ego_height": self.ego_height, "source": self.source}
+        if self.bends:
+            out["centre_line"] = self.frame.to_dict()["centre_line"]
+        return out
 
     # ---- the layout (road coordinates) ---------------------------------------------------------
     @property
@@ -171,26 +202,30 @@ class RoadMap:
 
 # ------------------------------------------------------------------------------- a recorded drive
 def fit_drive(T_world_ego, actors=(), source: str = "drive") -> RoadMap:
-    """The straight right-hand-traffic street a recorded drive went down, from the ego poses
-    ``[N, 4, 4]`` (`scenes.capture` frames' ``T_world_ego``) and the drive's actors
-    (`scenes.graph.Actor`: class, size, track, in the same world frame).
+    """The right-hand-traffic street a recorded drive went down, from the ego poses ``[N, 4, 4]``
+    (`scenes.capture` frames' ``T_world_ego``) and the drive's actors (`scenes.graph.Actor`: class,
+    size, track, in the same world frame).
 
-    - Direction: the principal axis of the ego's ground-plane path, pointing the way the ego drove.
-      The ego's lane is the ``right`` lane, its centre the fitted line.
+    - Path: the ego's lane is the ``right`` lane, its centre the ego's ground-plane path: the
+      principal axis of the path, pointing the way the ego drove, where the path strays at most
+      `STRAIGHT_TOLERANCE` from it (a straight street, a rigid road frame); otherwise the path itself,
+      smoothed (`PATH_SMOOTHING`) and resampled (`PATH_SPACING`): a bending street whose road
+      coordinates are the Frenet frame of its centre line (`scenes.roadframe`).
     - Lane width: the median lateral offset of oncoming vehicles (`ONCOMING_MIN_TRAVEL`,
-      `ONCOMING_MAX_ANGLE_DEG`) from that line, where it lies in `LANE_WIDTH_RANGE`;
-      `DEFAULT_LANE_WIDTH` without any.
+      `ONCOMING_MAX_ANGLE_DEG`) from the ego's path, where it lies in `LANE_WIDTH_RANGE`;
+      `DEFAULT_LANE_WIDTH` without any. The centre line lies half a lane left of the path.
     - Parking strips: parked vehicles (`scenes.graph.ActorTrack.is_parked`) beyond the driving lanes (at most
       `PARKED_MAX_BEYOND`) sit on the strip's centre line (median over them), and the strip holds
       the outermost one's box; `DEFAULT_PARKING_WIDTH` without any. Sidewalks: the defaults.
     - Ground: the median bottom of the vehicles' boxes on the street; the ego path's median height
       without any (the ego frame's origin is on the ground by convention). ``ego_height`` keeps the
       difference (an ego frame at the IMU, as KITTI's).
-    - Extent: the ego's path along the direction, from its start (road x = 0).
+    - Extent: the centre line from where the ego's path starts (road x = 0) to where it ends.
 
-    Refused (`InputError` naming ``source``): an ego that hardly moves, a path that strays more
-    than `MAX_STRAY` lanes from the fitted line (a bend or a lane change), one that rises more than
-    `MAX_LEVEL_SPREAD`, oncoming traffic on the ego's right (left-hand traffic)."""
+    A lane change in the drive is taken for a bend (the street swerves by a lane there): import a
+    stretch without one. Refused (`InputError` naming ``source``): an ego that hardly moves, a
+    bend tighter than the street's half width with its sidewalks (`MIN_TURN_MARGIN`), a path that
+    rises more than `MAX_LEVEL_SPREAD`, oncoming traffic on the ego's right (left-hand traffic)."""
     T = np.asarray(T_world_ego, dtype=np.float64).reshape(-1, 4, 4)
     xy, z = T[:, :2, 3], T[:, 2, 3]
     centre = xy.mean(axis=0)
@@ -203,46 +238,64 @@ def fit_drive(T_world_ego, actors=(), source: str = "drive") -> RoadMap:
     if length < MIN_DRIVE_LENGTH:
         raise InputError(source, "frames.T_world_ego", f"the ego moves {length:.2f} m along its path: no direction to lay a "
                                                         f"street along (scenarios need a drive of at least {MIN_DRIVE_LENGTH:g} m)")
-    origin = centre + along.min() * axis  # the drive's start, on the ego's lane centre
-    to_line = lambda p: np.stack([(p - origin) @ axis, (p - origin) @ left], axis=-1)
-
-    vehicles = [a for a in actors if a.class_name != "pedestrian"]
-    lw = _lane_width(vehicles, to_line, axis, length, source)
-    stray = float(np.abs((xy - centre) @ left).max())
-    if stray > MAX_STRAY * lw:
-        raise InputError(source, "frames.T_world_ego", f"the ego's path strays {stray:.2f} m from a straight line, more than "
-                                                        f"{MAX_STRAY:g} of a lane ({MAX_STRAY * lw:.2f} m): the drive bends or changes lanes, and the "
-                                                        "road layout is one straight street; use a straight stretch of the drive")
     rise = float(np.ptp(z))
     if rise > MAX_LEVEL_SPREAD:
         raise InputError(source, "frames.T_world_ego", f"the ego's path rises {rise:.2f} m: the road layout is level "
                                                         f"(at most {MAX_LEVEL_SPREAD:g} m); use a flatter stretch of the drive")
-    pw = _parking_width(vehicles, to_line, left, lw, length)
+    vehicles = [a for a in actors if a.class_name != "pedestrian"]
+    if float(np.abs((xy - centre) @ left).max()) <= STRAIGHT_TOLERANCE:  # the ego's lane centre
+        path = RoadFrame.straight(centre + along.min() * axis, axis, length, 0.0)
+    else:
+        path = RoadFrame.along(_smoothed_path(xy), 0.0)
+    lw = _lane_width(vehicles, path, source)
+    pw = _parking_width(vehicles, path, lw)
     ego_z = float(np.median(z))
-    ground = _ground(vehicles, to_line, lw, pw, length)
+    ground = _ground(vehicles, path, lw, pw)
     ground = ego_z if ground is None else ground
-    placement = np.eye(4)
-    placement[:2, 0], placement[:2, 1] = axis, left
-    placement[:2, 3], placement[2, 3] = origin + lw / 2 * left, ground
-    placement.flags.writeable = False
-    return RoadMap(length, lw, pw, DEFAULT_SIDEWALK_WIDTH, DEFAULT_SIDEWALK_HEIGHT, placement, ego_z - ground, str(source))
+    inner = path.tangents[1:-1] @ np.array([[0.0, 1.0], [-1.0, 0.0]])  # unit normals to the left
+    frame = RoadFrame.along(path.points[1:-1] + lw / 2 * inner, ground)
+    half = lw + pw + DEFAULT_SIDEWALK_WIDTH
+    radius = frame.min_radius()
+    if radius < half + MIN_TURN_MARGIN:
+        raise InputError(source, "frames.T_world_ego", f"the drive turns with a radius of {radius:.1f} m, tighter than the street's "
+                                                        f"half width with its sidewalks ({half:.1f} m) and {MIN_TURN_MARGIN:g} m more: "
+                                                        "the road coordinates would fold over; use a stretch of the drive without "
+                                                        "the turn")
+    return RoadMap(frame.length, lw, pw, DEFAULT_SIDEWALK_WIDTH, DEFAULT_SIDEWALK_HEIGHT, frame, ego_z - ground, str(source))
 
 
-def _near(track_uv: np.ndarray, length: float) -> np.ndarray:
-    return (track_uv[:, 0] >= -TRACK_REACH) & (track_uv[:, 0] <= length + TRACK_REACH)
+def _smoothed_path(xy: np.ndarray) -> np.ndarray:
+    """The ground path ``[N, 2]`` resampled every `PATH_SPACING` metres of its length, each point
+    the local quadratic fit (Gaussian weights, sigma `PATH_SMOOTHING`) of the samples around it."""
+    moved = np.r_[True, np.linalg.norm(np.diff(xy, axis=0), axis=1) > 1e-3]  # a standing ego repeats its pose
+    p = xy[moved]
+    s = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(p, axis=0), axis=1))]
+    grid = np.linspace(0.0, s[-1], max(int(np.ceil(s[-1] / PATH_SPACING)) + 1, 2))
+    ds = s[None, :] - grid[:, None]  # [G, N]
+    w = np.exp(-0.5 * (ds / PATH_SMOOTHING) ** 2)
+    basis = np.stack([np.ones_like(ds), ds, ds * ds], axis=-1)  # [G, N, 3]
+    normal = np.einsum("gn,gni,gnj->gij", w, basis, basis) + 1e-9 * np.eye(3)
+    rhs = np.einsum("gn,gni,nk->gik", w, basis, p)
+    return np.linalg.solve(normal, rhs)[:, 0, :]  # the fit's value at each grid point
 
 
-def _lane_width(vehicles, to_line, axis: np.ndarray, length: float, source: str) -> float:
-    """Median offset of the oncoming vehicles in the next lane (left: > 0, right: < 0 is left-hand traffic)."""
+def _near(track_uv: np.ndarray, path: RoadFrame) -> np.ndarray:
+    reach = TRACK_REACH if path.is_straight else 0.0
+    return (track_uv[:, 0] >= -reach) & (track_uv[:, 0] <= path.length + reach)
+
+
+def _lane_width(vehicles, path: RoadFrame, source: str) -> float:
+    """Median offset from the ego's ``path`` of the oncoming vehicles in the next lane (left: > 0,
+    right: < 0 is left-hand traffic)."""
     lo, hi = LANE_WIDTH_RANGE
     offsets = []
     for a in vehicles:
-        travel = a.track.positions[-1, :2] - a.track.positions[0, :2]
+        uv = path.to_road(a.track.positions[:, :2])
+        travel = uv[-1] - uv[0]
         dist = float(np.linalg.norm(travel))
-        if dist < ONCOMING_MIN_TRAVEL or travel @ axis > -dist * np.cos(np.radians(ONCOMING_MAX_ANGLE_DEG)):
+        if dist < ONCOMING_MIN_TRAVEL or travel[0] > -dist * np.cos(np.radians(ONCOMING_MAX_ANGLE_DEG)):
             continue
-        uv = to_line(a.track.positions[:, :2])
-        near = _near(uv, length)
+        near = _near(uv, path)
         if near.any():
             offsets.append(float(np.median(uv[near, 1])))
     left = [v for v in offsets if lo <= v <= hi]
@@ -253,20 +306,19 @@ def _lane_width(vehicles, to_line, axis: np.ndarray, length: float, source: str)
     return float(np.median(left)) if left else DEFAULT_LANE_WIDTH
 
 
-def _parking_width(vehicles, to_line, left: np.ndarray, lw: float, length: float) -> float:
+def _parking_width(vehicles, path: RoadFrame, lw: float) -> float:
     centres, needs = [], []
     for a in vehicles:
-        pos = a.track.positions
         if not a.track.is_parked():
             continue
-        uv = to_line(pos[:, :2])
-        if not _near(uv, length).any():
+        uv = path.to_road(a.track.positions[:, :2])
+        if not _near(uv, path).any():
             continue
         y = abs(float(np.median(uv[:, 1])) - lw / 2)  # |road y| of its centre
         if not lw < y <= lw + PARKED_MAX_BEYOND:
             continue
-        R = a.track.pose_at(a.track.times[0])[:2, :2]
-        half = abs(R[:, 0] @ left) * a.size[0] / 2 + abs(R[:, 1] @ left) * a.size[1] / 2  # box half-extent across the street
+        R = path.poses_to_road(a.track.pose_at(a.track.times[0]))[0, :2, :2]  # the box's axes in road coordinates
+        half = abs(R[1, 0]) * a.size[0] / 2 + abs(R[1, 1]) * a.size[1] / 2  # box half-extent across the street
         centres.append(2 * (y - lw))
         needs.append(y + half - lw)
     if not centres:
@@ -274,12 +326,12 @@ def _parking_width(vehicles, to_line, left: np.ndarray, lw: float, length: float
     return float(max(np.median(centres), max(needs)))
 
 
-def _ground(vehicles, to_line, lw: float, pw: float, length: float) -> float | None:
+def _ground(vehicles, path: RoadFrame, lw: float, pw: float) -> float | None:
     """Median bottom height of the vehicles' boxes on the street (None without any)."""
     bottoms = []
     for a in vehicles:
-        uv = to_line(a.track.positions[:, :2])
-        on = _near(uv, length) & (np.abs(uv[:, 1] - lw / 2) <= lw + pw)
+        uv = path.to_road(a.track.positions[:, :2])
+        on = _near(uv, path) & (np.abs(uv[:, 1] - lw / 2) <= lw + pw)
         if on.any():
             bottoms.append(float(np.median(a.track.positions[on, 2])) - a.size[2] / 2)
     return float(np.median(bottoms)) if bottoms else None

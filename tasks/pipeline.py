@@ -203,9 +203,9 @@ def twin_for(scene: LoadedScene):
 
 def road_for_scene(scene: LoadedScene) -> RoadMap:
     """The street a scene's scenarios run on (`scenes.roadmap.RoadMap`): the built-in world's layout,
-    or the straight street fitted to the recorded drive it was trained from (its capture log's ego
+    or the street fitted to the recorded drive it was trained from (its capture log's ego
     path and actor tracks, `RoadMap.from_drive`). `InputError` for a scene without a street (a
-    static dataset), a drive whose log is gone, or one the layout cannot hold (a bend)."""
+    static dataset), a drive whose log is gone, or one the layout cannot hold (a tight turn)."""
     wcfg = scene.world_config
     if wcfg is not None:
         return RoadMap.from_world_config(wcfg)

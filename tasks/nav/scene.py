@@ -65,9 +65,9 @@ class NavScene:
         twin = twin_for(scene) if (wcfg is not None and with_twin) else None
         try:
             roadmap, no_road = road_for_scene(scene), ""
-        except InputError as e:  # navigation needs no street (static datasets, bending drives)
+        except InputError as e:  # navigation needs no street (static datasets, drives with a tight turn)
             roadmap, no_road = None, str(e)
-        ground_z = float(roadmap.T_world_road[2, 3]) if roadmap is not None else 0.0
+        ground_z = roadmap.ground_z if roadmap is not None else 0.0
         return NavScene(scene.model.eval(), scene.graph, twin, roadmap, ground_z, name=str(path), no_road=no_road)
 
     def with_scenario(self, scenario: str, variant: int = 0, seed: int | None = None) -> "NavScene":

@@ -4,7 +4,8 @@ Conventions: world z up, metres, seconds; actor frame x forward, y left, z up; y
 road is `scenes.roadmap.RoadMap`; the simulation runs in its road coordinates (a scenario's ``x``,
 ``route`` and lanes are road coordinates) and `build_scenario_world` hands back world poses: on the
 built-in street they are the same frame, on a recorded drive's street the scene's actors go into
-road coordinates and the scenario's tracks come back through ``road.T_world_road``. Agents move
+road coordinates and the scenario's tracks come back through the road's frame (`RoadMap.poses_to_world`:
+a rigid placement on a straight drive, the Frenet frame of the centre line on a bending one). Agents move
 along a path (a lane's centre line in its direction of travel, the ego's route, or a crossing line
 across the street) with an arc length ``s``, a lateral offset ``d`` to the left of the path and a
 speed ``v``; they are stepped together every ``SIM_DT`` seconds and their poses are the keyframes
@@ -271,19 +272,19 @@ def build_scenario_world(sc: Scenario, graph: SceneGraph, road: RoadMap, variant
     library = library if library is not None else actor_library(graph)
     if not road.placed:
         return _build(sc, graph, road, variant_seed, library)
-    local = _build(sc, _moved(graph, np.linalg.inv(road.T_world_road)), road, variant_seed, library)
-    return _in_frame(local, road.T_world_road, graph.aabb)
+    local = _build(sc, _moved(graph, road.poses_to_road), road, variant_seed, library)
+    return _in_frame(local, road.poses_to_world, graph.aabb)
 
 
-def _moved(graph: SceneGraph, T_new_old: np.ndarray) -> SceneGraph:
-    """``graph`` with every actor's track in another frame."""
-    return graph.with_actors([replace(a, track=a.track.transformed(T_new_old)) for a in graph.actors])
+def _moved(graph: SceneGraph, poses_new_old) -> SceneGraph:
+    """``graph`` with every actor's track in another frame (``poses_new_old``: `ActorTrack.mapped`)."""
+    return graph.with_actors([replace(a, track=a.track.mapped(poses_new_old)) for a in graph.actors])
 
 
-def _in_frame(world: ScenarioWorld, T_new_old: np.ndarray, aabb=None) -> ScenarioWorld:
+def _in_frame(world: ScenarioWorld, poses_new_old, aabb=None) -> ScenarioWorld:
     """``world`` (its actors' and the ego's tracks) in another frame; ``aabb``: the graph's box there."""
-    graph = _moved(world.graph, T_new_old)
-    return replace(world, graph=graph if aabb is None else replace(graph, aabb=aabb), ego=world.ego.transformed(T_new_old))
+    graph = _moved(world.graph, poses_new_old)
+    return replace(world, graph=graph if aabb is None else replace(graph, aabb=aabb), ego=world.ego.mapped(poses_new_old))
 
 
 def _build(sc: Scenario, graph: SceneGraph, road: RoadMap, variant_seed, library: dict[str, AssetInfo]) -> ScenarioWorld:
@@ -414,7 +415,7 @@ def check_scenario_world(world: ScenarioWorld, road: RoadMap) -> list[dict]:
     they were recorded: only the ego and the inserted actors must keep to the (fitted) layout and
     clear of the others."""
     if road.placed:
-        world = _in_frame(world, np.linalg.inv(road.T_world_road))
+        world = _in_frame(world, road.poses_to_road)
     judged = None if not road.placed else {"ego"} | {s.id for s in world.scenario.insert}
     times = world.scenario.frame_times
     movers = [("ego", "car", world.ego_size, footprints(world.ego, times))]

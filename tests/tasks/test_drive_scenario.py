@@ -32,34 +32,50 @@ T_TURN = make_pose(rot_z(np.radians(30.0)), (40.0, -25.0, 3.0))
 """Where the original drive goes: turned by 30 deg about z and moved."""
 
 
-def _turned(src, dst, T):
-    """A copy of capture log ``src`` with every world pose premultiplied by ``T`` and no world config."""
+def _moved_log(src, dst, pose_map):
+    """A copy of capture log ``src`` with every world pose ``M`` replaced by ``pose_map(M)`` (a rigid
+    move, or a bend; sensors move with the ego, rigidly) and no world config."""
     shutil.copytree(src, dst)
     doc = json.loads((dst / "log.json").read_text())
-    move = lambda M: (T @ np.asarray(M)).tolist()  # noqa: E731
+
+    def with_ego(owner: dict, sensor: dict, key: str) -> None:
+        ego = np.asarray(owner["T_world_ego"])
+        sensor[key] = (pose_map(ego) @ np.linalg.inv(ego) @ np.asarray(sensor[key])).tolist()
+
     for f in doc["frames"]:
-        f["T_world_ego"], f["lidar"]["T_world_lidar"] = move(f["T_world_ego"]), move(f["lidar"]["T_world_lidar"])
+        with_ego(f, f["lidar"], "T_world_lidar")
         for img in f["images"].values():
-            img["T_world_cam"] = move(img["T_world_cam"])
+            with_ego(img if "T_world_ego" in img else f, img, "T_world_cam")
+            if "T_world_ego" in img:
+                img["T_world_ego"] = pose_map(np.asarray(img["T_world_ego"])).tolist()
+        f["T_world_ego"] = pose_map(np.asarray(f["T_world_ego"])).tolist()
     for a in doc["scene"]["actors"]:
         tr = a["track"]
-        tr["positions"] = [(T[:3, :3] @ p + T[:3, 3]).tolist() for p in np.asarray(tr["positions"])]
-        tr["quats"] = [matrix_to_quat(T[:3, :3] @ quat_to_matrix(np.asarray(q))).tolist() for q in tr["quats"]]
+        poses = [pose_map(make_pose(quat_to_matrix(np.asarray(q)), p)) for p, q in zip(tr["positions"], tr["quats"])]
+        tr["positions"] = [P[:3, 3].tolist() for P in poses]
+        tr["quats"] = [matrix_to_quat(P[:3, :3]).tolist() for P in poses]
     lo, hi = np.asarray(doc["scene"]["aabb"])
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]) @ T[:3, :3].T + T[:3, 3]
-    doc["scene"]["aabb"] = [corners.min(0).tolist(), corners.max(0).tolist()]
+    grid = np.stack(np.meshgrid(*[np.linspace(lo[i], hi[i], 11) for i in range(3)], indexing="ij"), -1).reshape(-1, 3)
+    points = np.array([pose_map(make_pose(np.eye(3), p))[:3, 3] for p in grid])  # the box's new extent
+    doc["scene"]["aabb"] = [points.min(0).tolist(), points.max(0).tolist()]
     doc["world"] = {}
     (dst / "log.json").write_text(json.dumps(doc))
     return dst
 
 
 @pytest.fixture(scope="module")
-def drive(tmp_path_factory):
+def native(tmp_path_factory):
+    """The tiny world's drive at 2 Hz, as recorded."""
+    root = tmp_path_factory.mktemp("native")
+    return generate_capture_log(build_world(WORLD), replace(CaptureConfig.tiny(), fps=2.0), root / "native", progress=False)
+
+
+@pytest.fixture(scope="module")
+def drive(native, tmp_path_factory):
     """``(scene folder, T_world_original)``: the turned drive after a KITTI round trip, and where
     the original world's frame lies in the imported one (KITTI puts the origin at the first frame)."""
     root = tmp_path_factory.mktemp("drive")
-    native = generate_capture_log(build_world(WORLD), replace(CaptureConfig.tiny(), fps=2.0), root / "native", progress=False)
-    turned = read_capture_log(_turned(native, root / "turned", T_TURN))
+    turned = read_capture_log(_moved_log(native, root / "turned", lambda M: T_TURN @ M))
     kitti = export_kitti_mot(turned, root / "KITTI", "front", "0000")
     log = read_capture_log(import_kitti_mot(kitti, root / "imported", "0000").log)
     assert log.world == {} and [c.name for c in log.cameras] == ["image_02"]
@@ -79,13 +95,12 @@ def test_the_street_of_the_imported_drive_is_the_original_street(drive):
     assert np.allclose(road.T_world_road, T_wo @ make_pose(np.eye(3), (WORLD.ego_start_x, 0.0, 0.0)), atol=1e-3)
 
 
-@pytest.fixture(scope="module")
-def cut_in(drive, tmp_path_factory):
-    """The cut-in template made to fit the 20 m drive (slower, 4 s at 2 Hz: 8 frames), on the drive's camera at 64x36."""
-    scene_path, _ = drive
+def _cut_in(scene_path, camera, tmp_path_factory):
+    """The cut-in template made to fit the 20 m drive (slower, 4 s at 2 Hz: 8 frames), on the
+    drive's ``camera`` at 64x36, generated: ``(dataset folder, manifest)``."""
     tree = yaml.safe_load((TEMPLATES_DIR / "cut_in.yaml").read_text())
     tree.update(duration=4.0, rate_hz=2, scene=str(scene_path))
-    tree["ego"].update(x=2.0, speed=2.5, rig={"cameras": ["image_02"], "width": 64, "height": 36})
+    tree["ego"].update(x=2.0, speed=2.5, rig={"cameras": [camera], "width": 64, "height": 36})
     tree["ego"]["behaviours"][0]["follow"].update(speed=2.5, time_gap=1.0, min_gap=2.0)
     cutter = tree["actors"]["insert"][0]
     cutter.update(gap={"uniform": [0.5, 1.5]}, speed={"uniform": [4.5, 5.0]})
@@ -96,6 +111,11 @@ def cut_in(drive, tmp_path_factory):
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
     out = tmp_path_factory.mktemp("out") / "data"
     return out, generate(GenerateConfig(str(path), out, variants=1, workers=0, progress=False))
+
+
+@pytest.fixture(scope="module")
+def cut_in(drive, tmp_path_factory):
+    return _cut_in(drive[0], "image_02", tmp_path_factory)
 
 
 def test_a_cut_in_runs_on_the_imported_drive_and_pycocotools_reads_the_cutter(cut_in):
@@ -120,21 +140,69 @@ def test_the_cutter_goes_from_the_adjacent_lane_into_the_ego_lane_in_world_coord
     out, manifest = cut_in
     _, T_wo = drive
     T_ow = np.linalg.inv(T_wo)
-    poses = json.loads((out / "variant_0000" / "poses.json").read_text())["frames"]
-    drawn = manifest["variants"]["0"]["drawn"]
-    cutter = [T_ow @ np.array(next(a for a in f["actors"] if a["actor_id"] == "cutter")["T_world_actor"]) for f in poses]
-    ego = [T_ow @ np.array(f["T_world_ego"]) for f in poses]
-    lw = WORLD.lane_width
-    assert cutter[0][1, 3] == pytest.approx(lw / 2, abs=1e-3)  # the left lane's centre
-    offset = drawn["actors.insert[0].behaviours[0].cut_in.lateral_offset"]
-    assert cutter[-1][1, 3] == pytest.approx(-lw / 2 + offset, abs=1e-3)  # the ego's lane
-    heading = np.array([np.degrees(np.arctan2(T[1, 0], T[0, 0])) for T in cutter])
-    assert abs(heading[0]) < 1e-3 and abs(heading[-1]) < 1e-3 and np.all(heading <= 1e-3) and heading.min() < -5  # down the street, swerving right
-    assert cutter[-1][0, 3] > ego[-1][0, 3]  # ahead of the ego
-    assert ego[0][:3, 3] == pytest.approx([WORLD.ego_start_x + 2.0, -lw / 2, 0.0], abs=1e-3)
-    assert all(abs(T[1, 3] + lw / 2) < 1e-3 and abs(T[2, 3]) < 1e-3 for T in ego)  # the ego keeps its lane, on the ground
+    _check_cut_in_on_the_original_street(out, manifest, lambda M: T_ow @ M, 1e-3, 1e-3)
     road = manifest["variants"]["0"]["road"]
     assert np.allclose(road["T_world_road"], T_wo @ make_pose(np.eye(3), (WORLD.ego_start_x, 0.0, 0.0)), atol=1e-3)
+
+
+def _check_cut_in_on_the_original_street(out, manifest, to_original, tol_m, tol_deg):
+    """The dataset's world poses taken back to the original street by ``to_original``: the cutter
+    starts in the left lane and ends in the ego's, heading down the street; the ego keeps its lane."""
+    poses = json.loads((out / "variant_0000" / "poses.json").read_text())["frames"]
+    drawn = manifest["variants"]["0"]["drawn"]
+    cutter = [to_original(np.array(next(a for a in f["actors"] if a["actor_id"] == "cutter")["T_world_actor"])) for f in poses]
+    ego = [to_original(np.array(f["T_world_ego"])) for f in poses]
+    lw = WORLD.lane_width
+    assert cutter[0][1, 3] == pytest.approx(lw / 2, abs=tol_m)  # the left lane's centre
+    offset = drawn["actors.insert[0].behaviours[0].cut_in.lateral_offset"]
+    assert cutter[-1][1, 3] == pytest.approx(-lw / 2 + offset, abs=tol_m)  # the ego's lane
+    heading = np.array([np.degrees(np.arctan2(T[1, 0], T[0, 0])) for T in cutter])
+    assert abs(heading[0]) < tol_deg and abs(heading[-1]) < tol_deg and np.all(heading <= tol_deg) and heading.min() < -5  # down the street, swerving right
+    assert cutter[-1][0, 3] > ego[-1][0, 3]  # ahead of the ego
+    assert ego[0][:3, 3] == pytest.approx([WORLD.ego_start_x + 2.0, -lw / 2, 0.0], abs=tol_m)
+    assert all(abs(T[1, 3] + lw / 2) < tol_m and abs(T[2, 3]) < tol_m for T in ego)  # the ego keeps its lane, on the ground
+
+
+# ------------------------------------------------------------------------- a drive that bends
+BEND = 30.0
+"""Radius (metres) of the arc the built-in street is bent onto: the drive turns left by 38 deg."""
+
+
+def _bent(M):
+    """The built-in street bent onto an arc (the exact Frenet map: x along the arc from the origin,
+    heading +x, y to its left)."""
+    phi = M[0, 3] / BEND
+    out = M.copy()
+    out[:2, 3] = np.array([0.0, BEND]) + (BEND - M[1, 3]) * np.array([np.sin(phi), -np.cos(phi)])
+    out[:3, :3] = rot_z(phi) @ M[:3, :3]
+    return out
+
+
+def _unbent(M):
+    rel = M[:2, 3] - np.array([0.0, BEND])
+    phi = np.arctan2(rel[0], -rel[1])
+    out = M.copy()
+    out[:2, 3] = BEND * phi, BEND - np.linalg.norm(rel)
+    out[:3, :3] = rot_z(-phi) @ M[:3, :3]
+    return out
+
+
+@pytest.fixture(scope="module")
+def bent_cut_in(native, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bent")
+    log = read_capture_log(_moved_log(native, root / "bent", _bent))
+    scene = save_random_scene(log, root / "scene", log2_table_size=10, actor_steps=24, density_weight_scale=0.05, ground_cells=1)
+    return scene, _cut_in(scene, "front", tmp_path_factory)
+
+
+def test_on_a_drive_that_bends_the_cut_in_follows_the_bend(bent_cut_in):
+    """The same cut-in on the drive bent onto a 30-m arc: its street bends with it, and the
+    dataset's poses, unbent, are the straight drive's within 2 cm / 0.3 deg."""
+    scene_path, (out, manifest) = bent_cut_in
+    road = road_for_scene(load_scene(scene_path))
+    assert road.bends and road.lane_width == pytest.approx(WORLD.lane_width, abs=0.01)
+    assert manifest["variants"]["0"]["violations"] == [] and "centre_line" in manifest["variants"]["0"]["road"]
+    _check_cut_in_on_the_original_street(out, manifest, _unbent, 0.02, 0.3)
 
 
 def test_scenes_without_a_street_are_refused_with_the_reason(drive, tmp_path):
