@@ -1,11 +1,12 @@
 """A built-in log through a driving dataset's format and back, then trained (issue 21): does an
 imported drive train as well as the native log?
 
-The default world's log is exported (``--format nuscenes`` or ``kitti-mot``), imported back with
+The default world's log is exported (``--format nuscenes`` or ``waymo``), imported back with
 `nerfsim import`'s function, trained for ``--seconds``, and scored like `bench.log_effects` (24 novel
 views: held-out rig cameras 1 m up / 1 m left, against the twin). What the round trip loses is part
-of the answer: semantic labels (the formats carry none here), LiDAR misses (datasets store returns
-only), the scene box (the importer measures it from the LiDAR), actor ids (nuScenes' are tokens).
+of the answer: semantic labels (nuScenes carries none; Waymo's camera_segmentation does), LiDAR
+misses (datasets store returns only), the scene box (the importer measures it from the LiDAR),
+actor ids (nuScenes' are tokens), image quality (Waymo's images are JPEG).
 
     python -m bench.drive_roundtrip --native-log /tmp/q/le/log_pinhole --seconds 240 --work /tmp/q/rt
 
@@ -59,17 +60,19 @@ def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, 
     from sim.train import TrainConfig
     from tasks.eval.evaluate import novel_cameras
     from tasks.eval.metrics import depth_abs_rel, psnr
-    from tasks.logs.nuscenes import channel_of, export_nuscenes, import_nuscenes
+    from tasks.logs.nuscenes import export_nuscenes, import_nuscenes
+    from tasks.logs.waymo import export_waymo, import_waymo
     from tasks.pipeline import load_scene, train_scene, world_config_from_dict
 
-    if fmt != "nuscenes":
-        raise SystemExit("only --format nuscenes keeps the whole rig (KITTI tracking has one forward stereo pair)")
+    formats = {"nuscenes": (export_nuscenes, import_nuscenes), "waymo": (export_waymo, import_waymo)}
+    if fmt not in formats:
+        raise SystemExit("only --format nuscenes or waymo keeps the whole rig (KITTI tracking has one forward stereo pair)")
     log = read_capture_log(native)
     if without:
         imported = stripped_log(native, work, without)
     else:
-        exported = export_nuscenes(log, work / "exported")
-        imported = import_nuscenes(exported, work / "imported", overwrite=True).log
+        export, import_ = formats[fmt]
+        imported = import_(export(log, work / "exported"), work / "imported", overwrite=True).log
     stats = train_scene(imported, work / "scene", TrainConfig(**{"steps": 100_000, "max_seconds": seconds, **(train_settings or {})}), holdout_every=10)
     scene = load_scene(work / "scene")
     twin = Twin(build_world(world_config_from_dict(log.world["config"])))
@@ -82,7 +85,7 @@ def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, 
         g = twin.render(cam, truth.at(cam.time))
         ps.append(psnr(r["rgb"], g["rgb"]))
         ab.append(depth_abs_rel(r["depth"], g["depth"]))
-    channels = sorted(channel_of(c.name) for c in log.cameras)
+    channels = sorted(c.name for c in read_capture_log(imported).cameras)
     return {"format": fmt if not without else "native without " + " and ".join(without), "steps": stats.get("steps"), "rays_per_s": stats.get("rays_per_s"), "novel_psnr": float(np.mean(ps)),
             "novel_depth_abs_rel": float(np.nanmean(ab)), "n_views": len(cams), "imported_cameras": channels,
             "imported_aabb": [list(scene.graph.aabb[0]), list(scene.graph.aabb[1])], "native_aabb": [list(log.scene.aabb[0]), list(log.scene.aabb[1])]}
@@ -91,7 +94,7 @@ def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--native-log", type=Path, required=True, help="a capture log of the built-in world")
-    ap.add_argument("--format", default="nuscenes")
+    ap.add_argument("--format", default="nuscenes", choices=("nuscenes", "waymo"))
     ap.add_argument("--seconds", type=float, default=240.0)
     ap.add_argument("--work", type=Path, default=Path("bench/out/drive_roundtrip"))
     ap.add_argument("--native-without", action="append", choices=("semantics", "lidar-misses"), default=[],

@@ -45,7 +45,7 @@ A capture log is a folder (format "nerfsim-capture-log", format_version 1):
     images/<cam>/<frame>.png  uint8 RGB, width x height of that camera
     semantics/<cam>/<frame>.png  optional: uint8 per-pixel class ids of that image (0 sky, 1 road,
                               2 lane_marking, 3 sidewalk, 4 building, 5 pole, 6 tree, 7 car,
-                              8 pedestrian), as a labelled driving dataset provides
+                              8 pedestrian, 255 unlabelled), as a labelled driving dataset provides
     masks/<cam>.png           optional: uint8, width x height of that camera; 0 where the camera sees
                               the ego vehicle itself (its hood, body, a mount) in every image, not
                               the scene: those pixels are never trained on nor scored; 255 elsewhere
@@ -413,12 +413,19 @@ class CaptureLogWriter:
         (self.tmp / "lidar").mkdir(parents=True)
         for c in self.cameras:
             if c.mask is not None:
-                mask = np.asarray(c.mask, dtype=bool)
-                if mask.shape != (c.intrinsics.height, c.intrinsics.width):
-                    raise InputError("capture log writer", f"cameras.{c.name}.mask",
-                                     f"expected {c.intrinsics.height}x{c.intrinsics.width} (rows x columns), got {mask.shape}")
-                (self.tmp / "masks").mkdir(exist_ok=True)
-                iio.imwrite(self.tmp / "masks" / f"{c.name}.png", np.where(mask, 255, 0).astype(np.uint8))
+                self.set_mask(c.name, c.mask)
+
+    def set_mask(self, camera: str, mask: np.ndarray) -> None:
+        """Give ``camera`` an ego mask (bool ``[H, W]``, False where it sees the ego vehicle), any
+        time before `close` (an importer that learns it from the data's labels)."""
+        i = [c.name for c in self.cameras].index(camera)
+        K = self.cameras[i].intrinsics
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (K.height, K.width):
+            raise InputError("capture log writer", f"cameras.{camera}.mask", f"expected {K.height}x{K.width} (rows x columns), got {mask.shape}")
+        (self.tmp / "masks").mkdir(exist_ok=True)
+        iio.imwrite(self.tmp / "masks" / f"{camera}.png", np.where(mask, 255, 0).astype(np.uint8))
+        self.header["cameras"][i]["mask"] = f"masks/{camera}.png"
 
     def add_frame(self, time: float, T_world_ego: np.ndarray, images: dict, lidar: np.ndarray,
                   semantics: dict | None = None, exposures: dict | None = None, image_times: dict | None = None,

@@ -17,7 +17,7 @@ from typing import Annotated, Callable
 import torch
 from torch import Tensor
 
-from scenes.classes import ACTOR_CLASSES, CLASS_IDS
+from scenes.classes import ACTOR_CLASSES, CLASS_IDS, UNLABELLED
 from scenes.graph import SceneGraph
 from scenes.progress import JobProgress
 from scenes.settings import Range
@@ -297,13 +297,13 @@ def _semantic_loss(out: dict, labels: Tensor, classes: tuple[str, ...]) -> Tenso
 
 
 def _actor_mask_loss(out: dict, labels: Tensor) -> Tensor:
-    """Mean squared error between each camera ray's actor-owned weight (`NeuralScene.render_rays`'
+    """Mean squared error between each labelled camera ray's actor-owned weight (`NeuralScene.render_rays`'
     ``owner_weights`` past column 0) and its pixel's label being an actor class."""
     is_actor = torch.zeros(256, dtype=torch.bool, device=labels.device)
     is_actor[[CLASS_IDS[c] for c in ACTOR_CLASSES]] = True
-    n = len(labels)
-    actor_weight = out["owner_weights"][:n, 1:].sum(1)
-    return torch.mean((actor_weight - is_actor[labels.long()].to(actor_weight.dtype)) ** 2)
+    labelled = labels != UNLABELLED
+    actor_weight = out["owner_weights"][:len(labels), 1:].sum(1)[labelled]
+    return torch.sum((actor_weight - is_actor[labels[labelled].long()].to(actor_weight.dtype)) ** 2) / max(len(labels), 1)
 
 
 def _distortion(out: dict, n_cam: int, t0: float) -> Tensor:

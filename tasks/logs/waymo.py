@@ -8,8 +8,8 @@ are named as the official package flattens its dataclasses (`waymo_open_dataset.
 ``key.laser_name``, ``key.laser_object_id``; fields ``[CameraImageComponent].image``,
 ``[CameraCalibrationComponent].intrinsic.f_u``, ``[VehiclePoseComponent].world_from_vehicle.transform``,
 ``[LiDARBoxComponent].box.center.x``... Components used: ``camera_image``, ``camera_calibration``,
-``vehicle_pose`` (required), ``lidar_box``, ``lidar_calibration``, ``lidar``, ``lidar_pose``
-(optional: a download may leave them out).
+``vehicle_pose`` (required), ``lidar_box``, ``lidar_calibration``, ``lidar``, ``lidar_pose``,
+``camera_segmentation`` (optional: a download may leave them out).
 
 Conventions, Waymo's:
 
@@ -40,7 +40,11 @@ OpenCV lenses where the calibration has distortion; the TOP laser's first return
 applied when ``lidar_pose`` is there) as the LiDAR, in the TOP laser's frame, with the upward pixels
 that returned nothing as empty rays (`tasks.logs.waymo_format.range_image_misses`); boxes by
 ``laser_object_id`` as actor tracks in the world (vehicle -> car, pedestrian -> pedestrian; signs,
-cyclists and unknowns are counted in ``not_actors``). The world frame is kept as it is. Parquet files
+cyclists and unknowns are counted in ``not_actors``); where the segment has panoptic labels
+(``camera_segmentation``: a 16-bit PNG of ``type * panoptic_label_divisor + instance`` per image),
+their types as the log's semantic labels (`tasks.logs.waymo_format.SEGMENTATION_CLASSES`; images
+without a label, and types nerfsim has no class for, are unlabelled), and a camera's ego mask where
+its labels say TYPE_EGO_VEHICLE in at least half of its labelled images. The world frame is kept as it is. Parquet files
 are read by column and by row group, the segment's rows only: images and range images are fetched
 frame by frame, never a whole segment at once.
 
@@ -48,7 +52,8 @@ Export (`export_waymo`): camera_image (JPEG, quality 95; ``pose`` / ``pose_times
 own; ``velocity`` from central differences of the ego poses; a global shutter: ``shutter`` 0 and
 trigger = readout time = ``pose_timestamp``, ``rolling_shutter_direction`` 5 GLOBAL_SHUTTER),
 camera_calibration (OpenCV lenses with up to 5 coefficients; fisheye and 8-coefficient lenses are
-refused), vehicle_pose, lidar_calibration (one laser, TOP: the log's LiDAR, its beam elevations as
+refused), camera_segmentation (a log with semantic labels: every image's classes as panoptic labels
+with instance 0, divisor 1000), vehicle_pose, lidar_calibration (one laser, TOP: the log's LiDAR, its beam elevations as
 ``beam_inclination.values``) and lidar_box (every car / pedestrian within 75 m of the ego, with
 ``speed`` / ``acceleration`` from the track in the vehicle frame and the LiDAR returns counted in the
 box). Range images are not written: a range image fixes each column's azimuth in the vehicle frame,
@@ -64,6 +69,7 @@ vehicle frame at the frame's time, in the sweep's beam order). Waymo's own tools
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -76,21 +82,17 @@ from scenes.graph import SceneGraph
 from scenes.lens import CameraModel
 from scenes.progress import JobProgress
 from scenes.transforms import make_pose, rot_z
-from tasks.logs.common import ImportSummary, SceneExtent, actor_from_boxes, export_atomically, points_to_rays
+from tasks.logs.common import ImportSummary, SceneExtent, actor_from_boxes, export_atomically
 from tasks.logs.waymo_format import (BOX, BOX_TYPES, CAL, CAM, CAMERA_NAMES, GLOBAL_SHUTTER, IMG, INTRINSIC, LASER, LCAL, OBJ,
-                                     OPENCV_FROM_WAYMO_CAM, POINTS_COMPONENT, POSE, PTS, RI, RI_POSE, SEG, TOP, TS, RowIndex, arrow,
-                                     flat, inclinations_from_range, open_component, range_image_misses, range_image_points, read_component,
-                                     component_schemas,
-                                     list_values, tensor_of, transform_of)
+                                     OPENCV_FROM_WAYMO_CAM, PANOPTIC_DIVISOR, POINTS_COMPONENT, POSE, PTS, SEG, SEGL, TOP, TS, RowIndex,
+                                     SegmentationLabels, TopLidar, arrow, component_schemas, flat, panoptic_png, read_component,
+                                     transform_of)
 
 CLASS_OF_TYPE = {1: "car", 2: "pedestrian"}
 EPOCH_US = 1_550_000_000_000_000
 """Export timestamps: 1_550_000_000 s since the epoch + the log's seconds."""
 ANNOTATION_RANGE = 75.0
 """Export: actors farther than this from the ego (metres) get no box in that frame."""
-
-TOP_PATTERN = {"n_beams": 64, "n_azimuth": 2650, "max_range": 75.0}
-"""Waymo's TOP LiDAR: 64 beams, 2650 range-image columns, 75 m (what LiDAR renders of an imported drive use)."""
 
 
 def _micros(t: float) -> int:
@@ -136,6 +138,8 @@ def export_waymo(log: CaptureLog, out: str | Path, split: str = "training", segm
 def _write_segment(log: CaptureLog, root: Path, segment: str, ids: dict, lenses: dict, progress: bool) -> None:
     pa, pq = arrow()
     schemas = component_schemas()
+    if not log.has_semantics:
+        schemas.pop("camera_segmentation")
     for name in schemas:
         (root / name).mkdir(parents=True)
     path = lambda name: root / name / f"{segment}.parquet"  # noqa: E731
@@ -155,8 +159,9 @@ def _write_segment(log: CaptureLog, root: Path, segment: str, ids: dict, lenses:
     times = np.array([f.time for f in log.frames])
     poses = np.stack([f.T_world_ego for f in log.frames])
     pose_rows, box_rows = [], []
+    labels = pq.ParquetWriter(path("camera_segmentation"), schemas["camera_segmentation"]) if log.has_semantics else nullcontext()
     with pq.ParquetWriter(path("camera_image"), schemas["camera_image"]) as images, \
-            pq.ParquetWriter(path(POINTS_COMPONENT), schemas[POINTS_COMPONENT]) as points, \
+            pq.ParquetWriter(path(POINTS_COMPONENT), schemas[POINTS_COMPONENT]) as points, labels, \
             JobProgress(f"export waymo {segment}", len(log.frames), enabled=progress) as bar:
         for i, f in enumerate(log.frames):
             ts = _micros(f.time)
@@ -175,6 +180,11 @@ def _write_segment(log: CaptureLog, root: Path, segment: str, ids: dict, lenses:
                              f"{IMG}.rolling_shutter_params.camera_trigger_time": t_epoch,
                              f"{IMG}.rolling_shutter_params.camera_readout_done_time": t_epoch})
             images.write_table(table("camera_image", rows))  # one row group per frame
+            if log.has_semantics:
+                labels.write_table(table("camera_segmentation", [
+                    {SEG: segment, TS: ts, CAM: ids[c.name], f"{SEGL}.panoptic_label_divisor": PANOPTIC_DIVISOR,
+                     f"{SEGL}.panoptic_label": panoptic_png(log.load_semantic(f.semantic_paths[c.name])), f"{SEGL}.sequence_id": segment}
+                    for c in log.cameras]))
             scan = np.load(f.lidar_path).astype(np.float64)
             hit = np.isfinite(scan[:, 3])
             xyz = (scan[hit, :3] * scan[hit, 3:]) @ T_ego_lidar[:3, :3].T + T_ego_lidar[:3, 3]  # vehicle frame
@@ -279,19 +289,31 @@ def import_waymo(src: str | Path, out: str | Path, segment: str | None = None, c
         raise InputError("--start/--duration", None, "no frame in that part of the segment")
     base = frames[0]
     shots = _image_times_and_poses(comp("camera_image"), images, frames, ids, poses, base)
-    lidar = _Lidar(root, segment, poses)
+    lidar = TopLidar(root, segment, poses)
+    labels = SegmentationLabels.of(comp("camera_segmentation"), segment, [(ts, ids[c.name]) for ts in frames for c in rig])
     actors, skipped = _tracks(comp("lidar_box"), segment, poses, set(frames), base)
     extent = SceneExtent()
     header = {"T_ego_lidar": lidar.T_ego_lidar, **lidar.pattern, "returns_only": True}
-    with CaptureLogWriter(out, segment, rig, header, {}, overwrite) as writer, JobProgress(f"import waymo {segment}", len(frames)) as bar:
+    ego_votes: dict[str, list] = {}
+    with CaptureLogWriter(out, segment, rig, header, {}, overwrite, semantics=labels is not None) as writer, \
+            JobProgress(f"import waymo {segment}", len(frames)) as bar:
         for n, ts in enumerate(frames):
             pictures = {spec.name: _jpeg(images, comp("camera_image"), ts, ids[spec.name], spec) for spec in rig}
+            shot_labels = {} if labels is None else {spec.name: labels.classes(ts, ids[spec.name], spec) for spec in rig}
+            for name, (_, ego) in shot_labels.items():
+                if ego is not None:  # votes for the ego mask: how often each pixel sees the ego vehicle
+                    votes = ego_votes.setdefault(name, [np.zeros(ego.shape, np.int64), 0])
+                    votes[0] += ego
+                    votes[1] += 1
             scan = lidar.scan(ts)
             T_world_ego = poses[ts]
             extent.add(T_world_ego @ lidar.T_ego_lidar, T_world_ego[:3, 3], scan)
-            writer.add_frame((ts - base) / 1e6, T_world_ego, pictures, scan, image_times={c: shots[ts][c][0] for c in ids},
+            writer.add_frame((ts - base) / 1e6, T_world_ego, pictures, scan, semantics={name: c for name, (c, _) in shot_labels.items()} or None, image_times={c: shots[ts][c][0] for c in ids},
                              image_ego_poses={c: shots[ts][c][1] for c in ids})
             bar.update(n + 1)
+        for name, (count, labelled) in ego_votes.items():
+            if (2 * count > labelled).any():  # the ego vehicle in at least half of the camera's labelled images
+                writer.set_mask(name, 2 * count <= labelled)
         path = writer.close(SceneGraph(actors=tuple(actors), aabb=extent.aabb()))
     return ImportSummary(path, len(frames), [s.name for s in rig], len(actors), skipped)
 
@@ -407,84 +429,3 @@ def _tracks(path: Path, segment: str, poses: dict, frames: set, base: int) -> tu
         cls = per_object[obj][0][3]
         actors.append(actor_from_boxes(f"{cls}_{n:03d}", cls, n, [r[:3] for r in per_object[obj]], path, f"{OBJ} {obj}"))
     return actors, skipped
-
-
-class _Lidar:
-    """The TOP laser of a segment: its calibration (``T_ego_lidar``, the header's scan pattern) and
-    its returns per frame, from the ``lidar`` range images (+ ``lidar_pose``) or the nerfsim
-    point-cloud extension; no LiDAR component: empty sweeps."""
-
-    def __init__(self, root: Path, segment: str, poses: dict):
-        self.poses, self.rows, self.pose_rows, self.points = poses, None, None, None
-        path = root / "lidar_calibration" / f"{segment}.parquet"
-        self.T_ego_lidar = np.eye(4)
-        self.inclinations: np.ndarray | None = None
-        self.inclination_range = (np.radians(-17.6), np.radians(2.4))  # the TOP laser's, if the calibration has none
-        self.pattern = {**TOP_PATTERN, "min_elevation_deg": -17.6, "max_elevation_deg": 2.4, "elevations_deg": None}
-        if path.is_file():
-            cols = [LASER, f"{LCAL}.extrinsic.transform", f"{LCAL}.beam_inclination.min", f"{LCAL}.beam_inclination.max"]
-            values = f"{LCAL}.beam_inclination.values"
-            rows = read_component(path, cols + ([values] if values in open_component(path, cols).schema_arrow.names else []), segment)
-            if TOP not in rows[LASER]:
-                raise InputError(path, LASER, f"no calibration of the TOP laser ({TOP}) in segment {segment}")
-            i = rows[LASER].index(TOP)
-            self.T_ego_lidar = transform_of(rows[f"{LCAL}.extrinsic.transform"][i], path, f"{LCAL}.extrinsic.transform", "laser TOP")
-            lo, hi = rows[f"{LCAL}.beam_inclination.min"][i], rows[f"{LCAL}.beam_inclination.max"][i]
-            if rows.get(values) and rows[values][i]:
-                self.inclinations = np.asarray(rows[values][i], dtype=np.float64)
-                deg = np.degrees(self.inclinations)
-                self.pattern.update(n_beams=len(deg), min_elevation_deg=float(deg.min()), max_elevation_deg=float(deg.max()),
-                                    elevations_deg=[float(v) for v in deg])
-            elif lo is not None and hi is not None:
-                self.inclination_range = (float(lo), float(hi))
-                self.pattern.update(min_elevation_deg=float(np.degrees(lo)), max_elevation_deg=float(np.degrees(hi)))
-        if (root / "lidar" / f"{segment}.parquet").is_file():
-            ri = [f"{RI}.range_image_return1.values", f"{RI}.range_image_return1.shape"]
-            self.rows = RowIndex(root / "lidar" / f"{segment}.parquet", [TS, LASER], [], ri, segment)
-            if (root / "lidar_pose" / f"{segment}.parquet").is_file():
-                rp = [f"{RI_POSE}.range_image_return1.values", f"{RI_POSE}.range_image_return1.shape"]
-                self.pose_rows = RowIndex(root / "lidar_pose" / f"{segment}.parquet", [TS, LASER], [], rp, segment)
-        elif (root / POINTS_COMPONENT / f"{segment}.parquet").is_file():
-            cols = [f"{PTS}.points.{a}" for a in "xyz"]
-            self.points = RowIndex(root / POINTS_COMPONENT / f"{segment}.parquet", [TS, LASER], [], cols, segment)
-        if (self.rows or self.points) and not path.is_file():
-            raise InputError(path, None, "component file missing (the LiDAR data needs its calibration)")
-
-    def scan(self, ts: int) -> np.ndarray:
-        """Capture-log rows ``[N, 4]`` (LiDAR frame) of frame ``ts``'s TOP sweep."""
-        if self.points is not None:
-            if (ts, TOP) not in self.points.where:
-                raise InputError(self.points.path, TS, f"frame {ts} has no TOP LiDAR points")
-            row = self.points.get((ts, TOP))
-            xyz = [list_values(row[f"{PTS}.points.{a}"]) for a in "xyz"]
-            if any(v is None for v in xyz) or len({len(v) for v in xyz}) != 1:
-                raise InputError(self.points.path, f"{PTS}.points", f"frame {ts}: expected lists x, y, z of one length")
-            xyz = np.stack(xyz, axis=1).astype(np.float64)
-        elif self.rows is not None:
-            xyz, misses = self._range_image_points(ts)
-            T = np.linalg.inv(self.T_ego_lidar)
-            sky = np.concatenate([misses @ T[:3, :3].T, np.full((len(misses), 1), np.inf)], 1).astype(np.float32)
-            return np.concatenate([points_to_rays(xyz @ T[:3, :3].T + T[:3, 3]), sky])
-        else:
-            return np.zeros((0, 4), np.float32)
-        return points_to_rays(xyz @ np.linalg.inv(self.T_ego_lidar)[:3, :3].T + np.linalg.inv(self.T_ego_lidar)[:3, 3])
-
-    def _range_image_points(self, ts: int) -> tuple[np.ndarray, np.ndarray]:
-        """Frame ``ts``'s TOP returns (vehicle frame) and its upward empty rays' directions
-        (`tasks.logs.waymo_format.range_image_misses`; the vehicle's turn during the sweep, under 2
-        deg, is not taken out of them)."""
-        path = self.rows.path
-        if (ts, TOP) not in self.rows.where:
-            raise InputError(path, TS, f"frame {ts} has no TOP range image")
-        ri = tensor_of(self.rows.get((ts, TOP)), f"{RI}.range_image_return1", path, ts)
-        pixel_pose = None
-        if self.pose_rows is not None and (ts, TOP) in self.pose_rows.where:
-            pixel_pose = tensor_of(self.pose_rows.get((ts, TOP)), f"{RI_POSE}.range_image_return1", self.pose_rows.path, ts)
-            if pixel_pose.shape[:2] != ri.shape[:2] or pixel_pose.shape[2] != 6:
-                raise InputError(self.pose_rows.path, f"{RI_POSE}.range_image_return1.shape",
-                                 f"frame {ts}: expected [{ri.shape[0]}, {ri.shape[1]}, 6], got {list(pixel_pose.shape)}")
-        incl = self.inclinations if self.inclinations is not None else inclinations_from_range(*self.inclination_range, ri.shape[0])
-        if len(incl) != ri.shape[0]:
-            raise InputError(path, f"{RI}.range_image_return1.shape", f"frame {ts}: {ri.shape[0]} rows, the calibration has {len(incl)} beams")
-        return (range_image_points(ri[..., 0], self.T_ego_lidar, incl, pixel_pose, self.poses[ts] if ts in self.poses else None),
-                range_image_misses(ri[..., 0], self.T_ego_lidar, incl))

@@ -1,5 +1,6 @@
 """The actor-mask loss on the box world, whose analytic fields own exactly the twin's pixels: zero
-where the labels are the twin's, one per pixel whose label says otherwise."""
+where the labels are the twin's, one per pixel whose label says otherwise, nothing from unlabelled
+pixels."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import torch
 
 from scenes.camera import Camera, Intrinsics, pixel_rays
-from scenes.classes import CLASS_IDS
+from scenes.classes import CLASS_IDS, UNLABELLED
 from scenes.transforms import look_at
 from sim.render import actor_rays_for_state
 from sim.train import _actor_mask_loss
@@ -33,3 +34,9 @@ def test_actor_mask_loss_counts_the_pixels_whose_owner_disagrees_with_the_label(
     relabelled[labels == CLASS_IDS["building"]] = CLASS_IDS["pedestrian"]  # ... and the wall's say "actor"
     wall = float((labels == CLASS_IDS["building"]).float().mean())
     assert wall > 0.05 and abs(float(_actor_mask_loss(out, relabelled)) - wall) < 0.01
+    relabelled[car] = UNLABELLED  # wrong labels, and the car's pixels unlabelled: only the wall costs
+    assert abs(float(_actor_mask_loss(out, relabelled)) - wall) < 0.01
+    relabelled = labels.clone()
+    relabelled[car] = CLASS_IDS["road"]
+    relabelled[car & (torch.arange(len(labels)) % 2 == 0)] = UNLABELLED  # half of them unlabelled: half the cost
+    assert abs(float(_actor_mask_loss(out, relabelled)) - float(car.float().mean()) / 2) < 0.01

@@ -23,6 +23,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 SEGMENT = "tiny"
 NAMES = {"front": "FRONT", "front_left": "FRONT_LEFT", "front_right": "FRONT_RIGHT"}
 IMG, CAL, POSE, BOX = "[CameraImageComponent]", "[CameraCalibrationComponent]", "[VehiclePoseComponent]", "[LiDARBoxComponent]"
+SEGL = "[CameraSegmentationLabelComponent]"
 TS = "key.frame_timestamp_micros"
 
 
@@ -68,7 +69,8 @@ def _waymo_project(row, p_vehicle):
 def test_pyarrow_reads_poses_calibration_images_and_lidar(native, exported):
     log = read_capture_log(native)
     assert sorted(p.name for p in (exported / "training").iterdir()) == [
-        "camera_calibration", "camera_image", "lidar_box", "lidar_calibration", "nerfsim_lidar_pointcloud", "vehicle_pose"]
+        "camera_calibration", "camera_image", "camera_segmentation", "lidar_box", "lidar_calibration", "nerfsim_lidar_pointcloud",
+        "vehicle_pose"]
     poses = sorted(_rows(exported, "vehicle_pose"), key=lambda r: r[TS])
     assert len(poses) == len(log.frames) and {r["key.segment_context_name"] for r in poses} == {SEGMENT}
     assert np.allclose(np.diff([r[TS] for r in poses]), 100_000)  # 10 Hz, in microseconds
@@ -136,6 +138,28 @@ def test_boxes_are_the_twins_boxes_in_the_vehicle_frame(native, exported):
     assert moving  # the world's actors drive and walk
 
 
+WAYMO_TYPE = {0: 25, 1: 20, 2: 21, 3: 23, 4: 19, 5: 15, 6: 24, 7: 2, 8: 9}
+"""nerfsim class id (sky, road, lane_marking, sidewalk, building, pole, tree, car, pedestrian) -> Waymo
+CameraSegmentation.Type (SKY, ROAD, LANE_MARKER, SIDEWALK, BUILDING, POLE, VEGETATION, CAR, PEDESTRIAN)."""
+
+
+def test_semantic_labels_go_out_as_waymo_panoptic_labels(native, exported):
+    log = read_capture_log(native)
+    rows = {(r[TS], r["key.camera_name"]): r for r in _rows(exported, "camera_segmentation")}
+    assert len(rows) == 3 * len(log.frames)
+    ts0 = min(t for t, _ in rows)
+    for i in (0, 13):
+        f = log.frames[i]
+        for c, cid in (("front", 1), ("front_right", 3)):
+            r = rows[(ts0 + 100_000 * i, cid)]
+            panoptic = np.asarray(iio.imread(r[f"{SEGL}.panoptic_label"], extension=".png"))
+            labels = log.load_semantic(f.semantic_paths[c])
+            assert panoptic.dtype == np.uint16 and panoptic.shape == labels.shape
+            expected = np.vectorize(WAYMO_TYPE.get)(labels)
+            assert np.array_equal(panoptic // r[f"{SEGL}.panoptic_label_divisor"], expected)
+            assert len(np.unique(labels)) >= 4  # sky, road, buildings... are in view
+
+
 # ---- (b) back through the importer ------------------------------------------------------------------
 def test_round_trip_cameras_times_poses_images_lidar_tracks(native, imported):
     log, back = read_capture_log(native), read_capture_log(imported.log)
@@ -157,6 +181,8 @@ def test_round_trip_cameras_times_poses_images_lidar_tracks(native, imported):
         hit = np.isfinite(r)
         assert len(r2) == hit.sum() and np.allclose(o[hit] + d[hit] * r[hit, None], o2 + d2 * r2[:, None], atol=1e-3)
     assert np.allclose(back.lidar["elevations_deg"], np.linspace(log.lidar["min_elevation_deg"], log.lidar["max_elevation_deg"], log.lidar["n_beams"]))
+    assert back.has_semantics and all(np.array_equal(log.load_semantic(f.semantic_paths[c.name]), back.load_semantic(g.semantic_paths[NAMES[c.name]]))
+                                      for f, g in zip(log.frames, back.frames) for c in log.cameras)
     assert imported.actors == len(log.scene.actors) == len(back.scene.actors)
     for actor in back.scene.actors:  # matched by their pose at the first frame
         truth = min(log.scene.actors, key=lambda a: np.linalg.norm(a.track.pose_at(0.0)[:3, 3] - actor.track.pose_at(0.0)[:3, 3]))
@@ -187,6 +213,43 @@ def test_start_duration_and_cameras_cut_the_segment(exported, tmp_path):
     back = read_capture_log(summary.log)
     assert summary.frames == 7 and back.frames[0].time == 0.0 and [c.name for c in back.cameras] == ["FRONT_LEFT"]
     assert all(a.track.times.min() >= 0 and a.track.times.max() <= 0.6 + 1e-9 for a in back.scene.actors)
+
+
+def test_waymo_panoptic_types_map_to_nerfsim_classes_and_unlabelled_images_stay_unlabelled(exported, tmp_path):
+    """Hand-made labels: a truck's pixels (type 3, instance 7) are car, the ego's own body (1) and a
+    sign (17) unlabelled, and the body becomes the cameras' ego mask; frames Waymo left unlabelled
+    (its labels come at 5 Hz) are unlabelled images, and with no label at all the log has none."""
+    from scenes.classes import CLASS_IDS, UNLABELLED
+
+    src = tmp_path / "src"
+    shutil.copytree(exported, src)
+    ts0 = min(r[TS] for r in _rows(src, "camera_segmentation"))
+
+    def hand_made(rows):
+        out = []
+        for r in rows:
+            if (r[TS] - ts0) % 200_000:  # every other frame
+                continue
+            types = np.full((54, 96), 20, np.uint16)  # road
+            types[:10], types[10:20, :20], types[30:, 40:] = 25, 3 * 1000 + 7, 1
+            types[10:20, 20:30] = 17
+            panoptic = np.where(types > 100, types, types * 1000).astype(np.uint16)
+            out.append({**r, f"{SEGL}.panoptic_label": iio.imwrite("<bytes>", panoptic, extension=".png")})
+        return out
+
+    _rewrite(src, "camera_segmentation", hand_made)
+    back = read_capture_log(import_waymo(src, tmp_path / "out").log)
+    assert back.has_semantics
+    even = back.load_semantic(back.frames[2].semantic_paths["FRONT"])
+    assert (even[:10] == CLASS_IDS["sky"]).all() and (even[10:20, :20] == CLASS_IDS["car"]).all()
+    assert (even[10:20, 20:30] == UNLABELLED).all() and (even[30:, 40:] == UNLABELLED).all()
+    assert (even[20:30] == CLASS_IDS["road"]).all()
+    assert (back.load_semantic(back.frames[1].semantic_paths["FRONT_LEFT"]) == UNLABELLED).all()
+    ego = np.zeros((54, 96), bool)
+    ego[30:, 40:] = True  # TYPE_EGO_VEHICLE in every labelled image: the camera's ego mask
+    assert all(np.array_equal(c.mask, ~ego) for c in back.cameras)
+    (src / "training" / "camera_segmentation" / f"{SEGMENT}.parquet").unlink()
+    assert not read_capture_log(import_waymo(src, tmp_path / "none").log).has_semantics
 
 
 def test_lens_distortion_goes_out_and_comes_back(native, tmp_path):
@@ -352,6 +415,13 @@ BROKEN = {  # what to break, the file named, the column named (None: the file al
                       "camera_calibration/tiny.parquet", f"{CAL}.extrinsic.transform", "rigid"),
     "not_parquet": (lambda r: (r / "training/lidar_box/tiny.parquet").write_text("hello"), "lidar_box/tiny.parquet", None, "parquet"),
     "not_waymo": (lambda r: shutil.rmtree(r / "training/camera_image"), "src", None, "not a Waymo v2 dataset"),
+    "garbage_label": (lambda r: _rewrite(r, "camera_segmentation", lambda rows: [{**rows[3], f"{SEGL}.panoptic_label": b"no png"}, *rows[4:]]),
+                      "camera_segmentation/tiny.parquet", f"{SEGL}.panoptic_label", "not a readable PNG"),
+    "label_size": (lambda r: _rewrite(r, "camera_segmentation", lambda rows: [
+        {**rows[0], f"{SEGL}.panoptic_label": iio.imwrite("<bytes>", np.zeros((8, 8), np.uint16), extension=".png")}, *rows[1:]]),
+                   "camera_segmentation/tiny.parquet", f"{SEGL}.panoptic_label", "a 8x8 label, the calibration says 96x54"),
+    "label_divisor": (lambda r: _rewrite(r, "camera_segmentation", lambda rows: [{**rows[0], f"{SEGL}.panoptic_label_divisor": 0}, *rows[1:]]),
+                      "camera_segmentation/tiny.parquet", f"{SEGL}.panoptic_label_divisor", "expected a positive integer, got 0"),
 }
 
 
