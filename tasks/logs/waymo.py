@@ -60,8 +60,10 @@ box). Range images are not written: a range image fixes each column's azimuth in
 which a nerfsim LiDAR's azimuths generally miss by up to half a column (a 1.4 degree shift of every
 return for 128 columns). The returns go instead into a nerfsim extension component,
 ``nerfsim_lidar_pointcloud``: per frame, key.segment_context_name, key.frame_timestamp_micros,
-key.laser_name (1) and ``[NerfsimLiDARPointCloudComponent].points.x / .y / .z`` (list<float>,
-vehicle frame at the frame's time, in the sweep's beam order). Waymo's own tools ignore that folder;
+key.laser_name (1), ``[NerfsimLiDARPointCloudComponent].points.x / .y / .z`` (list<float>,
+vehicle frame at the frame's time, in the sweep's beam order) and ``.misses.x / .y / .z`` (unit
+directions in the vehicle frame of the rays that returned nothing: what a range image's empty
+pixels say). Waymo's own tools ignore that folder;
 `import_waymo` reads it where there is no ``lidar`` component. Timestamps are
 1_550_000_000 s + the log's seconds.
 """
@@ -188,8 +190,10 @@ def _write_segment(log: CaptureLog, root: Path, segment: str, ids: dict, lenses:
             scan = np.load(f.lidar_path).astype(np.float64)
             hit = np.isfinite(scan[:, 3])
             xyz = (scan[hit, :3] * scan[hit, 3:]) @ T_ego_lidar[:3, :3].T + T_ego_lidar[:3, 3]  # vehicle frame
+            misses = scan[~hit, :3] @ T_ego_lidar[:3, :3].T  # directions of the rays that returned nothing
             points.write_table(table(POINTS_COMPONENT, [{SEG: segment, TS: ts, LASER: TOP,
-                                                         **{f"{PTS}.points.{a}": xyz[:, k].astype(np.float32).tolist() for k, a in enumerate("xyz")}}]))
+                                                         **{f"{PTS}.{what}.{a}": v[:, k].astype(np.float32).tolist()
+                                                            for what, v in (("points", xyz), ("misses", misses)) for k, a in enumerate("xyz")}}]))
             box_rows += _frame_boxes(log, f, segment, ts, xyz @ f.T_world_ego[:3, :3].T + f.T_world_ego[:3, 3])
             bar.update(i + 1)
     pq.write_table(table("vehicle_pose", pose_rows), path("vehicle_pose"))

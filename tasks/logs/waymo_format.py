@@ -86,7 +86,8 @@ def component_schemas() -> dict:
                       (f"{BOX}.num_lidar_points_in_box", pa.int64()), (f"{BOX}.num_top_lidar_points_in_box", pa.int64()),
                       *xyz(f"{BOX}.speed", f64), *xyz(f"{BOX}.acceleration", f64),
                       (f"{BOX}.difficulty_level.detection", i8), (f"{BOX}.difficulty_level.tracking", i8)],
-        POINTS_COMPONENT: [(SEG, pa.string()), (TS, pa.int64()), (LASER, i8), *xyz(f"{PTS}.points", pa.list_(f32))],
+        POINTS_COMPONENT: [(SEG, pa.string()), (TS, pa.int64()), (LASER, i8), *xyz(f"{PTS}.points", pa.list_(f32)),
+                           *xyz(f"{PTS}.misses", pa.list_(f32))],
         "camera_segmentation": [(SEG, pa.string()), (TS, pa.int64()), (CAM, i8), (f"{SEGL}.panoptic_label_divisor", pa.int32()),
                                 (f"{SEGL}.panoptic_label", pa.binary()), (f"{SEGL}.sequence_id", pa.string())],
     }.items()}
@@ -309,29 +310,42 @@ class TopLidar:
                 rp = [f"{RI_POSE}.range_image_return1.values", f"{RI_POSE}.range_image_return1.shape"]
                 self.pose_rows = RowIndex(root / "lidar_pose" / f"{segment}.parquet", [TS, LASER], [], rp, segment)
         elif (root / POINTS_COMPONENT / f"{segment}.parquet").is_file():
-            cols = [f"{PTS}.points.{a}" for a in "xyz"]
-            self.points = RowIndex(root / POINTS_COMPONENT / f"{segment}.parquet", [TS, LASER], [], cols, segment)
+            path_points = root / POINTS_COMPONENT / f"{segment}.parquet"
+            misses = [f"{PTS}.misses.{a}" for a in "xyz"]
+            cols = [f"{PTS}.points.{a}" for a in "xyz"] + (misses if misses[0] in open_component(path_points, []).schema_arrow.names else [])
+            self.points = RowIndex(path_points, [TS, LASER], [], cols, segment)
         if (self.rows or self.points) and not path.is_file():
             raise InputError(path, None, "component file missing (the LiDAR data needs its calibration)")
 
     def scan(self, ts: int) -> np.ndarray:
-        """Capture-log rows ``[N, 4]`` (LiDAR frame) of frame ``ts``'s TOP sweep."""
+        """Capture-log rows ``[N, 4]`` (LiDAR frame) of frame ``ts``'s TOP sweep: its returns, then its
+        empty rays (range inf)."""
         if self.points is not None:
-            if (ts, TOP) not in self.points.where:
-                raise InputError(self.points.path, TS, f"frame {ts} has no TOP LiDAR points")
-            row = self.points.get((ts, TOP))
-            xyz = [list_values(row[f"{PTS}.points.{a}"]) for a in "xyz"]
-            if any(v is None for v in xyz) or len({len(v) for v in xyz}) != 1:
-                raise InputError(self.points.path, f"{PTS}.points", f"frame {ts}: expected lists x, y, z of one length")
-            xyz = np.stack(xyz, axis=1).astype(np.float64)
+            xyz, misses = self._extension_points(ts)
         elif self.rows is not None:
             xyz, misses = self._range_image_points(ts)
-            T = np.linalg.inv(self.T_ego_lidar)
-            sky = np.concatenate([misses @ T[:3, :3].T, np.full((len(misses), 1), np.inf)], 1).astype(np.float32)
-            return np.concatenate([points_to_rays(xyz @ T[:3, :3].T + T[:3, 3]), sky])
         else:
             return np.zeros((0, 4), np.float32)
-        return points_to_rays(xyz @ np.linalg.inv(self.T_ego_lidar)[:3, :3].T + np.linalg.inv(self.T_ego_lidar)[:3, 3])
+        T = np.linalg.inv(self.T_ego_lidar)
+        sky = np.concatenate([misses @ T[:3, :3].T, np.full((len(misses), 1), np.inf)], 1).astype(np.float32)
+        return np.concatenate([points_to_rays(xyz @ T[:3, :3].T + T[:3, 3]), sky])
+
+    def _extension_points(self, ts: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame ``ts``'s returns and empty rays' directions (vehicle frame) from the nerfsim extension
+        (`POINTS_COMPONENT`; exports older than its ``misses`` lists have returns only)."""
+        if (ts, TOP) not in self.points.where:
+            raise InputError(self.points.path, TS, f"frame {ts} has no TOP LiDAR points")
+        row = self.points.get((ts, TOP))
+        out = []
+        for what in ("points", "misses"):
+            if f"{PTS}.{what}.x" not in row:
+                out.append(np.zeros((0, 3)))
+                continue
+            xyz = [list_values(row[f"{PTS}.{what}.{a}"]) for a in "xyz"]
+            if any(v is None for v in xyz) or len({len(v) for v in xyz}) != 1:
+                raise InputError(self.points.path, f"{PTS}.{what}", f"frame {ts}: expected lists x, y, z of one length")
+            out.append(np.stack(xyz, axis=1).astype(np.float64).reshape(-1, 3))
+        return out[0], out[1]
 
     def _range_image_points(self, ts: int) -> tuple[np.ndarray, np.ndarray]:
         """Frame ``ts``'s TOP returns (vehicle frame) and its upward empty rays' directions

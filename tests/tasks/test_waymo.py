@@ -1,6 +1,7 @@
 """Waymo Open Dataset v2 export and import: a built-in log written as v2 parquet components reads back
 with plain pyarrow, by the official column names, with every ego pose, calibration and box equal to
-the log's and the twin's; it comes back through the importer unchanged; range images decode as
+the log's and the twin's; it comes back through the importer unchanged (semantic labels and LiDAR
+misses included); range images decode as
 Waymo's geometry says; headings crossing +-pi interpolate the short way; broken segments stop with
 the file and column named, writing nothing."""
 
@@ -117,6 +118,8 @@ def test_pyarrow_reads_poses_calibration_images_and_lidar(native, exported):
     pts = np.stack([clouds[poses[4][TS]][f"[NerfsimLiDARPointCloudComponent].points.{a}"] for a in "xyz"], 1)
     assert len(pts) == hit.sum() and np.allclose(pts @ log.frames[4].T_world_ego[:3, :3].T + log.frames[4].T_world_ego[:3, 3],
                                                  o[hit] + d[hit] * r[hit, None], atol=1e-3)
+    misses = np.stack([clouds[poses[4][TS]][f"[NerfsimLiDARPointCloudComponent].misses.{a}"] for a in "xyz"], 1)
+    assert len(misses) == (~hit).sum() and np.allclose(misses @ log.frames[4].T_world_ego[:3, :3].T, d[~hit], atol=1e-6)
 
 
 def test_boxes_are_the_twins_boxes_in_the_vehicle_frame(native, exported):
@@ -178,8 +181,9 @@ def test_round_trip_cameras_times_poses_images_lidar_tracks(native, imported):
     for i in (0, 9, 20):
         o, d, r = log.lidar_rays(i)
         o2, d2, r2 = back.lidar_rays(i)
-        hit = np.isfinite(r)
-        assert len(r2) == hit.sum() and np.allclose(o[hit] + d[hit] * r[hit, None], o2 + d2 * r2[:, None], atol=1e-3)
+        hit, hit2 = np.isfinite(r), np.isfinite(r2)
+        assert hit2.sum() == hit.sum() and np.allclose(o[hit] + d[hit] * r[hit, None], o2[hit2] + d2[hit2] * r2[hit2, None], atol=1e-3)
+        assert (~hit).sum() > 100 and np.allclose(d[~hit], d2[~hit2], atol=1e-6)  # the rays that returned nothing, too
     assert np.allclose(back.lidar["elevations_deg"], np.linspace(log.lidar["min_elevation_deg"], log.lidar["max_elevation_deg"], log.lidar["n_beams"]))
     assert back.has_semantics and all(np.array_equal(log.load_semantic(f.semantic_paths[c.name]), back.load_semantic(g.semantic_paths[NAMES[c.name]]))
                                       for f, g in zip(log.frames, back.frames) for c in log.cameras)
@@ -206,6 +210,17 @@ def test_rows_in_any_order_and_classes_that_are_not_actors(exported, imported, t
     assert summary.actors == imported.actors - 1 and summary.not_actors == {"TYPE_CYCLIST": 21}
     assert [f.time for f in back.frames] == [f.time for f in first.frames]
     assert all(np.allclose(f.T_world_ego, g.T_world_ego) for f, g in zip(back.frames, first.frames))
+
+
+def test_an_export_without_the_misses_lists_imports_its_returns(exported, imported, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(exported, src)
+    for a in "xyz":
+        _drop_column(src, "nerfsim_lidar_pointcloud", f"[NerfsimLiDARPointCloudComponent].misses.{a}")
+    back, full = read_capture_log(import_waymo(src, tmp_path / "out", duration=0.3).log), read_capture_log(imported.log)
+    for i in range(len(back.frames)):
+        r, r_full = back.lidar_rays(i)[2], full.lidar_rays(i)[2]
+        assert np.isfinite(r).all() and np.array_equal(r, r_full[np.isfinite(r_full)])
 
 
 def test_start_duration_and_cameras_cut_the_segment(exported, tmp_path):
