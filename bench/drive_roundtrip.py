@@ -11,7 +11,8 @@ actor ids (nuScenes' are tokens), image quality (Waymo's images are JPEG).
     python -m bench.drive_roundtrip --native-log /tmp/q/le/log_pinhole --seconds 240 --work /tmp/q/rt
 
 Where the round trip's loss comes from: ``--native-without semantics`` (and / or ``lidar-misses``)
-trains the *native* log with that taken out instead (no export), so each piece's share shows.
+trains the *native* log with that taken out instead (no export), so each piece's share shows;
+``--format native`` trains the native log itself (the reference, to run in the same hour).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def stripped_log(native: Path, work: Path, what: tuple[str, ...]) -> Path:
     return dst
 
 
-def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, ...] = (), train_settings: dict | None = None) -> dict:
+def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, ...] = (), train_settings: dict | None = None,
+        train_log: Path | None = None) -> dict:
     from scenes.camera import Camera
     from scenes.capture import read_capture_log
     from scenes.twin import Twin
@@ -65,11 +67,15 @@ def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, 
     from tasks.pipeline import load_scene, train_scene, world_config_from_dict
 
     formats = {"nuscenes": (export_nuscenes, import_nuscenes), "waymo": (export_waymo, import_waymo)}
-    if fmt not in formats:
+    if fmt not in formats and fmt != "native":
         raise SystemExit("only --format nuscenes or waymo keeps the whole rig (KITTI tracking has one forward stereo pair)")
     log = read_capture_log(native)
-    if without:
+    if train_log is not None:  # a log made by hand (e.g. an import with another scene box), scored like the rest
+        imported = train_log
+    elif without:
         imported = stripped_log(native, work, without)
+    elif fmt == "native":  # the reference: the native log itself
+        imported = native
     else:
         export, import_ = formats[fmt]
         imported = import_(export(log, work / "exported"), work / "imported", overwrite=True).log
@@ -86,7 +92,8 @@ def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, 
         ps.append(psnr(r["rgb"], g["rgb"]))
         ab.append(depth_abs_rel(r["depth"], g["depth"]))
     channels = sorted(c.name for c in read_capture_log(imported).cameras)
-    return {"format": fmt if not without else "native without " + " and ".join(without), "steps": stats.get("steps"), "rays_per_s": stats.get("rays_per_s"), "novel_psnr": float(np.mean(ps)),
+    name = str(train_log) if train_log is not None else fmt if not without else "native without " + " and ".join(without)
+    return {"format": name, "steps": stats.get("steps"), "rays_per_s": stats.get("rays_per_s"), "novel_psnr": float(np.mean(ps)),
             "novel_depth_abs_rel": float(np.nanmean(ab)), "n_views": len(cams), "imported_cameras": channels,
             "imported_aabb": [list(scene.graph.aabb[0]), list(scene.graph.aabb[1])], "native_aabb": [list(log.scene.aabb[0]), list(log.scene.aabb[1])]}
 
@@ -94,16 +101,18 @@ def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--native-log", type=Path, required=True, help="a capture log of the built-in world")
-    ap.add_argument("--format", default="nuscenes", choices=("nuscenes", "waymo"))
+    ap.add_argument("--format", default="nuscenes", choices=("nuscenes", "waymo", "native"),
+                    help="the dataset format of the round trip; native: train the native log itself (the reference)")
     ap.add_argument("--seconds", type=float, default=240.0)
     ap.add_argument("--work", type=Path, default=Path("bench/out/drive_roundtrip"))
     ap.add_argument("--native-without", action="append", choices=("semantics", "lidar-misses"), default=[],
                     help="train the native log without this instead of the round trip (repeatable)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a TrainConfig setting (repeatable)")
+    ap.add_argument("--train-log", type=Path, help="train this capture log instead (an import edited by hand) and score it")
     a = ap.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
     settings = dict((k, json.loads(v)) for k, v in (item.split("=", 1) for item in a.set))
-    out = run(a.native_log, a.work, a.seconds, a.format, tuple(a.native_without), settings)
+    out = run(a.native_log, a.work, a.seconds, a.format, tuple(a.native_without), settings, a.train_log)
     out["settings"] = settings
     print(json.dumps(out))
     return out

@@ -227,33 +227,20 @@ def fit_drive(T_world_ego, actors=(), source: str = "drive") -> RoadMap:
     bend tighter than the street's half width with its sidewalks (`MIN_TURN_MARGIN`), a path that
     rises more than `MAX_LEVEL_SPREAD`, oncoming traffic on the ego's right (left-hand traffic)."""
     T = np.asarray(T_world_ego, dtype=np.float64).reshape(-1, 4, 4)
-    xy, z = T[:, :2, 3], T[:, 2, 3]
-    centre = xy.mean(axis=0)
-    axis = np.linalg.svd(xy - centre, full_matrices=False)[2][0] if len(xy) > 1 else np.array([1.0, 0.0])
-    if (xy[-1] - xy[0]) @ axis < 0:
-        axis = -axis
-    left = np.array([-axis[1], axis[0]])
-    along = (xy - centre) @ axis
-    length = float(np.ptp(along))
-    if length < MIN_DRIVE_LENGTH:
-        raise InputError(source, "frames.T_world_ego", f"the ego moves {length:.2f} m along its path: no direction to lay a "
-                                                        f"street along (scenarios need a drive of at least {MIN_DRIVE_LENGTH:g} m)")
+    z = T[:, 2, 3]
     rise = float(np.ptp(z))
     if rise > MAX_LEVEL_SPREAD:
         raise InputError(source, "frames.T_world_ego", f"the ego's path rises {rise:.2f} m: the road layout is level "
                                                         f"(at most {MAX_LEVEL_SPREAD:g} m); use a flatter stretch of the drive")
+    path = _ego_lane(T[:, :2, 3], source)
     vehicles = [a for a in actors if a.class_name != "pedestrian"]
-    if float(np.abs((xy - centre) @ left).max()) <= STRAIGHT_TOLERANCE:  # the ego's lane centre
-        path = RoadFrame.straight(centre + along.min() * axis, axis, length, 0.0)
-    else:
-        path = RoadFrame.along(_smoothed_path(xy), 0.0)
     lw = _lane_width(vehicles, path, source)
     pw = _parking_width(vehicles, path, lw)
     ego_z = float(np.median(z))
     ground = _ground(vehicles, path, lw, pw)
     ground = ego_z if ground is None else ground
-    inner = path.tangents[1:-1] @ np.array([[0.0, 1.0], [-1.0, 0.0]])  # unit normals to the left
-    frame = RoadFrame.along(path.points[1:-1] + lw / 2 * inner, ground)
+    left = path.tangents[1:-1] @ np.array([[0.0, 1.0], [-1.0, 0.0]])  # unit normals to the left
+    frame = RoadFrame.along(path.points[1:-1] + lw / 2 * left, ground)
     half = lw + pw + DEFAULT_SIDEWALK_WIDTH
     radius = frame.min_radius()
     if radius < half + MIN_TURN_MARGIN:
@@ -264,6 +251,25 @@ def fit_drive(T_world_ego, actors=(), source: str = "drive") -> RoadMap:
     return RoadMap(frame.length, lw, pw, DEFAULT_SIDEWALK_WIDTH, DEFAULT_SIDEWALK_HEIGHT, frame, ego_z - ground, str(source))
 
 
+def _ego_lane(xy: np.ndarray, source: str) -> RoadFrame:
+    """The centre line of the ego's lane from its ground path ``[N, 2]``: the path's principal axis
+    (pointing the way the ego drove) where the path strays at most `STRAIGHT_TOLERANCE` from it,
+    else the smoothed path itself."""
+    centre = xy.mean(axis=0)
+    axis = np.linalg.svd(xy - centre, full_matrices=False)[2][0] if len(xy) > 1 else np.array([1.0, 0.0])
+    if (xy[-1] - xy[0]) @ axis < 0:
+        axis = -axis
+    along = (xy - centre) @ axis
+    length = float(np.ptp(along))
+    if length < MIN_DRIVE_LENGTH:
+        raise InputError(source, "frames.T_world_ego", f"the ego moves {length:.2f} m along its path: no direction to lay a "
+                                                        f"street along (scenarios need a drive of at least {MIN_DRIVE_LENGTH:g} m)")
+    stray = np.abs((xy - centre) @ np.array([-axis[1], axis[0]])).max()
+    if stray <= STRAIGHT_TOLERANCE:
+        return RoadFrame.straight(centre + along.min() * axis, axis, length, 0.0)
+    return RoadFrame.along(_smoothed_path(xy), 0.0)
+
+
 def _smoothed_path(xy: np.ndarray) -> np.ndarray:
     """The ground path ``[N, 2]`` resampled every `PATH_SPACING` metres of its length, each point
     the local quadratic fit (Gaussian weights, sigma `PATH_SMOOTHING`) of the samples around it."""
@@ -271,12 +277,15 @@ def _smoothed_path(xy: np.ndarray) -> np.ndarray:
     p = xy[moved]
     s = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(p, axis=0), axis=1))]
     grid = np.linspace(0.0, s[-1], max(int(np.ceil(s[-1] / PATH_SPACING)) + 1, 2))
-    ds = s[None, :] - grid[:, None]  # [G, N]
-    w = np.exp(-0.5 * (ds / PATH_SMOOTHING) ** 2)
-    basis = np.stack([np.ones_like(ds), ds, ds * ds], axis=-1)  # [G, N, 3]
-    normal = np.einsum("gn,gni,gnj->gij", w, basis, basis) + 1e-9 * np.eye(3)
-    rhs = np.einsum("gn,gni,nk->gik", w, basis, p)
-    return np.linalg.solve(normal, rhs)[:, 0, :]  # the fit's value at each grid point
+    out = []
+    for g in np.array_split(grid, max(1, len(grid) // 256)):  # [G, N] blocks: a long log stays small
+        ds = s[None, :] - g[:, None]
+        w = np.exp(-0.5 * (ds / PATH_SMOOTHING) ** 2)
+        basis = np.stack([np.ones_like(ds), ds, ds * ds], axis=-1)  # [G, N, 3]
+        normal = np.einsum("gn,gni,gnj->gij", w, basis, basis) + 1e-9 * np.eye(3)
+        rhs = np.einsum("gn,gni,nk->gik", w, basis, p)
+        out.append(np.linalg.solve(normal, rhs)[:, 0, :])  # the fit's value at each grid point
+    return np.concatenate(out)
 
 
 def _near(track_uv: np.ndarray, path: RoadFrame) -> np.ndarray:
