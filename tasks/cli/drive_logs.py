@@ -55,6 +55,9 @@ class Import:
     sweeps: bool = False
     """nuscenes: also the images and LiDAR sweeps between the 2 Hz key frames (a frame per 12 Hz image
     of the first camera; boxes interpolated to them)."""
+    between_sweeps: bool = False
+    """av2: also the ring cameras' images between the 10 Hz LiDAR sweeps (they fire at 20 Hz): frames
+    of their own, without a sweep (a frame per such image of the first camera)."""
     ego_mask: tuple[str, ...] = ()
     """Pixels that see the ego vehicle itself (hood, body), left out of training and scoring:
     ``CAM=PNG`` per camera (0 = ego, else scene; CAM a camera name of the imported log: kitti-mot
@@ -96,6 +99,8 @@ class Import:
         overwrite = self.overwrite if overwrite is None else overwrite
         if self.sweeps and self.format != "nuscenes":
             raise InputError("--sweeps", None, f"only nuscenes has sweeps between key frames; {self.format} imports every frame")
+        if self.between_sweeps and self.format != "av2":
+            raise InputError("--between-sweeps", None, f"only av2's cameras fire between its LiDAR sweeps; {self.format} imports every image")
         if self.format == "kitti-mot":
             from tasks.logs.kitti_mot import import_kitti_mot
 
@@ -103,7 +108,7 @@ class Import:
         elif self.format == "av2":
             from tasks.logs.av2 import import_av2
 
-            s = import_av2(self.src, out, self.log_id, self.cameras, self.start, self.duration, overwrite)
+            s = import_av2(self.src, out, self.log_id, self.cameras, self.start, self.duration, overwrite, between_sweeps=self.between_sweeps)
         elif self.format == "nuscenes":
             from tasks.logs.nuscenes import import_nuscenes
 

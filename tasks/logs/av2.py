@@ -34,8 +34,10 @@ synchronisation tolerance) at that image's own time; the ego pose at any time is
 at that timestamp, or SLERP between its neighbours. Both LiDARs' returns become rays from
 ``up_lidar`` (the capture log's one LiDAR): down_lidar returns keep their exact end points, their
 rays start centimetres from where they did. Annotations become an actor track per ``track_uuid``
-in the city frame (SLERP between annotated sweeps). The 20 Hz camera images between sweeps are not
-imported.
+in the city frame (SLERP between annotated sweeps). The ring cameras fire at 20 Hz, twice per
+sweep: ``between_sweeps`` also imports the images between two sweeps (outside both sweeps' 25 ms),
+as frames of their own without a LiDAR sweep (a frame per such image of the first camera, with
+every camera's image nearest to it).
 
 Export: every frame of a capture log is a LiDAR sweep at ``BASE_NS`` + its time, every image is
 written at its own time, with an ego pose row at each of those timestamps; images as JPEG (what
@@ -372,11 +374,13 @@ def _sweep(path: Path, T_lidar_ego: np.ndarray) -> np.ndarray:
 
 
 def import_av2(src: str | Path, out: str | Path, log_id: str | None = None, cameras: tuple[str, ...] | None = None,
-               start: float = 0.0, duration: float | None = None, overwrite: bool = False, progress: bool = True) -> ImportSummary:
+               start: float = 0.0, duration: float | None = None, overwrite: bool = False, progress: bool = True,
+               between_sweeps: bool = False) -> ImportSummary:
     """Read an AV2 sensor log into a capture log at ``out`` (module docstring). ``src``: the log
     folder, a split folder or the dataset root (``log_id`` picks the log: default the only one);
     ``cameras``: AV2 camera names (default every ring camera the log has); ``start`` / ``duration``
-    (seconds from the first LiDAR sweep) cut a part of it."""
+    (seconds from the first LiDAR sweep) cut a part of it; ``between_sweeps``: also the images
+    between sweeps, as frames without a sweep."""
     root = find_log(Path(src), log_id)
     lidar_dir, cam_dir = root / "sensors" / "lidar", root / "sensors" / "cameras"
     sweeps = _timestamps(lidar_dir, ".feather")
@@ -397,39 +401,61 @@ def import_av2(src: str | Path, out: str | Path, log_id: str | None = None, came
     rig, T_ego_lidar = _rig(root, names)
     poses = EgoPoses(root / POSES)
     shots: list[dict] = [{} for _ in keep]  # per kept sweep: camera -> its image's timestamp
-    for name in names:
-        ts = _timestamps(cam_dir / name, ".jpg")
+    images_of = {name: _timestamps(cam_dir / name, ".jpg") for name in names}
+    for name, ts in images_of.items():
         if not len(ts):
             raise InputError(cam_dir / name, None, "no images (<timestamp_ns>.jpg)")
-        j = np.clip(np.searchsorted(ts, keep), 1, max(len(ts) - 1, 1))
-        before, after = ts[j - 1], ts[np.minimum(j, len(ts) - 1)]
-        nearest = np.where(np.abs(keep - before) <= np.abs(after - keep), before, after)
-        for n, (sweep, shot) in enumerate(zip(keep, nearest)):
+        for n, (sweep, shot) in enumerate(zip(keep, _nearest(ts, keep))):
             if abs(int(shot) - int(sweep)) > SYNC_NS:
                 raise InputError(cam_dir / name, None, f"no image within {SYNC_NS / 1e6:g} ms of the LiDAR sweep at {sweep} ns "
                                                        f"(nearest: {shot}.jpg)")
             shots[n][name] = int(shot)
+    frames = [(int(sweep), shot, True) for sweep, shot in zip(keep, shots)]  # (time ns, camera -> image, has a sweep)
+    if between_sweeps:
+        frames = sorted(frames + _frames_between_sweeps(keep, images_of, names), key=lambda f: f[0])
     base = int(keep[0])
     actors, skipped = _tracks(root / ANNOTATIONS, poses, int(keep[0]), int(keep[-1]), base)
     lidar = {"T_ego_lidar": T_ego_lidar, **VLP32C, "returns_only": True}
     extent = SceneExtent()
     T_lidar_ego = invert_pose(T_ego_lidar)
     with CaptureLogWriter(out, f"av2 {root.name}", rig, lidar, {}, overwrite) as writer, \
-            JobProgress(f"import av2 {root.name}", len(keep), enabled=progress) as bar:
-        for n, sweep in enumerate(keep):
+            JobProgress(f"import av2 {root.name}", len(frames), enabled=progress) as bar:
+        for n, (t_ns, frame_shots, has_sweep) in enumerate(frames):
             images, times, ego = {}, {}, {}
             for spec in rig:
-                shot = shots[n][spec.name]
+                shot = frame_shots[spec.name]
                 images[spec.name] = read_rgb(cam_dir / spec.name / f"{shot}.jpg", spec.intrinsics.width, spec.intrinsics.height)
                 times[spec.name] = (shot - base) / 1e9
                 ego[spec.name] = poses.at(shot, f"image {spec.name}/{shot}.jpg")
-            T_world_ego = poses.at(int(sweep), f"LiDAR sweep {sweep}")
-            scan = _sweep(lidar_dir / f"{sweep}.feather", T_lidar_ego)
+            T_world_ego = poses.at(t_ns, f"LiDAR sweep {t_ns}" if has_sweep else f"image {rig[0].name}/{t_ns}.jpg")
+            scan = _sweep(lidar_dir / f"{t_ns}.feather", T_lidar_ego) if has_sweep else np.zeros((0, 4), np.float32)
             extent.add(T_world_ego @ T_ego_lidar, T_world_ego[:3, 3], scan)
-            writer.add_frame((int(sweep) - base) / 1e9, T_world_ego, images, scan, image_times=times, image_ego_poses=ego)
+            writer.add_frame((t_ns - base) / 1e9, T_world_ego, images, scan, image_times=times, image_ego_poses=ego)
             bar.update(n + 1)
         path = writer.close(SceneGraph(actors=tuple(actors), aabb=extent.aabb()))
-    return ImportSummary(path, len(keep), names, len(actors), skipped)
+    return ImportSummary(path, len(frames), names, len(actors), skipped)
+
+
+def _nearest(ts: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The timestamp of sorted ``ts`` nearest to each of ``targets``."""
+    j = np.clip(np.searchsorted(ts, targets), 1, max(len(ts) - 1, 1))
+    before, after = ts[j - 1], ts[np.minimum(j, len(ts) - 1)]
+    return np.where(np.abs(targets - before) <= np.abs(after - targets), before, after)
+
+
+def _frames_between_sweeps(sweeps: np.ndarray, images_of: dict, names: list[str]) -> list[tuple]:
+    """Frames without a sweep: each image of the first camera ``names[0]`` strictly between two
+    sweeps and outside both their `SYNC_NS` windows, with every camera's image nearest to it (which
+    must be outside those windows too; a slot where one is missing is skipped)."""
+    out = []
+    for s0, s1 in zip(sweeps[:-1], sweeps[1:]):
+        lo, hi = int(s0) + SYNC_NS, int(s1) - SYNC_NS
+        first = images_of[names[0]]
+        for t in first[(first > lo) & (first < hi)]:
+            shots = {name: int(_nearest(images_of[name], np.array([t]))[0]) for name in names}
+            if all(lo < shot < hi for shot in shots.values()):
+                out.append((int(t), shots, False))
+    return out
 
 
 def _tracks(path: Path, poses: EgoPoses, first: int, last: int, base: int) -> tuple[list[Actor], dict]:

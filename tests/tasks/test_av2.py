@@ -170,6 +170,36 @@ def test_image_ego_poses_between_pose_rows_are_interpolated(staggered, exported,
         assert abs(back.camera(g, "ring_front_left").time - (f.time + LAG)) < 1e-9
 
 
+def test_images_between_sweeps_come_in_as_frames_without_a_sweep(staggered, exported, tmp_path):
+    """The ring cameras fire at 20 Hz: images 50 ms after the first three sweeps (front_left 20 ms
+    later still) become frames of their own, with no LiDAR, the ego pose of their time and exactly
+    those images; without ``between_sweeps`` they are left out."""
+    src = tmp_path / "src"
+    shutil.copytree(exported, src)
+    sweeps = sorted(int(p.stem) for p in (src / "sensors" / "lidar").glob("*.feather"))
+    written = {}
+    for s0, s1 in zip(sweeps[:3], sweeps[1:4]):
+        for cam_dir in (src / "sensors" / "cameras").iterdir():
+            t = s0 + 50_000_000 + (int(LAG * 1e9) if cam_dir.name == "ring_front_left" else 0)
+            later = min(cam_dir.glob("*.jpg"), key=lambda p: abs(int(p.stem) - s1))  # an image of the next sweep, as the new one
+            shutil.copy(later, cam_dir / f"{t}.jpg")
+            written[(s0, cam_dir.name)] = (t, later)
+    assert len(read_capture_log(import_av2(src, tmp_path / "plain", progress=False).log).frames) == len(sweeps)
+    summary = import_av2(src, tmp_path / "back", progress=False, between_sweeps=True)
+    back, log = read_capture_log(summary.log), read_capture_log(staggered)
+    assert summary.frames == len(back.frames) == len(sweeps) + 3
+    ego = ActorTrack.from_poses([f.time for f in log.frames], [f.T_world_ego for f in log.frames])
+    for k, s0 in enumerate(sweeps[:3]):
+        g = back.frames[2 * k + 1]
+        t_frame = (s0 + 50_000_000 - sweeps[0]) / 1e9
+        assert abs(g.time - t_frame) < 1e-9 and len(np.load(g.lidar_path)) == 0
+        assert _close(g.T_world_ego, ego.pose_at(t_frame))
+        for cam, (t, source) in ((c, written[(s0, c)]) for c in ("ring_front_center", "ring_front_left")):
+            assert abs(back.camera(g, cam).time - (t - sweeps[0]) / 1e9) < 1e-9
+            assert np.array_equal(np.asarray(iio.imread(g.image_paths[cam]))[..., :3], np.asarray(iio.imread(source))[..., :3])
+        assert len(np.load(back.frames[2 * k].lidar_path)) > 100  # the sweeps keep theirs
+
+
 def test_start_and_duration_cut_the_log(exported, tmp_path):
     summary = import_av2(exported, tmp_path / "cut", start=0.5, duration=0.6, cameras=("ring_front_center",), progress=False)
     back = read_capture_log(summary.log)

@@ -124,6 +124,9 @@ def test_import_with_ego_masks_and_the_ego_mask_command(native, tmp_path, capsys
     assert not (tmp_path / "other").exists() and not list(tmp_path.glob(".other*"))
     assert main(["ego-mask", str(out), "--clear", "--preview", str(tmp_path / "preview.png")]) == 0
     assert read_capture_log(out).cameras[0].mask is None and (tmp_path / "preview.png").exists()
+    capsys.readouterr()
+    assert main([*args[:3], "--out", str(tmp_path / "between"), "--between-sweeps"]) != 0  # av2's option
+    assert "--between-sweeps" in capsys.readouterr().err and not (tmp_path / "between").exists()
 
 
 def test_parked_vehicles_can_be_left_to_the_background(native, tmp_path, capsys):
