@@ -55,6 +55,9 @@ class Import:
     sweeps: bool = False
     """nuscenes: also the images and LiDAR sweeps between the 2 Hz key frames (a frame per 12 Hz image
     of the first camera; boxes interpolated to them)."""
+    panoptic: Optional[Path] = None
+    """kitti-mot: KITTI-STEP's folder (holding panoptic_maps/), whose panoptic maps of the sequence
+    become image_02's semantic labels."""
     between_sweeps: bool = False
     """av2: also the ring cameras' images between the 10 Hz LiDAR sweeps (they fire at 20 Hz): frames
     of their own, without a sweep (a frame per such image of the first camera)."""
@@ -99,12 +102,15 @@ class Import:
         overwrite = self.overwrite if overwrite is None else overwrite
         if self.sweeps and self.format != "nuscenes":
             raise InputError("--sweeps", None, f"only nuscenes has sweeps between key frames; {self.format} imports every frame")
+        if self.panoptic is not None and self.format != "kitti-mot":
+            raise InputError("--panoptic", None, f"KITTI-STEP's panoptic maps label KITTI tracking sequences, not {self.format}")
         if self.between_sweeps and self.format != "av2":
             raise InputError("--between-sweeps", None, f"only av2's cameras fire between its LiDAR sweeps; {self.format} imports every image")
         if self.format == "kitti-mot":
             from tasks.logs.kitti_mot import import_kitti_mot
 
-            s = import_kitti_mot(self.src, out, self.sequence, self.cameras or ("image_02",), self.start, self.duration, overwrite)
+            s = import_kitti_mot(self.src, out, self.sequence, self.cameras or ("image_02",), self.start, self.duration, overwrite,
+                                 panoptic=self.panoptic)
         elif self.format == "av2":
             from tasks.logs.av2 import import_av2
 

@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from scenes.capture import CaptureCamera, CaptureLog, read_image_file
+from scenes.classes import CLASS_IDS, UNLABELLED
 from scenes.errors import InputError
 from scenes.graph import Actor, ActorTrack
 
@@ -41,6 +42,17 @@ def points_to_rays(xyz: np.ndarray) -> np.ndarray:
     r = np.linalg.norm(xyz, axis=1)
     ok = r > 1e-3
     return np.concatenate([xyz[ok] / r[ok, None], r[ok, None]], axis=1).astype(np.float32)
+
+
+def class_lut(classes: dict[int, str | None], size: int = 256) -> np.ndarray:
+    """A dataset's label ids -> nerfsim class ids (`scenes.classes`) as a lookup table ``[size]``
+    (uint8): ``classes`` maps each id to a class name, or None for an id nerfsim has no class for;
+    those and every id not in ``classes`` are `scenes.classes.UNLABELLED`."""
+    lut = np.full(size, UNLABELLED, np.uint8)
+    for label, name in classes.items():
+        if name is not None and label < size:
+            lut[label] = CLASS_IDS[name]
+    return lut
 
 
 SKY_MIN_ELEVATION_DEG = 2.0

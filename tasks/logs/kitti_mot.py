@@ -24,10 +24,18 @@ Conventions, KITTI's:
 - Classes: Car, Van, Truck -> car; Pedestrian, Person_sitting -> pedestrian; Cyclist, Tram, Misc,
   DontCare are not actors (counted in the import summary).
 
+Semantic labels come from KITTI-STEP (the panoptic labels of the tracking sequences, for
+``image_02``): ``panoptic_maps/{train,val}/SEQ/000000.png``, RGB, red the class (Cityscapes' 19
+train ids: 0 road, 1 sidewalk, 2 building, 3 wall, 5 pole, 8 vegetation, 10 sky, 11 person, 13 car,
+14 truck, 15 bus...; 255 void), green * 256 + blue the instance. `STEP_CLASSES` maps them to
+nerfsim's; a frame without a map, and classes nerfsim has none for, are unlabelled.
+
 The exporter writes a capture log's pinhole camera as ``image_02`` (the rectified camera 0 itself:
 ``R_rect`` = I, ``P2 = [K | 0]``), the ego poses as OXTS, every actor whose box is in the image as a
 label line (6 decimals; ``occluded`` 3 = unknown, no rendering here), the LiDAR returns as Velodyne
-points (reflectance 0).
+points (reflectance 0), and a log's semantic labels as KITTI-STEP panoptic maps in
+``kitti-step/panoptic_maps/train/SEQ/`` beside ``training/`` (lane markings as road: STEP has no
+such class; instance 0).
 """
 
 from __future__ import annotations
@@ -44,7 +52,9 @@ from scenes.graph import Actor, SceneGraph
 from scenes.progress import JobProgress
 from scenes.transforms import make_pose
 from sensors.boxes import BoxLabel, amodal_box, kitti_box_to_cam, kitti_pose
-from tasks.logs.common import ImportSummary, SceneExtent, actor_from_boxes, export_atomically, read_point_file, read_rgb, rpy_matrix
+from scenes.classes import CLASS_IDS, UNLABELLED
+from tasks.logs.common import (ImportSummary, SceneExtent, actor_from_boxes, class_lut, export_atomically, read_point_file, read_rgb,
+                               rpy_matrix)
 from tasks.scenarios.labels import kitti_tracking_lines, parse_kitti_tracking_line
 
 FPS = 10.0
@@ -53,6 +63,12 @@ CLASS_MAP = {"Car": "car", "Van": "car", "Truck": "car", "Pedestrian": "pedestri
 HDL64 = {"n_beams": 64, "min_elevation_deg": -24.9, "max_elevation_deg": 2.0, "n_azimuth": 2048, "max_range": 120.0,
          "elevations_deg": None}
 """The scan pattern of KITTI's Velodyne HDL-64E (what LiDAR renders of an imported drive use)."""
+STEP_CLASSES = {0: "road", 1: "sidewalk", 2: "building", 3: "building", 5: "pole", 8: "tree", 10: "sky", 11: "pedestrian",
+                13: "car", 14: "car", 15: "car"}
+"""nerfsim class of each KITTI-STEP class id (walls count as buildings); the rest (fence, traffic
+light and sign, terrain, rider, train, motorcycle, bicycle, 255 void) is unlabelled."""
+STEP_ID_OF_CLASS = {"road": 0, "lane_marking": 0, "sidewalk": 1, "building": 2, "pole": 5, "tree": 8, "sky": 10, "pedestrian": 11, "car": 13}
+"""What the exporter writes for each nerfsim class."""
 
 
 # ---- OXTS <-> poses (KITTI devkit convention) -------------------------------------------------------
@@ -169,8 +185,23 @@ def _write_sequence(log: CaptureLog, spec: CaptureCamera, root: Path, sequence: 
         pts.tofile(root / "velodyne" / sequence / f"{i:06d}.bin")
         labels += kitti_tracking_lines(i, _frame_boxes(log, f, spec), track_ids, decimals=6)
     (root / "label_02" / f"{sequence}.txt").write_text("".join(line + "\n" for line in labels))
+    if log.has_semantics:
+        _write_panoptic_maps(log, spec, root.parent / "kitti-step" / "panoptic_maps" / "train" / sequence)
     oxts = poses_to_oxts(np.stack([f.T_world_ego for f in log.frames]))
     (root / "oxts" / f"{sequence}.txt").write_text("".join(" ".join(repr(float(v)) for v in row) + "\n" for row in oxts))
+
+
+def _write_panoptic_maps(log: CaptureLog, spec: CaptureCamera, folder: Path) -> None:
+    """The log's labels of camera ``spec`` as KITTI-STEP panoptic maps (red the class, instance 0)."""
+    import imageio.v3 as iio
+
+    lut = np.full(256, 255, np.uint8)
+    for name, step_id in STEP_ID_OF_CLASS.items():
+        lut[CLASS_IDS[name]] = step_id
+    folder.mkdir(parents=True)
+    for i, f in enumerate(log.frames):
+        red = lut[log.load_semantic(f.semantic_paths[spec.name])]
+        iio.imwrite(folder / f"{i:06d}.png", np.stack([red, np.zeros_like(red), np.zeros_like(red)], axis=-1))
 
 
 def _frame_boxes(log: CaptureLog, frame, spec: CaptureCamera) -> list[BoxLabel]:
@@ -206,11 +237,14 @@ def _split_root(src: Path) -> Path:
 
 
 def import_kitti_mot(src: str | Path, out: str | Path, sequence: str = "0000", cameras: tuple[str, ...] = ("image_02",),
-                     start: float = 0.0, duration: float | None = None, overwrite: bool = False) -> ImportSummary:
+                     start: float = 0.0, duration: float | None = None, overwrite: bool = False,
+                     panoptic: str | Path | None = None) -> ImportSummary:
     """Read KITTI tracking sequence ``sequence`` into a capture log at ``out`` (module docstring for
     the conventions): the chosen cameras (``image_02``, ``image_03``), OXTS ego poses, Velodyne
     returns as LiDAR, label tracks as actors (SLERP-interpolated between labelled frames).
-    ``start`` / ``duration`` (seconds) cut a part of the drive."""
+    ``start`` / ``duration`` (seconds) cut a part of the drive. ``panoptic``: KITTI-STEP's folder
+    (holding ``panoptic_maps/``, or that folder itself), whose maps of the sequence become
+    ``image_02``'s semantic labels (the other camera's are unlabelled)."""
     root = _split_root(Path(src))
     calib = parse_tracking_calib(root / "calib" / f"{sequence}.txt")
     oxts_path = root / "oxts" / f"{sequence}.txt"
@@ -233,18 +267,43 @@ def import_kitti_mot(src: str | Path, out: str | Path, sequence: str = "0000", c
     T_ego_lidar = np.linalg.inv(calib["Tr_imu_velo"])
     lidar = {"T_ego_lidar": T_ego_lidar, **HDL64, "returns_only": True}
     specs = [spec for spec, _ in rig]
+    maps = None if panoptic is None else _panoptic_folder(Path(panoptic), sequence, keep)
     extent = SceneExtent()
-    with CaptureLogWriter(out, f"kitti-mot {sequence}", specs, lidar, {}, overwrite) as writer, \
+    with CaptureLogWriter(out, f"kitti-mot {sequence}", specs, lidar, {}, overwrite, semantics=maps is not None) as writer, \
             JobProgress(f"import kitti-mot {sequence}", len(keep)) as bar:
         for n, i in enumerate(keep):
             images = {s.name: read_rgb(root / s.name / sequence / f"{i:06d}.png", s.intrinsics.width, s.intrinsics.height) for s in specs}
+            labels = None if maps is None else {s.name: _step_classes(maps / f"{i:06d}.png", s) for s in specs}
             scan = _velodyne(root, sequence, i)
             extent.add(T_world_imu[i] @ T_ego_lidar, T_world_imu[i][:3, 3], scan)
-            writer.add_frame(times[i] - t0, T_world_imu[i], images, scan)
+            writer.add_frame(times[i] - t0, T_world_imu[i], images, scan, semantics=labels)
             bar.update(n + 1)
         graph = SceneGraph(actors=tuple(actors), aabb=extent.aabb())
         path = writer.close(graph)
     return ImportSummary(path, len(keep), [s.name for s in specs], len(actors), skipped)
+
+
+def _panoptic_folder(src: Path, sequence: str, keep: np.ndarray) -> Path:
+    """The folder of sequence ``sequence``'s KITTI-STEP maps under ``src`` (train or val split),
+    checked to hold a map of at least one of the frames ``keep``."""
+    base = src if src.name == "panoptic_maps" else src / "panoptic_maps"
+    for split in ("train", "val"):
+        folder = base / split / sequence
+        if folder.is_dir():
+            if not any((folder / f"{i:06d}.png").is_file() for i in keep):
+                raise InputError(folder, None, f"no panoptic map of the imported frames ({keep[0]:06d}.png ... {keep[-1]:06d}.png)")
+            return folder
+    raise InputError(base, None, f"no KITTI-STEP panoptic maps of sequence {sequence} (expected train/{sequence}/ or val/{sequence}/)")
+
+
+def _step_classes(path: Path, spec: CaptureCamera) -> np.ndarray:
+    """nerfsim class ids of a KITTI-STEP map for ``image_02`` (all unlabelled for another camera, or
+    a frame without a map)."""
+    K = spec.intrinsics
+    if spec.name != "image_02" or not path.is_file():
+        return np.full((K.height, K.width), UNLABELLED, np.uint8)
+    rgb = read_rgb(path, K.width, K.height)
+    return class_lut(STEP_CLASSES)[rgb[..., 0]]
 
 
 def _camera(root: Path, sequence: str, name: str, calib: dict, T_rect0_imu: np.ndarray) -> tuple[CaptureCamera, int]:

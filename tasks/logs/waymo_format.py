@@ -17,7 +17,7 @@ import numpy as np
 from scenes.classes import CLASS_IDS, UNLABELLED
 from scenes.errors import InputError
 from scenes.transforms import rigid_pose
-from tasks.logs.common import points_to_rays, rpy_matrix
+from tasks.logs.common import class_lut, points_to_rays, rpy_matrix
 
 SEG, TS, CAM, LASER, OBJ = ("key.segment_context_name", "key.frame_timestamp_micros", "key.camera_name", "key.laser_name",
                             "key.laser_object_id")
@@ -266,11 +266,7 @@ class SegmentationLabels:
             raise InputError(self.path, f"{SEGL}.panoptic_label", f"{where}: a {'x'.join(map(str, panoptic.shape[::-1]))} label, "
                                                                   f"the calibration says {shape[1]}x{shape[0]}")
         types = panoptic.astype(np.int64) // divisor
-        lut = np.full(max(int(types.max()) + 1, len(SEGMENTATION_CLASSES)), UNLABELLED, np.uint8)
-        for waymo_type, name in SEGMENTATION_CLASSES.items():
-            if name is not None:
-                lut[waymo_type] = CLASS_IDS[name]
-        return lut[types], types == EGO_VEHICLE_TYPE
+        return class_lut(SEGMENTATION_CLASSES, max(int(types.max()) + 1, 256))[types], types == EGO_VEHICLE_TYPE
 
 
 # ---- the TOP laser ----------------------------------------------------------------------------------

@@ -86,6 +86,63 @@ def test_round_trip_poses_calibration_images_lidar_tracks(native, exported, tmp_
             assert rotation_angle_deg(T_true[:3, :3], T_back[:3, :3]) < 0.01
 
 
+STEP_ID = {0: 10, 1: 0, 2: 0, 3: 1, 4: 2, 5: 5, 6: 8, 7: 13, 8: 11}
+"""nerfsim class id (sky, road, lane_marking, sidewalk, building, pole, tree, car, pedestrian) -> KITTI-STEP's
+(sky 10, road 0 (lane markings too: STEP has no such class), sidewalk 1, building 2, pole 5, vegetation 8,
+car 13, person 11)."""
+
+
+def test_semantic_labels_go_out_as_kitti_step_panoptic_maps_and_come_back(native, exported, tmp_path):
+    import imageio.v3 as iio
+
+    from scenes.classes import CLASS_IDS
+
+    log = read_capture_log(native)
+    maps = exported / "kitti-step" / "panoptic_maps" / "train" / "0003"
+    assert len(list(maps.glob("*.png"))) == len(log.frames)
+    for i in (0, 11):
+        labels = log.load_semantic(log.frames[i].semantic_paths["front"])
+        rgb = np.asarray(iio.imread(maps / f"{i:06d}.png"))
+        assert np.array_equal(rgb[..., 0], np.vectorize(STEP_ID.get)(labels)) and not rgb[..., 1:].any()
+    back = read_capture_log(import_kitti_mot(exported, tmp_path / "back", "0003", panoptic=exported / "kitti-step").log)
+    for f, g in zip(log.frames, back.frames):
+        expected = log.load_semantic(f.semantic_paths["front"]).copy()
+        expected[expected == CLASS_IDS["lane_marking"]] = CLASS_IDS["road"]
+        assert np.array_equal(back.load_semantic(g.semantic_paths["image_02"]), expected)
+    assert not read_capture_log(import_kitti_mot(exported, tmp_path / "none", "0003").log).has_semantics
+
+
+def test_kitti_step_classes_map_to_nerfsim_and_missing_maps_are_unlabelled(exported, tmp_path):
+    """Hand-made maps: a truck (14, instance 3) is a car, a wall (3) a building, a rider (12) and void
+    (255) unlabelled; a frame without a map is unlabelled; a map of the wrong size or of no frame of
+    the sequence is refused naming the file."""
+    import imageio.v3 as iio
+
+    from scenes.classes import CLASS_IDS, UNLABELLED
+
+    src = tmp_path / "src"
+    shutil.copytree(exported, src)
+    maps = src / "kitti-step" / "panoptic_maps" / "train" / "0003"
+    h, w = np.asarray(iio.imread(maps / "000000.png")).shape[:2]
+    hand = np.zeros((h, w, 3), np.uint8)  # road
+    hand[:5, :, 0], hand[5:10, :, 0], hand[5:10, :, 2], hand[10:15, :, 0], hand[15:20, :, 0], hand[20:25, :, 0] = 3, 14, 3, 12, 255, 10
+    iio.imwrite(maps / "000000.png", hand)
+    (maps / "000001.png").unlink()
+    back = read_capture_log(import_kitti_mot(src, tmp_path / "back", "0003", duration=0.2, panoptic=src / "kitti-step" / "panoptic_maps").log)
+    first = back.load_semantic(back.frames[0].semantic_paths["image_02"])
+    assert (first[:5] == CLASS_IDS["building"]).all() and (first[5:10] == CLASS_IDS["car"]).all()
+    assert (first[10:20] == UNLABELLED).all() and (first[20:25] == CLASS_IDS["sky"]).all() and (first[25:] == CLASS_IDS["road"]).all()
+    assert (back.load_semantic(back.frames[1].semantic_paths["image_02"]) == UNLABELLED).all()
+    iio.imwrite(maps / "000002.png", hand[:8])
+    with pytest.raises(InputError, match="000002.png.*calibration says"):
+        import_kitti_mot(src, tmp_path / "small", "0003", panoptic=src / "kitti-step")
+    assert not (tmp_path / "small").exists()
+    with pytest.raises(InputError, match="no KITTI-STEP panoptic maps of sequence 0003"):
+        import_kitti_mot(src, tmp_path / "elsewhere", "0003", panoptic=tmp_path)
+    with pytest.raises(InputError, match="no panoptic map of the imported frames"):
+        import_kitti_mot(src, tmp_path / "later", "0003", start=0.1, duration=0.0, panoptic=src / "kitti-step")
+
+
 def test_start_and_duration_cut_the_drive(exported, tmp_path):
     summary = import_kitti_mot(exported, tmp_path / "cut", "0003", start=0.5, duration=0.6)
     back = read_capture_log(summary.log)
