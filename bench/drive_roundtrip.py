@@ -1,7 +1,7 @@
 """A built-in log through a driving dataset's format and back, then trained (issue 21): does an
 imported drive train as well as the native log?
 
-The default world's log is exported (``--format nuscenes`` or ``waymo``), imported back with
+The default world's log is exported (``--format nuscenes``, ``waymo`` or ``av2``), imported back with
 `nerfsim import`'s function, trained for ``--seconds``, and scored like `bench.log_effects` (24 novel
 views: held-out rig cameras 1 m up / 1 m left, against the twin). What the round trip loses is part
 of the answer: semantic labels (nuScenes carries none; Waymo's camera_segmentation does), LiDAR
@@ -9,6 +9,10 @@ misses (datasets store returns only), the scene box (the importer measures it fr
 actor ids (nuScenes' are tokens), image quality (Waymo's images are JPEG).
 
     python -m bench.drive_roundtrip --native-log /tmp/q/le/log_pinhole --seconds 240 --work /tmp/q/rt
+    python -m bench.drive_roundtrip --native-log LOG --format waymo --set steps=1400 --set max_seconds=1e9 --work W
+
+(a fixed step count instead of a time budget: runs that compare formats then do not depend on how
+busy the machine was).
 
 Where the round trip's loss comes from: ``--native-without semantics`` (and / or ``lidar-misses``)
 trains the *native* log with that taken out instead (no export), so each piece's share shows;
@@ -62,13 +66,15 @@ def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, 
     from sim.train import TrainConfig
     from tasks.eval.evaluate import novel_cameras
     from tasks.eval.metrics import depth_abs_rel, psnr
+    from tasks.logs.av2 import export_av2, import_av2
     from tasks.logs.nuscenes import export_nuscenes, import_nuscenes
     from tasks.logs.waymo import export_waymo, import_waymo
     from tasks.pipeline import load_scene, train_scene, world_config_from_dict
 
-    formats = {"nuscenes": (export_nuscenes, import_nuscenes), "waymo": (export_waymo, import_waymo)}
+    formats = {"nuscenes": (export_nuscenes, import_nuscenes), "waymo": (export_waymo, import_waymo),
+               "av2": (lambda log, out: export_av2(log, out, progress=False), lambda src, out, overwrite: import_av2(src, out, overwrite=overwrite))}
     if fmt not in formats and fmt != "native":
-        raise SystemExit("only --format nuscenes or waymo keeps the whole rig (KITTI tracking has one forward stereo pair)")
+        raise SystemExit("only --format nuscenes, waymo or av2 keeps the whole rig (KITTI tracking has one forward stereo pair)")
     log = read_capture_log(native)
     if train_log is not None:  # a log made by hand (e.g. an import with another scene box), scored like the rest
         imported = train_log
@@ -101,7 +107,7 @@ def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--native-log", type=Path, required=True, help="a capture log of the built-in world")
-    ap.add_argument("--format", default="nuscenes", choices=("nuscenes", "waymo", "native"),
+    ap.add_argument("--format", default="nuscenes", choices=("nuscenes", "waymo", "av2", "native"),
                     help="the dataset format of the round trip; native: train the native log itself (the reference)")
     ap.add_argument("--seconds", type=float, default=240.0)
     ap.add_argument("--work", type=Path, default=Path("bench/out/drive_roundtrip"))
