@@ -379,7 +379,8 @@ def _image_times_and_poses(path: Path, images: RowIndex, frames: list[int], ids:
             if meta is None:
                 raise InputError(path, CAM, f"frame {ts} has no image of camera {name}")
             t_pose, m = meta[f"{IMG}.pose_timestamp"], meta[f"{IMG}.pose.transform"]
-            t = (ts - base) / 1e6 if t_pose is None else t_pose - base / 1e6
+            # pose_timestamp: float seconds since the epoch, whose float64 keeps ~0.2 us: back to Waymo's microseconds
+            t = (ts - base) / 1e6 if t_pose is None else (round(t_pose * 1e6) - base) / 1e6
             T = poses[ts] if m is None else transform_of(m, path, f"{IMG}.pose.transform", f"frame {ts} camera {name}")
             if name in last and t <= last[name]:
                 raise InputError(path, f"{IMG}.pose_timestamp", f"camera {name}: images out of time order at frame {ts}")

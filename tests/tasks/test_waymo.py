@@ -175,7 +175,7 @@ def test_round_trip_cameras_times_poses_images_lidar_tracks(native, imported):
         assert abs(f.time - g.time) < 1e-6 and np.allclose(f.T_world_ego, g.T_world_ego, atol=1e-9)
         for c in log.cameras:
             assert np.allclose(f.T_world_cams[c.name], g.T_world_cams[NAMES[c.name]], atol=1e-9)
-            assert abs(back.camera(g, NAMES[c.name]).time - f.time) < 1e-6
+            assert back.camera(g, NAMES[c.name]).time == pytest.approx(f.time, abs=1e-9)  # microseconds, not float epoch seconds
             a, b = log.load_image(f.image_paths[c.name]), back.load_image(g.image_paths[NAMES[c.name]])
             assert np.abs(a - b).mean() < 0.02 and 10 * np.log10(1 / np.mean((a - b) ** 2)) > 30  # JPEG quality 95
     for i in (0, 9, 20):
