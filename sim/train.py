@@ -297,8 +297,8 @@ def _semantic_loss(out: dict, labels: Tensor, classes: tuple[str, ...]) -> Tenso
 
 
 def _actor_mask_loss(out: dict, labels: Tensor) -> Tensor:
-    """Mean squared error between each labelled camera ray's actor-owned weight (`NeuralScene.render_rays`'
-    ``owner_weights`` past column 0) and its pixel's label being an actor class."""
+    """Squared error of each labelled camera ray's actor-owned weight (``owner_weights`` past column 0)
+    against its label being an actor class, over all the batch's rays (unlabelled ones add nothing)."""
     is_actor = torch.zeros(256, dtype=torch.bool, device=labels.device)
     is_actor[[CLASS_IDS[c] for c in ACTOR_CLASSES]] = True
     labelled = labels != UNLABELLED

@@ -55,6 +55,16 @@ def class_lut(classes: dict[int, str | None], size: int = 256) -> np.ndarray:
     return lut
 
 
+def label_lut(ids_of_class: dict[str, int], unlabelled: int, dtype=np.uint8) -> np.ndarray:
+    """nerfsim class ids -> a dataset's label ids ``[256]`` (the exporters' side of `class_lut`):
+    ``ids_of_class`` maps class names to ids; every other id (`scenes.classes.UNLABELLED` too) gets
+    ``unlabelled``."""
+    lut = np.full(256, unlabelled, dtype)
+    for name, label in ids_of_class.items():
+        lut[CLASS_IDS[name]] = label
+    return lut
+
+
 SKY_MIN_ELEVATION_DEG = 2.0
 """`sky_misses`: beams at least this far above the LiDAR's horizon count as looking at the sky."""
 

@@ -52,9 +52,9 @@ from scenes.graph import Actor, SceneGraph
 from scenes.progress import JobProgress
 from scenes.transforms import make_pose
 from sensors.boxes import BoxLabel, amodal_box, kitti_box_to_cam, kitti_pose
-from scenes.classes import CLASS_IDS, UNLABELLED
-from tasks.logs.common import (ImportSummary, SceneExtent, actor_from_boxes, class_lut, export_atomically, read_point_file, read_rgb,
-                               rpy_matrix)
+from scenes.classes import UNLABELLED
+from tasks.logs.common import (ImportSummary, SceneExtent, actor_from_boxes, class_lut, export_atomically, label_lut, read_point_file,
+                               read_rgb, rpy_matrix)
 from tasks.scenarios.labels import kitti_tracking_lines, parse_kitti_tracking_line
 
 FPS = 10.0
@@ -195,9 +195,7 @@ def _write_panoptic_maps(log: CaptureLog, spec: CaptureCamera, folder: Path) -> 
     """The log's labels of camera ``spec`` as KITTI-STEP panoptic maps (red the class, instance 0)."""
     import imageio.v3 as iio
 
-    lut = np.full(256, 255, np.uint8)
-    for name, step_id in STEP_ID_OF_CLASS.items():
-        lut[CLASS_IDS[name]] = step_id
+    lut = label_lut(STEP_ID_OF_CLASS, 255)
     folder.mkdir(parents=True)
     for i, f in enumerate(log.frames):
         red = lut[log.load_semantic(f.semantic_paths[spec.name])]

@@ -14,10 +14,10 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from scenes.classes import CLASS_IDS, UNLABELLED
+from scenes.classes import UNLABELLED
 from scenes.errors import InputError
 from scenes.transforms import rigid_pose
-from tasks.logs.common import class_lut, points_to_rays, rpy_matrix
+from tasks.logs.common import class_lut, label_lut, points_to_rays, rpy_matrix
 
 SEG, TS, CAM, LASER, OBJ = ("key.segment_context_name", "key.frame_timestamp_micros", "key.camera_name", "key.laser_name",
                             "key.laser_object_id")
@@ -225,9 +225,7 @@ def _pixel_directions(rows: np.ndarray, cols: np.ndarray, width: int, extrinsic:
 # ---- camera segmentation (panoptic labels) ----------------------------------------------------------
 def panoptic_png(classes: np.ndarray) -> bytes:
     """A 16-bit PNG of ``type * PANOPTIC_DIVISOR`` for nerfsim class ids ``[H, W]`` (unlabelled: TYPE_UNDEFINED)."""
-    lut = np.zeros(256, np.uint16)
-    for name, waymo_type in SEGMENTATION_TYPE_OF_CLASS.items():
-        lut[CLASS_IDS[name]] = waymo_type * PANOPTIC_DIVISOR
+    lut = label_lut({name: t * PANOPTIC_DIVISOR for name, t in SEGMENTATION_TYPE_OF_CLASS.items()}, 0, np.uint16)
     return iio.imwrite("<bytes>", lut[classes], extension=".png")
 
 
