@@ -33,8 +33,9 @@ Import: a frame per LiDAR sweep, with each camera's image nearest to it (within 
 synchronisation tolerance) at that image's own time; the ego pose at any time is the pose table's row
 at that timestamp, or SLERP between its neighbours. Both LiDARs' returns become rays from
 ``up_lidar`` (the capture log's one LiDAR): down_lidar returns keep their exact end points, their
-rays start centimetres from where they did. Annotations become an actor track per ``track_uuid``
-in the city frame (SLERP between annotated sweeps). The ring cameras fire at 20 Hz, twice per
+rays start centimetres from where they did; the upward beams' empty rays (the sky) are rebuilt
+from the returns' ``laser_number`` (`tasks.logs.common.sky_misses`). Annotations become an actor
+track per ``track_uuid`` in the city frame (SLERP between annotated sweeps). The ring cameras fire at 20 Hz, twice per
 sweep: ``between_sweeps`` also imports the images between two sweeps (outside both sweeps' 25 ms),
 as frames of their own without a LiDAR sweep (a frame per such image of the first camera, with
 every camera's image nearest to it).
@@ -63,7 +64,7 @@ from scenes.errors import InputError
 from scenes.graph import Actor, ActorTrack, SceneGraph
 from scenes.progress import JobProgress
 from scenes.transforms import invert_pose, make_pose, matrix_to_quat, quat_to_matrix
-from tasks.logs.common import ImportSummary, SceneExtent, actor_from_boxes, export_atomically, read_rgb
+from tasks.logs.common import ImportSummary, SceneExtent, actor_from_boxes, export_atomically, read_rgb, sky_misses
 
 POSES = "city_SE3_egovehicle.feather"
 EXTRINSICS = "calibration/egovehicle_SE3_sensor.feather"
@@ -365,12 +366,16 @@ def _rig(root: Path, names: list[str]) -> tuple[list[CaptureCamera], np.ndarray]
 
 def _sweep(path: Path, T_lidar_ego: np.ndarray) -> np.ndarray:
     """A sweep (ego-frame points) as capture-log rows ``[N, 4]`` from the LiDAR at ``T_lidar_ego``
-    (points at the sensor itself are dropped)."""
-    c = _read_table(path, {"x": "float", "y": "float", "z": "float"})
+    (points at the sensor itself are dropped), then its upward beams' empty rays rebuilt from the
+    returns' ``laser_number`` (`tasks.logs.common.sky_misses`; both LiDARs' lasers seen from
+    up_lidar, as ``av2``'s own range view takes them)."""
+    c = _read_table(path, {"x": "float", "y": "float", "z": "float", "laser_number": "int"})
     xyz = np.stack([c["x"], c["y"], c["z"]], axis=1) @ T_lidar_ego[:3, :3].T + T_lidar_ego[:3, 3]
     r = np.linalg.norm(xyz, axis=1)
     ok = r > 1e-3
-    return np.concatenate([xyz[ok] / r[ok, None], r[ok, None]], axis=1).astype(np.float32)
+    dirs = xyz[ok] / r[ok, None]
+    returns = np.concatenate([dirs, r[ok, None]], axis=1).astype(np.float32)
+    return np.concatenate([returns, sky_misses(dirs, c["laser_number"][ok])])
 
 
 def import_av2(src: str | Path, out: str | Path, log_id: str | None = None, cameras: tuple[str, ...] | None = None,

@@ -1,7 +1,7 @@
 """Argoverse 2 export and import: a built-in log (one camera firing 20 ms after the others, as a
 recorded rig does) written as an AV2 sensor log opens in the official ``av2`` API with every ego
 pose, calibration, box and sweep equal to the log's, comes back through the importer unchanged
-(images up to JPEG), and broken logs stop with the file and field named, writing nothing."""
+(images up to JPEG; the upward beams' empty rays rebuilt from the laser numbers), and broken logs stop with the file and field named, writing nothing."""
 
 import shutil
 from types import SimpleNamespace
@@ -126,9 +126,15 @@ def test_round_trip_through_the_importer(staggered, exported, tmp_path):
             assert diff.mean() < 1 / 255 and diff.max() <= 8 / 255
         o, d, r = log.lidar_rays(f)
         o2, d2, r2 = back.lidar_rays(g)
-        hit = np.isfinite(r)
-        assert np.allclose(r[hit], r2, atol=1e-3) and np.allclose(d[hit], d2, atol=1e-5)
-        assert np.allclose(o[hit] + d[hit] * r[hit, None], o2 + d2 * r2[:, None], atol=1e-3)
+        hit, hit2 = np.isfinite(r), np.isfinite(r2)
+        assert np.allclose(r[hit], r2[hit2], atol=1e-3) and np.allclose(d[hit], d2[hit2], atol=1e-5)
+        assert np.allclose(o[hit] + d[hit] * r[hit, None], o2[hit2] + d2[hit2] * r2[hit2, None], atol=1e-3)
+        # the upward beams' empty rays come back from the returns' laser_number (AV2 keeps returns only)
+        pattern = hit.reshape(int(log.lidar["n_beams"]), -1)  # beam-major
+        alone = (~pattern & ~np.roll(pattern, 1, axis=1) & ~np.roll(pattern, -1, axis=1)).reshape(-1)
+        up_miss = alone & (d @ f.T_world_lidar[:3, 2] > np.sin(np.radians(2.0)))
+        assert (~hit2).sum() == up_miss.sum() > 0
+        assert np.abs(d2[~hit2] @ d[up_miss].T).max(1).min() > 1 - 1e-6
     assert summary.actors == len(back.scene.actors) == len([a for a in log.scene.actors if a.class_name in ("car", "pedestrian")])
     for actor in back.scene.actors:  # matched by their pose at the first sweep
         T0 = actor.track.pose_at(0.0)
