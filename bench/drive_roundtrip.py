@@ -16,7 +16,8 @@ busy the machine was).
 
 Where the round trip's loss comes from: ``--native-without semantics`` (and / or ``lidar-misses``)
 trains the *native* log with that taken out instead (no export), so each piece's share shows;
-``--format native`` trains the native log itself (the reference, to run in the same hour).
+``--format native`` trains the native log itself (the reference, to run in the same hour);
+``--score-scene DIR`` only scores a scene trained before (PSNR on actors, other surfaces, sky too).
 """
 
 from __future__ import annotations
@@ -58,18 +59,12 @@ def stripped_log(native: Path, work: Path, what: tuple[str, ...]) -> Path:
 
 def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, ...] = (), train_settings: dict | None = None,
         train_log: Path | None = None) -> dict:
-    from scenes.camera import Camera
     from scenes.capture import read_capture_log
-    from scenes.twin import Twin
-    from scenes.world import build_world
-    from sim.render import render_camera
     from sim.train import TrainConfig
-    from tasks.eval.evaluate import novel_cameras
-    from tasks.eval.metrics import depth_abs_rel, psnr
     from tasks.logs.av2 import export_av2, import_av2
     from tasks.logs.nuscenes import export_nuscenes, import_nuscenes
     from tasks.logs.waymo import export_waymo, import_waymo
-    from tasks.pipeline import load_scene, train_scene, world_config_from_dict
+    from tasks.pipeline import train_scene
 
     formats = {"nuscenes": (export_nuscenes, import_nuscenes), "waymo": (export_waymo, import_waymo),
                "av2": (lambda log, out: export_av2(log, out, progress=False), lambda src, out, overwrite: import_av2(src, out, overwrite=overwrite))}
@@ -86,22 +81,44 @@ def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, 
         export, import_ = formats[fmt]
         imported = import_(export(log, work / "exported"), work / "imported", overwrite=True).log
     stats = train_scene(imported, work / "scene", TrainConfig(**{"steps": 100_000, "max_seconds": seconds, **(train_settings or {})}), holdout_every=10)
-    scene = load_scene(work / "scene")
+    scores = score(work / "scene", log)
+    channels = sorted(c.name for c in read_capture_log(imported).cameras)
+    name = str(train_log) if train_log is not None else fmt if not without else "native without " + " and ".join(without)
+    return {"format": name, "steps": stats.get("steps"), "rays_per_s": stats.get("rays_per_s"), **scores, "imported_cameras": channels,
+            "native_aabb": [list(log.scene.aabb[0]), list(log.scene.aabb[1])]}
+
+
+def score(scene_dir: Path, log) -> dict:
+    """A trained scene scored on the native log's 24 novel views against the twin: mean PSNR and
+    depth AbsRel, and PSNR on the pixels of actors, of other surfaces and of the sky (the twin's
+    instance mask and depth; MSE averaged over the views)."""
+    from scenes.camera import Camera
+    from scenes.twin import Twin
+    from scenes.world import build_world
+    from sim.render import render_camera
+    from tasks.eval.evaluate import novel_cameras
+    from tasks.eval.metrics import depth_abs_rel, psnr
+    from tasks.pipeline import load_scene, world_config_from_dict
+
+    scene = load_scene(scene_dir)
     twin = Twin(build_world(world_config_from_dict(log.world["config"])))
     # The native log's novel cameras; the imported scene's actors are the same boxes at the same
     # times under other ids, so the native graph (with the twin) is the ground truth.
     cams = [Camera(c.intrinsics, c.T_world_cam, c.time, c.name) for c in novel_cameras(log, 10, 4)]
-    ps, ab, truth = [], [], log.scene
+    ps, ab, mse = [], [], {"actors": [], "surfaces": [], "sky": []}
     for cam in cams:
         r = render_camera(scene.model, cam, scene.graph.at(cam.time))
-        g = twin.render(cam, truth.at(cam.time))
+        g = twin.render(cam, log.scene.at(cam.time))
         ps.append(psnr(r["rgb"], g["rgb"]))
         ab.append(depth_abs_rel(r["depth"], g["depth"]))
-    channels = sorted(c.name for c in read_capture_log(imported).cameras)
-    name = str(train_log) if train_log is not None else fmt if not without else "native without " + " and ".join(without)
-    return {"format": name, "steps": stats.get("steps"), "rays_per_s": stats.get("rays_per_s"), "novel_psnr": float(np.mean(ps)),
-            "novel_depth_abs_rel": float(np.nanmean(ab)), "n_views": len(cams), "imported_cameras": channels,
-            "imported_aabb": [list(scene.graph.aabb[0]), list(scene.graph.aabb[1])], "native_aabb": [list(log.scene.aabb[0]), list(log.scene.aabb[1])]}
+        err = ((np.asarray(r["rgb"]) - np.asarray(g["rgb"])) ** 2).mean(-1)
+        actor, sky = np.asarray(g["instance"]) > 0, ~np.isfinite(np.asarray(g["depth"]))
+        for region, where in (("actors", actor), ("surfaces", ~actor & ~sky), ("sky", sky)):
+            if where.any():
+                mse[region].append(err[where].mean())
+    regions = {f"psnr_{k}": float(-10 * np.log10(np.mean(v))) for k, v in mse.items() if v}
+    return {"novel_psnr": float(np.mean(ps)), "novel_depth_abs_rel": float(np.nanmean(ab)), "n_views": len(cams), **regions,
+            "imported_aabb": [list(scene.graph.aabb[0]), list(scene.graph.aabb[1])]}
 
 
 def main(argv=None) -> dict:
@@ -115,8 +132,15 @@ def main(argv=None) -> dict:
                     help="train the native log without this instead of the round trip (repeatable)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a TrainConfig setting (repeatable)")
     ap.add_argument("--train-log", type=Path, help="train this capture log instead (an import edited by hand) and score it")
+    ap.add_argument("--score-scene", type=Path, help="only score this trained scene (no export, no training)")
     a = ap.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
+    if a.score_scene is not None:
+        from scenes.capture import read_capture_log
+
+        out = {"scene": str(a.score_scene), **score(a.score_scene, read_capture_log(a.native_log))}
+        print(json.dumps(out))
+        return out
     settings = dict((k, json.loads(v)) for k, v in (item.split("=", 1) for item in a.set))
     out = run(a.native_log, a.work, a.seconds, a.format, tuple(a.native_without), settings, a.train_log)
     out["settings"] = settings
