@@ -58,7 +58,7 @@ def stripped_log(native: Path, work: Path, what: tuple[str, ...]) -> Path:
 
 
 def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, ...] = (), train_settings: dict | None = None,
-        train_log: Path | None = None) -> dict:
+        train_log: Path | None = None, model_overrides: dict | None = None) -> dict:
     from scenes.capture import read_capture_log
     from sim.train import TrainConfig
     from tasks.logs.av2 import export_av2, import_av2
@@ -80,7 +80,8 @@ def run(native: Path, work: Path, seconds: float, fmt: str, without: tuple[str, 
     else:
         export, import_ = formats[fmt]
         imported = import_(export(log, work / "exported"), work / "imported", overwrite=True).log
-    stats = train_scene(imported, work / "scene", TrainConfig(**{"steps": 100_000, "max_seconds": seconds, **(train_settings or {})}), holdout_every=10)
+    stats = train_scene(imported, work / "scene", TrainConfig(**{"steps": 100_000, "max_seconds": seconds, **(train_settings or {})}), holdout_every=10,
+                        model_overrides=model_overrides)
     scores = score(work / "scene", log)
     channels = sorted(c.name for c in read_capture_log(imported).cameras)
     name = str(train_log) if train_log is not None else fmt if not without else "native without " + " and ".join(without)
@@ -131,6 +132,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--native-without", action="append", choices=("semantics", "lidar-misses"), default=[],
                     help="train the native log without this instead of the round trip (repeatable)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a TrainConfig setting (repeatable)")
+    ap.add_argument("--model", action="append", default=[], metavar="KEY=JSON",
+                    help="a SceneModelConfig setting, nested configs as JSON objects (repeatable), e.g. background='{\"sh_degree\": 1}'")
     ap.add_argument("--train-log", type=Path, help="train this capture log instead (an import edited by hand) and score it")
     ap.add_argument("--score-scene", type=Path, help="only score this trained scene (no export, no training)")
     a = ap.parse_args(argv)
@@ -142,8 +145,9 @@ def main(argv=None) -> dict:
         print(json.dumps(out))
         return out
     settings = dict((k, json.loads(v)) for k, v in (item.split("=", 1) for item in a.set))
-    out = run(a.native_log, a.work, a.seconds, a.format, tuple(a.native_without), settings, a.train_log)
-    out["settings"] = settings
+    model = dict((k, json.loads(v)) for k, v in (item.split("=", 1) for item in a.model))
+    out = run(a.native_log, a.work, a.seconds, a.format, tuple(a.native_without), settings, a.train_log, model)
+    out["settings"], out["model_overrides"] = settings, model
     print(json.dumps(out))
     return out
 

@@ -205,11 +205,19 @@ class RadianceField(nn.Module):
         return in_blocks(self._geometry_block, x01)
 
     def _geometry_block(self, x01: Tensor) -> tuple[Tensor, Tensor]:
+        h = self._density_mlp_out(x01)
+        return trunc_exp(h[:, 0] + self.cfg.density_bias), h[:, 1:]
+
+    def _density_mlp_out(self, x01: Tensor) -> Tensor:
         enc = self.encoding(self._fold(x01))
         if self.level_weights is not None:
             enc = enc * self.level_weights
-        h = self.density_mlp(enc)
-        return trunc_exp(h[:, 0] + self.cfg.density_bias), h[:, 1:]
+        return self.density_mlp(enc)
+
+    def log_density(self, x01: Tensor) -> Tensor:
+        """Natural log of the density ``[N]`` at points ``[N, 3]`` of the unit cube, exact however
+        small the density (its gradient does not vanish with it, as the density's does)."""
+        return self._density_mlp_out(x01)[:, 0] + self.cfg.density_bias
 
     def density(self, x01: Tensor) -> Tensor:
         """Density ``[N]`` at points ``[N, 3]`` of the unit cube."""

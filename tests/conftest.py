@@ -28,6 +28,7 @@ from sim.field import FieldConfig
 
 AABB = ((-4.0, -8.0, -1.0), (14.0, 8.0, 5.0))
 SIGMA = 2000.0
+EMPTY_DENSITY = 1e-6
 # (lo, hi, class) in world metres
 BG_BOXES = [((-4.0, -8.0, -1.0), (14.0, 8.0, 0.0), "road"), ((12.0, -8.0, 0.0), (13.0, 8.0, 5.0), "building"),
             ((4.0, -1.6, 0.0), (4.3, -1.3, 3.0), "pole")]
@@ -49,6 +50,10 @@ class BoxesField(nn.Module):
 
     def density(self, x01):
         return torch.where(self._inside(x01).any(-1), self.sigma, 0.0)
+
+    def log_density(self, x01):
+        """log density, outside the boxes that of ``EMPTY_DENSITY`` (a log has no zero)."""
+        return torch.log(self.density(x01).clamp_min(EMPTY_DENSITY))
 
     def forward(self, x01, dirs):
         inside = self._inside(x01)
