@@ -69,13 +69,15 @@ class TrainConfig:
     line_of_sight_margin: float = 0.2
     """Distance in front of a LiDAR return (metres) where weight is still allowed."""
     lidar_surface_weight: float = 0.1
-    """Weight of the hinge pulling the background's density just behind each LiDAR return up to
-    ``lidar_surface_density`` (`sim.lidar_loss`): without it thin structures (lamp poles, tree
-    trunks) vanish from a log without per-pixel labels (built-in street, 1,400 steps: other
-    surfaces 25.5 -> 26.7 dB; bench/RESULTS.md). 0 = off."""
-    lidar_surface_density: float = 20.0
-    """Density (per metre) the surface hinge asks for behind a return: over ``lidar_surface_depth``
-    an opacity of 1 - exp(-1)."""
+    """Weight of the hinge holding the background's density just behind each LiDAR return at
+    ``lidar_surface_density`` or above (`sim.lidar_loss`): without it thin structures (lamp poles,
+    tree trunks) vanish from a log without per-pixel labels (built-in street, 1,400 steps: other
+    surfaces 25.5 -> 26.9 dB; bench/RESULTS.md). 0 = off."""
+    lidar_surface_density: float = 1.0
+    """Density (per metre) the surface hinge asks for behind a return: enough to keep a measured
+    surface alive (its occupancy cell occupied, its gradient alive) for the photometric and range
+    losses to shape; asking for 20 made the hinge's points behind edge returns (a roof against the
+    sky) visible, and cost the labelled built-in log 0.6 dB."""
     lidar_surface_depth: float = 0.05
     """Depth (metres) behind a return where the surface hinge samples its point (uniformly)."""
     semantic_loss_weight: float = 0.04

@@ -29,7 +29,7 @@ def _rays_to(targets, x_face=None):
     return t(np.broadcast_to(ORIGIN, d.shape).copy()), t(d), t(r)
 
 
-def _hinge(world, o, d, r, t=0.0, u=None, min_density=20.0):
+def _hinge(world, o, d, r, t=0.0, u=None, min_density=1.0):
     actors, _ = actor_rays_for_state(world.model, world.graph.at(t))
     u = torch.full((len(r),), 0.5) if u is None else u
     return float(surface_density(world.model, o, d, r, torch.zeros(len(r), dtype=torch.long), actors, u, 0.05, min_density))
@@ -38,8 +38,8 @@ def _hinge(world, o, d, r, t=0.0, u=None, min_density=20.0):
 def test_surface_hinge_is_zero_behind_returns_on_surfaces_and_full_in_free_space(box_world):
     wall = np.array([[12.0, y, z] for y in (-6.0, -3.0, 3.0, 6.0) for z in (0.5, 2.5, 4.0)])
     o, d, r = _rays_to(wall, x_face=12.0)
-    assert _hinge(box_world, o, d, r, u=torch.rand(len(r))) == 0.0  # the wall's density, 2e3, is above 20
-    full = math.log(20.0 / EMPTY_DENSITY)
+    assert _hinge(box_world, o, d, r, u=torch.rand(len(r))) == 0.0  # the wall's density, 2e3, is above 1
+    full = math.log(1.0 / EMPTY_DENSITY)
     assert abs(_hinge(box_world, o, d, r - 1.0) - full) < 1e-4  # a metre short: free space
     half = r.clone()
     half[::2] -= 1.0
@@ -59,7 +59,7 @@ def test_surface_hinge_leaves_returns_on_actors_to_them(box_world):
     assert inside.all()
     assert _hinge(box_world, o, d, r) == 0.0
     # At t = 2 the car has moved 2 m on: the same points are the background's free space.
-    assert abs(_hinge(box_world, o, d, r, t=2.0) - math.log(20.0 / EMPTY_DENSITY)) < 1e-4
+    assert abs(_hinge(box_world, o, d, r, t=2.0) - math.log(1.0 / EMPTY_DENSITY)) < 1e-4
 
 
 def test_surface_hinge_pulls_an_empty_learned_field_with_unit_slope():
@@ -70,7 +70,7 @@ def test_surface_hinge_pulls_an_empty_learned_field_with_unit_slope():
     bias = model.background.density_mlp[-1].bias
     x01 = model.world_to_unit(o + d * r[:, None])
     assert float(model.background.density(x01).detach().max()) < 1e-12
-    hinge = surface_density(model, o, d, r, torch.zeros(len(r), dtype=torch.long), [], torch.rand(len(r)), 0.05, 20.0)
+    hinge = surface_density(model, o, d, r, torch.zeros(len(r), dtype=torch.long), [], torch.rand(len(r)), 0.05, 1.0)
     (g_hinge,) = torch.autograd.grad(hinge, bias)
     (g_density,) = torch.autograd.grad(-model.background.density(x01).mean(), bias)
     assert abs(float(g_hinge[0]) + 1.0) < 1e-6
@@ -81,7 +81,7 @@ def test_surface_hinge_pulls_an_empty_learned_field_with_unit_slope():
 def test_lidar_loss_adds_the_hinge_only_when_weighted(box_world):
     wall = np.array([[12.0, y, 2.0] for y in (-6.0, -3.0, 0.0)])  # over the car, past the post and the pedestrian
     o, d, r = _rays_to(wall, x_face=12.0)
-    r = r - 1.0  # returns in free space: the hinge is log(20 / 1e-6) each
+    r = r - 1.0  # returns in free space: the hinge is log(1 / 1e-6) each (the default density asked for)
     actors, _ = actor_rays_for_state(box_world.model, box_world.graph.at(0.0))
     with torch.no_grad():
         out = box_world.model.render_rays(o, d, actors)
@@ -90,6 +90,6 @@ def test_lidar_loss_adds_the_hinge_only_when_weighted(box_world):
     stats_on, stats_off = {}, {}
     on = lidar_loss(box_world.model, out, lidar, 0, actors, TrainConfig(lidar_surface_weight=0.1), gen, stats_on)
     off = lidar_loss(box_world.model, out, lidar, 0, actors, TrainConfig(lidar_surface_weight=0.0), gen, stats_off)
-    assert abs(stats_on["lidar_surface"] - math.log(20.0 / EMPTY_DENSITY)) < 1e-4 and "lidar_surface" not in stats_off
+    assert abs(stats_on["lidar_surface"] - math.log(1.0 / EMPTY_DENSITY)) < 1e-4 and "lidar_surface" not in stats_off
     assert abs(float(on - off) - 0.1 * stats_on["lidar_surface"]) < 1e-4
     assert abs(stats_off["depth_l1"] - 1.0) < 0.05  # the rendered depth is the wall's, a metre on
