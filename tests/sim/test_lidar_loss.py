@@ -29,10 +29,10 @@ def _rays_to(targets, x_face=None):
     return t(np.broadcast_to(ORIGIN, d.shape).copy()), t(d), t(r)
 
 
-def _hinge(world, o, d, r, t=0.0, u=None, min_density=1.0):
+def _hinge(world, o, d, r, t=0.0, u=None, min_density=1.0, margin=0.0):
     actors, _ = actor_rays_for_state(world.model, world.graph.at(t))
     u = torch.full((len(r),), 0.5) if u is None else u
-    return float(surface_density(world.model, o, d, r, torch.zeros(len(r), dtype=torch.long), actors, u, 0.05, min_density))
+    return float(surface_density(world.model, o, d, r, torch.zeros(len(r), dtype=torch.long), actors, u, 0.05, min_density, margin))
 
 
 def test_surface_hinge_is_zero_behind_returns_on_surfaces_and_full_in_free_space(box_world):
@@ -60,6 +60,13 @@ def test_surface_hinge_leaves_returns_on_actors_to_them(box_world):
     assert _hinge(box_world, o, d, r) == 0.0
     # At t = 2 the car has moved 2 m on: the same points are the background's free space.
     assert abs(_hinge(box_world, o, d, r, t=2.0) - math.log(1.0 / EMPTY_DENSITY)) < 1e-4
+    # Returns 30 cm short of the car's rear (a box logged that far off): the background's with no
+    # margin, the car's within a 0.5 m one.
+    rear = np.array([[6.0 - 2.0 * np.cos(np.radians(10)) - 0.3, -1.0, 0.75]])
+    o, d, r = _rays_to(rear)
+    assert not box_world.model._inside_actor_boxes(o + d * r[:, None], torch.zeros(1, dtype=torch.long), actors).any()
+    assert abs(_hinge(box_world, o, d, r) - math.log(1.0 / EMPTY_DENSITY)) < 1e-4
+    assert _hinge(box_world, o, d, r, margin=0.5) == 0.0
 
 
 def test_surface_hinge_pulls_an_empty_learned_field_with_unit_slope():
