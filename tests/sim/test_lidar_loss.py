@@ -53,7 +53,7 @@ def test_surface_hinge_leaves_returns_on_actors_to_them(box_world):
     # background has nothing; counted, they would cost the whole hinge.
     car = np.array([[6.0, -1.0 + dy, 0.75] for dy in (-0.3, 0.0, 0.3)])
     o, d, r = _rays_to(car)
-    r = r - 1.0  # a metre into the box
+    r = r - 1.0  # a metre short of its centre: inside the box
     actors, _ = actor_rays_for_state(box_world.model, box_world.graph.at(0.0))
     inside = box_world.model._inside_actor_boxes(o + d * r[:, None], torch.zeros(3, dtype=torch.long), actors)
     assert inside.all()
