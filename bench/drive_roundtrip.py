@@ -122,6 +122,11 @@ def score(scene_dir: Path, log) -> dict:
             "imported_aabb": [list(scene.graph.aabb[0]), list(scene.graph.aabb[1])]}
 
 
+def key_json(items: list[str]) -> dict:
+    """``KEY=JSON`` command-line items as a dict."""
+    return dict((k, json.loads(v)) for k, v in (item.split("=", 1) for item in items))
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--native-log", type=Path, required=True, help="a capture log of the built-in world")
@@ -144,8 +149,7 @@ def main(argv=None) -> dict:
         out = {"scene": str(a.score_scene), **score(a.score_scene, read_capture_log(a.native_log))}
         print(json.dumps(out))
         return out
-    settings = dict((k, json.loads(v)) for k, v in (item.split("=", 1) for item in a.set))
-    model = dict((k, json.loads(v)) for k, v in (item.split("=", 1) for item in a.model))
+    settings, model = key_json(a.set), key_json(a.model)
     out = run(a.native_log, a.work, a.seconds, a.format, tuple(a.native_without), settings, a.train_log, model)
     out["settings"], out["model_overrides"] = settings, model
     print(json.dumps(out))

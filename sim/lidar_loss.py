@@ -12,9 +12,9 @@ Why the surface hinge: the range and line-of-sight terms reach the density only 
 rendering weights, whose gradient vanishes with the density (``d exp(h) / dh = exp(h)``). A thin
 structure, a lamp pole 16 cm across, is outnumbered by the free-space evidence around it (camera and
 LiDAR rays passing by, in the same coarse hash cells): its density collapses in the first ~100 steps
-and nothing brings it back (measured on the built-in street: the density at the returns on its poles
-went to ~0 by step 100 and stayed there; its lamp poles and tree trunks were missing from every
-novel view). Per-pixel class labels happen to keep such structures alive; a log without labels
+and nothing brings it back (built-in street without labels, `bench.surface_probe`: the density
+behind the returns on its poles is ~0.02 at step 100 and 2.5e-8 at step 400; its lamp poles and tree
+trunks were missing from every novel view). Per-pixel class labels happen to keep such structures alive; a log without labels
 (nuScenes, Argoverse 2, most real drives) had only this. On log density the hinge's gradient is the
 same however empty the field has become. Returns inside an actor's box, or within
 `sim.tracks.TRACK_MARGIN` of it in the ground plane, are the actor's, not the background's, and are

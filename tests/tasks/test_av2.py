@@ -16,6 +16,7 @@ from scenes.errors import InputError
 from scenes.graph import ActorTrack
 from scenes.transforms import rotation_angle_deg
 from tasks.logs.av2 import ANNOTATIONS, BASE_NS, EXTRINSICS, INTRINSICS, POSES, RIG_NAMES, av2_camera_names, export_av2, import_av2
+from tasks.logs.common import SKY_MIN_ELEVATION_DEG
 
 pytest.importorskip("pyarrow")
 LAG = 0.02  # front_left fires this many seconds after the LiDAR and the other cameras
@@ -132,7 +133,7 @@ def test_round_trip_through_the_importer(staggered, exported, tmp_path):
         # the upward beams' empty rays come back from the returns' laser_number (AV2 keeps returns only)
         pattern = hit.reshape(int(log.lidar["n_beams"]), -1)  # beam-major
         alone = (~pattern & ~np.roll(pattern, 1, axis=1) & ~np.roll(pattern, -1, axis=1)).reshape(-1)
-        up_miss = alone & (d @ f.T_world_lidar[:3, 2] > np.sin(np.radians(2.0)))
+        up_miss = alone & (d @ f.T_world_lidar[:3, 2] > np.sin(np.radians(SKY_MIN_ELEVATION_DEG)))
         assert (~hit2).sum() == up_miss.sum() > 0
         assert np.abs(d2[~hit2] @ d[up_miss].T).max(1).min() > 1 - 1e-6
     assert summary.actors == len(back.scene.actors) == len([a for a in log.scene.actors if a.class_name in ("car", "pedestrian")])
